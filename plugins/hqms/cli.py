@@ -1,0 +1,57 @@
+"""``hqms`` command line.
+
+Each sub-command lives in the module that does the work; that module exposes
+``register(subparsers)`` which adds its parser and sets ``func``. Modules are imported only
+when listed here, so ``hqms --help`` stays fast.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+#: Modules that contribute sub-commands, in help order.
+COMMAND_MODULES = (
+    "hqms.config_cli",
+    "hqms.generate.cli",
+    "hqms.intake.cli",
+    "hqms.tran",
+    "hqms.ingest.cli",
+    "hqms.vault",
+    "hqms.marts.cli",
+    "hqms.doctor",
+)
+
+
+class UserError(Exception):
+    """A problem the user can fix; printed without a traceback, exit code 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hqms", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name and name.startswith(exc.name):  # not written yet
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        result = args.func(args)
+    except UserError as exc:
+        print(f"hqms: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
