@@ -16,6 +16,7 @@ COMMAND_MODULES = (
     "hqms.generate.cli",
     "hqms.intake.cli",
     "hqms.tran",
+    "hqms.quality",
     "hqms.ingest.cli",
     "hqms.vault",
     "hqms.marts.cli",
