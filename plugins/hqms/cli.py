@@ -14,6 +14,7 @@ import sys
 COMMAND_MODULES = (
     "hqms.config_cli",
     "hqms.generate.cli",
+    "hqms.embedded_s3",
     "hqms.intake.cli",
     "hqms.tran",
     "hqms.quality",

@@ -24,7 +24,7 @@ from hqms.spec import Column, Dataset, datasets
 SQL_TYPES = {
     "string": "VARCHAR",
     "integer": "BIGINT",
-    "decimal": "DECIMAL(18,2)",
+    "decimal": "DECIMAL(18,4)",
     "date": "DATE",
     "datetime": "TIMESTAMP",
 }

@@ -1,0 +1,1 @@
+"""Ingest: stage, validate, de-identify, merge one landed upload at a time."""
