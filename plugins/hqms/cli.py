@@ -19,8 +19,10 @@ COMMAND_MODULES = (
     "hqms.tran",
     "hqms.quality",
     "hqms.ingest.cli",
+    "hqms.hospitals",
     "hqms.vault",
     "hqms.marts.cli",
+    "hqms.demo",
     "hqms.doctor",
 )
 

@@ -1,0 +1,65 @@
+"""hqms_ingest: every landed upload → validated, de-identified, encrypted, merged (exactly once).
+
+Thin on purpose: the work is in ``hqms.ingest.run``; nothing heavy is imported at parse time.
+One mapped task per upload; the warehouse writers share the one-slot ``hqms_warehouse`` pool
+with the dbt builds, so DuckDB's single-writer lock is never fought over. Each stream's Asset is
+updated when at least one of its uploads was merged; the marts DAGs are scheduled on them.
+"""
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import dag, task
+
+from hqms.assets import STREAM_ASSETS
+
+WAREHOUSE_POOL = "hqms_warehouse"
+
+
+@dag(
+    dag_id="hqms_ingest",
+    schedule=timedelta(minutes=10),
+    start_date=pendulum.datetime(2025, 1, 1, tz="Asia/Shanghai"),
+    catchup=False,
+    max_active_runs=1,
+    tags=["hqms", "ingest"],
+    default_args={"retries": 2, "retry_delay": timedelta(minutes=1)},
+    doc_md=__doc__,
+)
+def hqms_ingest() -> None:
+    @task
+    def claim_uploads() -> list[str]:
+        """Sweep leftovers of finished uploads, then claim landed (and stale) ones."""
+        from hqms.ingest.run import claim
+
+        return claim()
+
+    @task(pool=WAREHOUSE_POOL, map_index_template="{{ task.op_kwargs['upload_id'] }}")
+    def process(upload_id: str) -> dict:
+        from hqms.ingest.run import process_one
+
+        return process_one(upload_id)
+
+    @task
+    def merged_streams(outcomes: list[dict]) -> list[str]:
+        """Streams with at least one upload that put rows into the warehouse."""
+        return sorted({o["stream"] for o in outcomes if o["conforming_count"] > 0})
+
+    outcomes = process.expand(upload_id=claim_uploads())
+    streams = merged_streams(outcomes)
+
+    for stream, asset in STREAM_ASSETS.items():
+
+        @task.short_circuit(task_id=f"changed_{stream}", ignore_downstream_trigger_rules=False)
+        def changed(names: list[str], stream: str = stream) -> bool:
+            return stream in names
+
+        @task(task_id=f"publish_{stream}", outlets=[asset])
+        def publish(stream: str = stream) -> None:
+            """Marks the stream's Asset as updated (the marts DAGs are scheduled on it)."""
+
+        changed(streams) >> publish()
+
+
+hqms_ingest()

@@ -1,0 +1,52 @@
+"""Entry points the ingest DAG calls (kept here so the DAG file stays a thin, fast import)."""
+from __future__ import annotations
+
+import logging
+
+from hqms import config as hqms_config
+from hqms.objectstore import ObjectStore
+from hqms.registry import TERMINAL_STATUSES, Registry
+
+log = logging.getLogger(__name__)
+
+
+def sweep_landing(cfg: hqms_config.Config, registry: Registry, store: ObjectStore) -> int:
+    """Delete plaintext landing objects whose upload already reached a terminal state.
+
+    They exist only when a run died between recording the outcome and deleting the object; the
+    vault copy was verified before the outcome was recorded, so nothing is lost.
+    """
+    removed = 0
+    bucket = cfg.buckets["landing"]
+    for key in list(store.list(bucket)):
+        upload_id = key.rsplit("/", 1)[-1].removesuffix(".zip")
+        upload = registry.get(upload_id)
+        if upload and upload["status"] in TERMINAL_STATUSES:
+            store.delete(bucket, key)
+            removed += 1
+    if removed:
+        log.info("removed %d landing objects of finished uploads", removed)
+    return removed
+
+
+def claim(limit: int | None = None) -> list[str]:
+    """Upload ids to process now (marked ``processing``); stale claims of dead runs included."""
+    cfg = hqms_config.load()
+    registry = Registry.from_config(cfg)
+    sweep_landing(cfg, registry, ObjectStore.from_config(cfg))
+    return [u["upload_id"] for u in registry.claim_pending(limit=limit)]
+
+
+def process_one(upload_id: str) -> dict:
+    """Process one claimed upload; returns counts only (XCom never carries personal data)."""
+    from hqms.ingest.process import process_upload
+
+    outcome = process_upload(upload_id)
+    return {
+        "upload_id": outcome.upload_id,
+        "stream": outcome.stream,
+        "status": outcome.status,
+        "record_count": outcome.record_count,
+        "conforming_count": outcome.conforming_count,
+        "error_count": outcome.error_count,
+    }

@@ -1,0 +1,108 @@
+"""Validate an upload: stage its CSVs, run the Great Expectations suites, list every error.
+
+Used by ingest (before de-identification) and by ``hqms submit --dry-run`` (nothing lands). The
+rules themselves live in the spec and :mod:`hqms.rules`; GX executes them (:mod:`hqms.quality`).
+"""
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+
+from hqms import sqlmacros
+from hqms.ingest.stage import StagedFile, stage_zip
+from hqms.registry import ErrorRecord, mask_value
+from hqms.rules import Check, compile_checks
+
+
+@dataclass
+class ValidationReport:
+    files: list[StagedFile] = field(default_factory=list)
+    errors: list[ErrorRecord] = field(default_factory=list)
+    #: per staged table: number of rows with at least one error (error severity)
+    failing: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def record_count(self) -> int:
+        return sum(f.record_count for f in self.files)
+
+    @property
+    def conforming_count(self) -> int:
+        return sum(self.conforming(f) for f in self.files)
+
+    def conforming(self, sf: StagedFile) -> int:
+        if sf.fatal:
+            return 0
+        return sf.parsed_count - self.failing.get(sf.table, 0)
+
+    @staticmethod
+    def failing_rows_sql(sf: StagedFile) -> str:
+        """Subquery (in the attached ``stage`` database) of the rows that must not go on."""
+        return f"(SELECT _row FROM stage.{failures_table(sf)})"
+
+
+def failures_table(sf: StagedFile) -> str:
+    return f"{sf.table}__failing"
+
+
+def _row_errors(con: duckdb.DuckDBPyConnection, sf: StagedFile, failures: str,
+                checks: dict[str, Check]) -> list[ErrorRecord]:
+    """One ErrorRecord per failing (row, check), value masked when the column is personal."""
+    out: list[ErrorRecord] = []
+    for (column,) in con.execute(f"SELECT DISTINCT \"column\" FROM {failures}").fetchall():
+        if column is None:
+            rows = con.execute(f"SELECT _row, check_id, NULL FROM {failures} WHERE \"column\" IS NULL").fetchall()
+            personal = False
+        else:
+            rows = con.execute(
+                f'SELECT f._row, f.check_id, s."{column}" FROM {failures} f JOIN {sf.table} s USING (_row) '
+                f"WHERE f.\"column\" = ?", [column]).fetchall()
+            personal = sf.dataset.column(column).personal
+        for row, check_id, value in rows:
+            check = checks[check_id]
+            shown = None if value is None else (mask_value(value) if personal else value)
+            out.append(ErrorRecord(file_name=sf.file_name, row=row, column=column, rule=check.rule,
+                                   message_zh=check.zh, message_en=check.en, check_id=check_id,
+                                   value_masked=shown))
+    return out
+
+
+def validate_staged(zip_path: Path, org_code: str, stage_db: Path, work: Path, *,
+                    docs_dir: Path | None, run_id: str) -> ValidationReport:
+    """Stage ``zip_path`` into ``stage_db`` and validate every file; failing rows per file are left
+    in ``<table>__failing`` for the merge step."""
+    from hqms import quality
+
+    report = ValidationReport()
+    con = duckdb.connect(str(stage_db))
+    try:
+        sqlmacros.install(con)
+        report.files = stage_zip(zip_path, org_code, con, work)
+    finally:
+        con.close()
+    for sf in report.files:
+        report.errors.extend(sf.errors)
+        if sf.fatal:
+            continue
+        result = quality.run(stage_db, sf.table, sf.dataset,
+                             docs_dir=docs_dir / sf.table if docs_dir else None, run_id=f"{run_id}-{sf.table}")
+        checks = {c.check_id: c for c in compile_checks(sf.dataset)}
+        con = duckdb.connect(str(stage_db))
+        try:
+            failures = result.failures_table
+            con.execute(f"CREATE OR REPLACE TABLE {failures_table(sf)} AS SELECT DISTINCT _row FROM {failures}")
+            report.failing[sf.table] = con.execute(f"SELECT count(*) FROM {failures_table(sf)}").fetchone()[0]
+            report.errors.extend(_row_errors(con, sf, failures, checks))
+        finally:
+            con.close()
+    report.errors.sort(key=lambda e: (e.file_name, e.row or 0, e.column or "", e.rule))
+    return report
+
+
+def validate_zip(zip_path: Path, org_code: str) -> ValidationReport:
+    """Dry run: validate every file and row of a zip without landing or storing anything."""
+    with tempfile.TemporaryDirectory(prefix="hqms-dryrun-") as tmp:
+        work = Path(tmp)
+        return validate_staged(zip_path, org_code, work / "stage.duckdb", work, docs_dir=None, run_id="dry-run")
