@@ -56,6 +56,8 @@ class Config:
     max_ratio: int = 200
     duckdb_memory_limit: str = "1GB"
     duckdb_threads: int = 2
+    #: A ``processing`` claim older than this is presumed dead (kill -9) and handed out again.
+    stale_claim_seconds: int = 7200
 
     @property
     def embedded_s3(self) -> bool:
@@ -108,6 +110,7 @@ class Config:
                 "max_ratio": self.max_ratio,
             },
             "duckdb": {"memory_limit": self.duckdb_memory_limit, "threads": self.duckdb_threads},
+            "stale_claim_seconds": self.stale_claim_seconds,
         }
 
 
@@ -151,4 +154,5 @@ def load() -> Config:
         max_ratio=int(_env("HQMS_MAX_RATIO", "200") or 200),
         duckdb_memory_limit=_env("HQMS_DUCKDB_MEMORY_LIMIT", "1GB") or "1GB",
         duckdb_threads=int(_env("HQMS_DUCKDB_THREADS", "2") or 2),
+        stale_claim_seconds=int(_env("HQMS_STALE_CLAIM_SECONDS", "7200") or 7200),
     )

@@ -40,17 +40,18 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _ingest(args: argparse.Namespace) -> int:
+    """Operators' path: process one upload that is landed (or stuck processing) right now."""
+    from hqms.cli import UserError
     from hqms.ingest.process import process_upload
     from hqms.registry import Registry
 
     cfg = hqms_config.load()
     registry = Registry.from_config(cfg)
-    claimed = {u["upload_id"] for u in registry.claim_pending()}
-    if args.upload_id not in claimed:
-        upload = registry.get(args.upload_id)
+    upload = registry.get(args.upload_id)
+    if upload is None or upload["status"] not in ("landed", "processing"):
         state = upload["status"] if upload else "unknown"
-        print(json.dumps({"upload_id": args.upload_id, "status": state, "processed": False}))
-        return 1
+        raise UserError(f"upload {args.upload_id} is {state}; only landed or processing uploads can be ingested")
+    registry.set_status(args.upload_id, "processing")
     outcome = process_upload(args.upload_id, cfg)
     print(json.dumps(outcome.__dict__, ensure_ascii=False))
     return 0

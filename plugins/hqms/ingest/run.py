@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 from hqms import config as hqms_config
 from hqms.objectstore import ObjectStore
-from hqms.registry import TERMINAL_STATUSES, Registry
+from hqms.registry import TERMINAL, Registry
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +22,7 @@ def sweep_landing(cfg: hqms_config.Config, registry: Registry, store: ObjectStor
     for key in list(store.list(bucket)):
         upload_id = key.rsplit("/", 1)[-1].removesuffix(".zip")
         upload = registry.get(upload_id)
-        if upload and upload["status"] in TERMINAL_STATUSES:
+        if upload and upload["status"] in TERMINAL:
             store.delete(bucket, key)
             removed += 1
     if removed:
@@ -34,7 +35,8 @@ def claim(limit: int | None = None) -> list[str]:
     cfg = hqms_config.load()
     registry = Registry.from_config(cfg)
     sweep_landing(cfg, registry, ObjectStore.from_config(cfg))
-    return [u["upload_id"] for u in registry.claim_pending(limit=limit)]
+    stale = timedelta(seconds=cfg.stale_claim_seconds)
+    return [u["upload_id"] for u in registry.claim_pending(limit=limit, stale_after=stale)]
 
 
 def process_one(upload_id: str) -> dict:
