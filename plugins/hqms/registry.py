@@ -1,0 +1,326 @@
+"""Upload registry: the system of record for every upload's state and its error list.
+
+SQLAlchemy Core on ``cfg.registry_url``: a SQLite file under HQMS_HOME by default (WAL + busy
+timeout, so many CLI/Airflow processes submit and read at once), Postgres in production. It is
+deliberately not the DuckDB warehouse: DuckDB admits one writing process, and a hospital's submit
+or a data manager's ``hqms uploads`` must never wait for (or fail because of) an ingest.
+
+Timestamps are stored as ISO-8601 UTC strings (``2026-01-02T03:04:05+00:00``): identical on every
+backend and they sort as text.
+
+Status life cycle::
+
+    intake ── rejected                      (zip rules, bad org code; nothing landed)
+           ── duplicate                     (same bytes already accepted for the org)
+           ── landed → processing → processed | partially_accepted | rejected   (ingest)
+
+At most one *accepted* upload (landed, processing, processed, partially_accepted) exists per
+(org_code, sha256): a partial unique index enforces it, so two concurrent submits of the same
+bytes cannot both land.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import secrets
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from itertools import islice
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from hqms import config
+
+STATUSES = ("landed", "processing", "processed", "partially_accepted", "rejected", "duplicate")
+TERMINAL = ("processed", "partially_accepted", "rejected", "duplicate")
+#: Statuses that "own" their bytes: a later upload of the same sha256 by the org is a duplicate.
+ACCEPTED = ("landed", "processing", "processed", "partially_accepted")
+STAGES = ("intake", "ingest")
+CHANNELS = ("web", "tran")
+SEVERITIES = ("error", "warning")
+#: A ``processing`` claim older than this is presumed crashed and handed out again.
+DEFAULT_STALE_AFTER = timedelta(hours=2)
+_INSERT_CHUNK = 5000
+
+metadata = sa.MetaData()
+
+uploads = sa.Table(
+    "uploads", metadata,
+    sa.Column("upload_id", sa.String(32), primary_key=True),
+    sa.Column("stream", sa.String(16)),  # NULL when the zip was rejected before it was known
+    sa.Column("org_code", sa.String(64), nullable=False),
+    sa.Column("uploader", sa.String(128), nullable=False),
+    sa.Column("channel", sa.String(8), nullable=False),
+    sa.Column("file_name", sa.String(255), nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("size_bytes", sa.BigInteger, nullable=False),
+    sa.Column("received_at", sa.String(32), nullable=False),
+    sa.Column("object_key", sa.String(512)),
+    sa.Column("status", sa.String(24), nullable=False),
+    sa.Column("stage", sa.String(8), nullable=False),
+    sa.Column("message_zh", sa.Text),
+    sa.Column("message_en", sa.Text),
+    sa.Column("record_count", sa.Integer),
+    sa.Column("conforming_count", sa.Integer),
+    sa.Column("duplicate_of", sa.String(32)),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("updated_at", sa.String(32), nullable=False),
+)
+sa.Index("ix_uploads_org_received", uploads.c.org_code, uploads.c.received_at)
+sa.Index("ix_uploads_status_received", uploads.c.status, uploads.c.received_at)
+sa.Index("ix_uploads_received", uploads.c.received_at)
+_accepted = uploads.c.status.in_(ACCEPTED)
+sa.Index("uq_uploads_accepted_sha", uploads.c.org_code, uploads.c.sha256, unique=True,
+         sqlite_where=_accepted, postgresql_where=_accepted)
+
+upload_errors = sa.Table(
+    "upload_errors", metadata,
+    sa.Column("upload_id", sa.String(32), primary_key=True),
+    sa.Column("seq", sa.Integer, primary_key=True),
+    sa.Column("file_name", sa.String(255)),
+    sa.Column("row", sa.Integer),  # 1-based data row (header excluded); NULL = file level
+    sa.Column("column_code", sa.String(64)),
+    sa.Column("rule", sa.String(64), nullable=False),
+    sa.Column("check_id", sa.String(128)),
+    sa.Column("severity", sa.String(8), nullable=False),
+    sa.Column("message_zh", sa.Text, nullable=False),
+    sa.Column("message_en", sa.Text, nullable=False),
+    sa.Column("value_masked", sa.Text),
+)
+
+
+@dataclass(frozen=True)
+class ErrorRecord:
+    """One reported problem: a file (row None), a row (column None) or a cell."""
+
+    file_name: str
+    row: int | None
+    column: str | None
+    rule: str
+    message_zh: str
+    message_en: str
+    severity: str = "error"
+    check_id: str | None = None
+    value_masked: str | None = None
+
+
+class AlreadyAccepted(Exception):
+    """The same bytes are already accepted for this org (raised by :meth:`Registry.new_upload`)."""
+
+    def __init__(self, original: dict) -> None:
+        super().__init__(f"already accepted as {original['upload_id']}")
+        self.original = original
+
+
+def mask_value(value: str) -> str:
+    """Personal value as shown in error reports: first and last character kept, rest ``*``."""
+    if len(value) <= 2:
+        return "*" * len(value)
+    return value[0] + "*" * (len(value) - 2) + value[-1]
+
+
+def utc_iso(moment: datetime | None = None) -> str:
+    """The stored timestamp form; naive datetimes are refused (their zone is unknown)."""
+    moment = moment or datetime.now(UTC)
+    if moment.tzinfo is None:
+        raise ValueError("timestamps must be timezone-aware")
+    return moment.astimezone(UTC).isoformat(timespec="seconds")
+
+
+def make_upload_id(received_at: datetime | None = None) -> str:
+    """``u`` + UTC yyyymmddHHMMSS + 8 random hex: unique, and sorts by receipt time."""
+    moment = (received_at or datetime.now(UTC)).astimezone(UTC)
+    return f"u{moment:%Y%m%d%H%M%S}{secrets.token_hex(4)}"
+
+
+@functools.cache
+def _engine(url: str) -> Engine:
+    """One engine per URL and process. SQLite: no pooling (fork-safe under Airflow), WAL, 30 s
+    busy wait, and BEGIN IMMEDIATE for writes so read-then-write never hits SQLITE_BUSY."""
+    if not url.startswith("sqlite"):
+        return sa.create_engine(url, pool_pre_ping=True)
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool, connect_args={"timeout": 30})
+
+    @sa.event.listens_for(engine, "connect")
+    def _on_connect(dbapi_con, _record) -> None:
+        dbapi_con.isolation_level = None  # let the "begin" hook below issue BEGIN itself
+        cur = dbapi_con.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def _on_begin(con: Connection) -> None:
+        con.exec_driver_sql("BEGIN IMMEDIATE" if con.get_execution_options().get("write")
+                            else "BEGIN")
+
+    return engine
+
+
+class Registry:
+    """Upload records and their errors. Cheap to construct; share or re-create freely."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = _engine(url)
+        with self._write() as con:
+            metadata.create_all(con)
+
+    @classmethod
+    def from_config(cls, cfg: config.Config | None = None) -> Registry:
+        cfg = cfg or config.load()
+        cfg.ensure_dirs()
+        return cls(cfg.registry_url)
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[Connection]:
+        with self.engine.connect() as con:
+            con.execution_options(write=True)
+            with con.begin():
+                yield con
+
+    # --- uploads ------------------------------------------------------------------------------
+
+    def new_upload(self, *, org_code: str, uploader: str, channel: str, file_name: str,
+                   sha256: str, size_bytes: int, status: str, stage: str = "intake",
+                   stream: str | None = None, received_at: datetime | None = None,
+                   object_key: str | None = None, message_zh: str | None = None,
+                   message_en: str | None = None, duplicate_of: str | None = None,
+                   upload_id: str | None = None) -> str:
+        """Insert an upload record and return its id.
+
+        Raises :class:`AlreadyAccepted` when ``status`` is an accepted one and the org already
+        has an accepted upload with the same sha256 (the loser of a concurrent double submit).
+        """
+        _check(status, STATUSES, "status")
+        _check(stage, STAGES, "stage")
+        _check(channel, CHANNELS, "channel")
+        received = received_at or datetime.now(UTC)
+        upload_id = upload_id or make_upload_id(received)
+        row = dict(upload_id=upload_id, stream=stream, org_code=org_code[:64],
+                   uploader=uploader[:128], channel=channel, file_name=file_name[:255],
+                   sha256=sha256, size_bytes=size_bytes, received_at=utc_iso(received),
+                   object_key=object_key, status=status, stage=stage, message_zh=message_zh,
+                   message_en=message_en, duplicate_of=duplicate_of, attempts=0,
+                   updated_at=utc_iso())
+        try:
+            with self._write() as con:
+                con.execute(uploads.insert().values(**row))
+        except sa.exc.IntegrityError:
+            original = self.find_by_sha(org_code, sha256) if status in ACCEPTED else None
+            if original is None:
+                raise
+            raise AlreadyAccepted(original) from None
+        return upload_id
+
+    def get(self, upload_id: str) -> dict | None:
+        with self.engine.connect() as con:
+            row = con.execute(sa.select(uploads).where(uploads.c.upload_id == upload_id)).first()
+        return dict(row._mapping) if row else None
+
+    def find_by_sha(self, org_code: str, sha256: str) -> dict | None:
+        """The org's accepted upload of exactly these bytes, if any."""
+        query = (sa.select(uploads)
+                 .where(uploads.c.org_code == org_code, uploads.c.sha256 == sha256, _accepted)
+                 .order_by(uploads.c.received_at, uploads.c.upload_id).limit(1))
+        with self.engine.connect() as con:
+            row = con.execute(query).first()
+        return dict(row._mapping) if row else None
+
+    def list_uploads(self, org: str | None = None, since: datetime | None = None,
+                     status: str | None = None, stream: str | None = None,
+                     limit: int | None = None) -> list[dict]:
+        """Upload records, newest first (by receipt time)."""
+        query = sa.select(uploads).order_by(uploads.c.received_at.desc(),
+                                            uploads.c.upload_id.desc())
+        if org:
+            query = query.where(uploads.c.org_code == org)
+        if since:
+            query = query.where(uploads.c.received_at >= utc_iso(since))
+        if status:
+            query = query.where(uploads.c.status == status)
+        if stream:
+            query = query.where(uploads.c.stream == stream)
+        if limit:
+            query = query.limit(limit)
+        with self.engine.connect() as con:
+            return [dict(r._mapping) for r in con.execute(query)]
+
+    def claim_pending(self, limit: int | None = None,
+                      stale_after: timedelta = DEFAULT_STALE_AFTER) -> list[dict]:
+        """Hand out uploads to ingest, oldest first, marking them ``processing`` (attempts + 1).
+
+        Takes ``landed`` uploads and ``processing`` ones whose claim is older than
+        ``stale_after`` (the worker crashed). One UPDATE … RETURNING statement, with the status
+        re-checked in the outer WHERE and SKIP LOCKED on Postgres, so two schedulers never
+        claim the same upload.
+        """
+        now = utc_iso()
+        stale = utc_iso(datetime.now(UTC) - stale_after)
+        claimable = sa.or_(uploads.c.status == "landed",
+                           sa.and_(uploads.c.status == "processing", uploads.c.updated_at <= stale))
+        pick = (sa.select(uploads.c.upload_id).where(claimable)
+                .order_by(uploads.c.received_at, uploads.c.upload_id))
+        if limit:
+            pick = pick.limit(limit)
+        pick = pick.with_for_update(skip_locked=True)
+        stmt = (uploads.update()
+                .where(uploads.c.upload_id.in_(pick.scalar_subquery()), claimable)
+                .values(status="processing", stage="ingest", attempts=uploads.c.attempts + 1,
+                        updated_at=now)
+                .returning(*uploads.c))
+        with self._write() as con:
+            rows = [dict(r._mapping) for r in con.execute(stmt)]
+        return sorted(rows, key=lambda r: (r["received_at"], r["upload_id"]))
+
+    def set_status(self, upload_id: str, status: str, message_zh: str | None = None,
+                   message_en: str | None = None, record_count: int | None = None,
+                   conforming_count: int | None = None, stage: str = "ingest") -> None:
+        """Record an ingest outcome (or progress). Only the given fields change."""
+        _check(status, STATUSES, "status")
+        _check(stage, STAGES, "stage")
+        values: dict[str, object] = dict(status=status, stage=stage, updated_at=utc_iso())
+        for name, value in (("message_zh", message_zh), ("message_en", message_en),
+                            ("record_count", record_count), ("conforming_count", conforming_count)):
+            if value is not None:
+                values[name] = value
+        with self._write() as con:
+            result = con.execute(uploads.update().where(uploads.c.upload_id == upload_id)
+                                 .values(**values))
+        if result.rowcount != 1:
+            raise KeyError(f"unknown upload {upload_id}")
+
+    # --- errors -------------------------------------------------------------------------------
+
+    def replace_errors(self, upload_id: str, errors: Iterable[ErrorRecord]) -> None:
+        """Make ``errors`` the upload's complete error list (delete + insert in one transaction,
+        so a repeated ingest never doubles it). Inserted in chunks: 100 k rows take seconds."""
+        numbered = (_error_row(upload_id, seq, e) for seq, e in enumerate(errors, start=1))
+        with self._write() as con:
+            con.execute(upload_errors.delete().where(upload_errors.c.upload_id == upload_id))
+            while chunk := list(islice(numbered, _INSERT_CHUNK)):
+                con.execute(upload_errors.insert(), chunk)
+
+    def errors(self, upload_id: str) -> list[dict]:
+        """The upload's errors in report order; ``column_code`` is also given as ``column``."""
+        query = (sa.select(upload_errors).where(upload_errors.c.upload_id == upload_id)
+                 .order_by(upload_errors.c.seq))
+        with self.engine.connect() as con:
+            return [{**r._mapping, "column": r.column_code} for r in con.execute(query)]
+
+
+def _check(value: str, allowed: tuple[str, ...], what: str) -> None:
+    if value not in allowed:
+        raise ValueError(f"{what} {value!r} not in {allowed}")
+
+
+def _error_row(upload_id: str, seq: int, e: ErrorRecord) -> dict:
+    # Spelled out rather than dataclasses.asdict: asdict deep-copies and is 20x slower here.
+    _check(e.severity, SEVERITIES, "severity")
+    return {"upload_id": upload_id, "seq": seq, "file_name": e.file_name, "row": e.row,
+            "column_code": e.column, "rule": e.rule, "check_id": e.check_id,
+            "severity": e.severity, "message_zh": e.message_zh, "message_en": e.message_en,
+            "value_masked": e.value_masked}
