@@ -283,7 +283,7 @@ def test_date_macros_agree_with_python(con):
 
 def test_parse_sql_follows_the_format_list_like_python(con):
     formats = ("yyyy-MM-dd", "YYYYMMDD", "yyyy/MM/dd HH:mm:ss")
-    values, _ = date_corpus(random.Random("sqlmacros-format-list"))
+    values = date_corpus(random.Random("sqlmacros-format-list"))[0][::3]
     python = [None if s is None else v.parse_date(s, formats) for s in values]
     assert_agree(values, python, run(con, sqlmacros.parse_sql("v", formats), v=values))
     stamps = [None if s is None else v.parse_datetime(s, formats) for s in values]

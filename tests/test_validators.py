@@ -203,10 +203,9 @@ def test_made_medical_org_code_layout():
     assert v.medical_org_code_valid(v.make_medical_org_code("MA5CJQ4N5", "510104", "19", "B100", "9"))
 
 
-def test_medical_org_code_with_wrong_embedded_check_char():
-    for c in "0124356789X":
-        if c != "3":
-            assert not v.medical_org_code_valid(MEDICAL[:8] + c + MEDICAL[9:])
+@pytest.mark.parametrize("org_code", wrong_last(MEDICAL[:9], "0123456789X"))
+def test_medical_org_code_with_wrong_embedded_check_char(org_code):
+    assert not v.medical_org_code_valid(org_code + MEDICAL[9:])
 
 
 @pytest.mark.parametrize("bad", [
