@@ -391,6 +391,11 @@ def _normalise_public(public_hex: str) -> str:
     return text
 
 
+def sm2_public_point(public_hex: str) -> str:
+    """Validate an SM2 public key and return it as 130-hex ``04||x||y`` (raises CryptoError)."""
+    return "04" + _normalise_public(public_hex)
+
+
 def _private_scalar(private_hex: str) -> int:
     text = private_hex.strip().lower()
     try:
