@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import os
 import uuid
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from hqms import config, embedded_s3
+from hqms import config, embedded_s3, spec, validators
 from hqms.objectstore import ObjectStore
 
 
@@ -83,3 +84,38 @@ def shared_s3_env(hqms_home: Path, _shared_s3_config: config.Config,
     store = ObjectStore.from_config(config.load())
     store.ensure_buckets()
     return store
+
+
+# --- synthetic uploads ----------------------------------------------------------------------------
+
+def make_zip(path: Path, entries: list[tuple[str, bytes]] | dict[str, bytes],
+             compression: int = zipfile.ZIP_DEFLATED) -> Path:
+    """Write a zip with the given (name, bytes) entries, names exactly as given."""
+    items = entries.items() if isinstance(entries, dict) else entries
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w", compression) as zf:
+        for name, data in items:
+            zf.writestr(zipfile.ZipInfo(name, date_time=(2026, 1, 2, 3, 4, 5)), data,
+                        compress_type=compression)
+    return path
+
+
+def synthetic_org_code(seed: int = 0) -> str:
+    """A well-formed, check-valid 医疗机构代码 that names no real institution."""
+    body = f"{9000_0000 + seed:08d}"
+    return validators.make_medical_org_code(validators.make_org_code(body), "110101", "11",
+                                            "A100", "1")
+
+
+def csv_bytes(prefix: str, org_code: str, rows: int = 2) -> bytes:
+    """A small CSV of the dataset with ``prefix``: spec header, org column filled, rest empty."""
+    ds = next(d for d in spec.datasets().values() if d.prefix == prefix)
+    lines = [",".join(ds.codes)]
+    for _ in range(rows):
+        lines.append(",".join(org_code if c == ds.org_column else "" for c in ds.codes))
+    return ("\r\n".join(lines) + "\r\n").encode("gbk")
+
+
+@pytest.fixture
+def org_code() -> str:
+    return synthetic_org_code(1)

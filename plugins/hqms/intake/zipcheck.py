@@ -1,0 +1,250 @@
+"""The upload page's zip rules, checked before a single byte lands.
+
+The national system accepts "a zip of CSV files, at most 20 MB, named by prefix" (seed 000,
+§3.5.2). We add the checks any service unpacking untrusted archives needs: real zip, CRCs good,
+no encryption, no path tricks (zip slip), no symlinks, no nested archives, no duplicate names,
+and zip-bomb limits on declared sizes *and* while streaming.
+
+Each refusal is a :class:`ZipRejected` with a reason code (the ``rule`` in the upload's error
+list), the offending entry, and a message in Chinese and English a data manager can act on.
+"""
+from __future__ import annotations
+
+import hashlib
+import stat
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from hqms import spec
+
+#: Intake rule names (reason codes), in the order they are checked.
+INTAKE_RULES = ("bad_org_code", "not_zip_name", "zip_too_large", "not_a_zip", "corrupt_zip",
+                "empty_zip", "encrypted", "unsafe_path", "symlink", "duplicate_entry",
+                "nested_archive", "not_csv", "unknown_prefix", "mixed_streams", "stream_mismatch",
+                "too_much_data", "compression_ratio")
+#: Entry extensions that are archives (refused as nested archives rather than "not CSV").
+ARCHIVE_SUFFIXES = {".zip", ".rar", ".7z", ".gz", ".tgz", ".tar", ".bz2", ".xz", ".jar", ".cab"}
+#: Magic numbers of archives hidden behind a .csv name.
+ARCHIVE_MAGIC = (b"PK\x03\x04", b"Rar!", b"7z\xbc\xaf", b"\x1f\x8b", b"BZh", b"\xfd7zXZ")
+#: The ratio limit only applies to entries larger than this: a 50 KB CSV of repeated rows can
+#: compress 300x, and a small entry cannot exhaust anything.
+RATIO_MIN_BYTES = 1024 * 1024
+CHUNK = 1024 * 1024
+
+_MESSAGES: dict[str, tuple[str, str]] = {
+    "bad_org_code": ("医疗机构代码“{detail}”无效（应为22位，含正确校验位的组织机构代码）",
+                     "medical institution code '{detail}' is invalid (22 characters with a valid "
+                     "organisation-code check character expected)"),
+    "not_zip_name": ("上传文件必须是扩展名为 .zip 的压缩包：{entry}",
+                     "the upload must be a file with the .zip extension: {entry}"),
+    "zip_too_large": ("压缩包大小 {detail} 超过上限 20M，请拆分后分别上传：{entry}",
+                      "zip size {detail} exceeds the 20 MB limit; split it and upload the parts: "
+                      "{entry}"),
+    "not_a_zip": ("文件不是 zip 压缩包：{entry}", "the file is not a zip archive: {entry}"),
+    "corrupt_zip": ("压缩包已损坏或不完整（{detail}），请重新压缩后上传：{entry}",
+                    "the zip is damaged or incomplete ({detail}); re-create it and upload again: "
+                    "{entry}"),
+    "empty_zip": ("压缩包内没有文件：{entry}", "the zip contains no files: {entry}"),
+    "encrypted": ("压缩包内文件已加密（设置了密码），请去掉密码后上传：{entry}",
+                  "the entry is encrypted (password-protected); upload it without a password: "
+                  "{entry}"),
+    "unsafe_path": ("压缩包内文件路径不安全（绝对路径、“..”或反斜杠）：{entry}",
+                    "unsafe path inside the zip (absolute, '..' or backslash): {entry}"),
+    "symlink": ("压缩包内不允许包含符号链接：{entry}", "symbolic links are not allowed: {entry}"),
+    "duplicate_entry": ("压缩包内文件重名：{entry}", "two entries have the same name: {entry}"),
+    "nested_archive": ("压缩包内不允许再包含压缩包，请直接放入 csv 文件：{entry}",
+                       "archives inside the zip are not allowed; put the csv files in directly: "
+                       "{entry}"),
+    "not_csv": ("压缩包内只能包含 csv 格式文件：{entry}",
+                "the zip may contain only .csv files: {entry}"),
+    "unknown_prefix": ("文件名不符合命名规则（应以 {detail} 开头）：{entry}",
+                       "file name does not follow the naming rule (must start with {detail}): "
+                       "{entry}"),
+    "mixed_streams": ("一个压缩包只能包含同一类监测数据（发现 {detail}）：{entry}",
+                      "one zip may hold files of one surveillance stream only (found {detail}): "
+                      "{entry}"),
+    "stream_mismatch": ("文件属于 {detail} 数据，与指定的上传类别不符：{entry}",
+                        "the file belongs to stream {detail}, not the stream given: {entry}"),
+    "too_much_data": ("解压后数据量超过上限 {detail}：{entry}",
+                      "uncompressed content exceeds the limit of {detail}: {entry}"),
+    "compression_ratio": ("压缩比异常（{detail}），疑似压缩炸弹：{entry}",
+                          "abnormal compression ratio ({detail}), suspected zip bomb: {entry}"),
+}
+
+
+class ZipRejected(Exception):
+    """An upload refused at intake: ``rule`` names the reason, ``entry`` the offending file."""
+
+    def __init__(self, rule: str, entry: str, detail: str = "") -> None:
+        zh, en = _MESSAGES[rule]
+        self.rule = rule
+        self.entry = entry
+        self.message_zh = zh.format(entry=entry, detail=detail)
+        self.message_en = en.format(entry=entry, detail=detail)
+        super().__init__(f"{rule}: {self.message_en}")
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str  # as shown to people (GBK-encoded legacy names decoded)
+    base_name: str
+    dataset_id: str
+    size: int
+    compressed_size: int
+
+
+@dataclass(frozen=True)
+class ZipSummary:
+    stream: str
+    entries: tuple[Entry, ...]
+
+    @property
+    def uncompressed_bytes(self) -> int:
+        return sum(e.size for e in self.entries)
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as fh:
+        while chunk := fh.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _human(n: int) -> str:
+    return f"{n / 1024 / 1024:.1f} MB" if n >= 1024 * 1024 else f"{n} B"
+
+
+def display_name(info: zipfile.ZipInfo) -> str:
+    """The entry name as the hospital wrote it: Chinese Windows tools store GBK names without
+    the UTF-8 flag, which Python reads as cp437."""
+    if info.flag_bits & 0x800:
+        return info.filename
+    try:
+        return info.filename.encode("cp437").decode("gbk")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return info.filename
+
+
+def _unsafe(name: str) -> bool:
+    if "\\" in name or "\x00" in name or name.startswith("/"):
+        return True
+    if len(name) >= 2 and name[1] == ":":  # C:relative or C:/absolute
+        return True
+    return any(part == ".." for part in PurePosixPath(name).parts)
+
+
+def _is_symlink(info: zipfile.ZipInfo) -> bool:
+    return info.create_system == 3 and stat.S_ISLNK(info.external_attr >> 16)
+
+
+def _open(path: Path) -> zipfile.ZipFile:
+    with path.open("rb") as fh:
+        head = fh.read(4)
+    if head not in (b"PK\x03\x04", b"PK\x05\x06"):
+        raise ZipRejected("not_a_zip", path.name)
+    try:
+        return zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError) as exc:
+        raise ZipRejected("corrupt_zip", path.name, str(exc)) from None
+
+
+def check_zip(path: Path, *, max_zip_bytes: int, max_uncompressed_bytes: int, max_ratio: int,
+              stream: str | None = None, upload_name: str | None = None) -> ZipSummary:
+    """Apply every intake rule to the zip at ``path``; return what it holds or raise
+    :class:`ZipRejected` naming the first problem. ``upload_name`` is the name the file was
+    uploaded under (defaults to the path's name)."""
+    path = Path(path)
+    name = upload_name or path.name
+    if not name.lower().endswith(".zip"):
+        raise ZipRejected("not_zip_name", name)
+    size = path.stat().st_size
+    if size > max_zip_bytes:
+        raise ZipRejected("zip_too_large", name, _human(size))
+    with _open(path) as zf:
+        # Folder entries carry no data; they are ignored unless their path is itself a trick.
+        infos = [i for i in zf.infolist() if not (i.is_dir() and not _unsafe(i.filename))]
+        if not infos:
+            raise ZipRejected("empty_zip", name)
+        entries = _check_entries(infos, stream)
+        _check_sizes(infos, max_uncompressed_bytes, max_ratio)
+        _test_content(zf, infos, max_uncompressed_bytes, name)
+    streams = {spec.dataset(e.dataset_id).stream for e in entries}
+    return ZipSummary(stream=streams.pop(), entries=tuple(entries))
+
+
+def _check_entries(infos: list[zipfile.ZipInfo], stream: str | None) -> list[Entry]:
+    seen: set[str] = set()
+    entries: list[Entry] = []
+    first_stream: str | None = None
+    prefixes = "、".join(sorted(d.prefix for d in spec.datasets().values()))
+    for info in infos:
+        shown = display_name(info)
+        if info.flag_bits & 0x1:
+            raise ZipRejected("encrypted", shown)
+        if _unsafe(info.filename):
+            raise ZipRejected("unsafe_path", shown)
+        if _is_symlink(info):
+            raise ZipRejected("symlink", shown)
+        base = PurePosixPath(info.filename).name
+        if base.lower() in seen:
+            raise ZipRejected("duplicate_entry", shown)
+        seen.add(base.lower())
+        suffix = PurePosixPath(base.lower()).suffix
+        if suffix in ARCHIVE_SUFFIXES:
+            raise ZipRejected("nested_archive", shown)
+        if suffix != ".csv":
+            raise ZipRejected("not_csv", shown)
+        ds = spec.dataset_for_filename(base)
+        if ds is None:
+            raise ZipRejected("unknown_prefix", shown, prefixes)
+        if stream and ds.stream != stream:
+            raise ZipRejected("stream_mismatch", shown, ds.stream)
+        if first_stream and ds.stream != first_stream:
+            raise ZipRejected("mixed_streams", shown, f"{first_stream}, {ds.stream}")
+        first_stream = first_stream or ds.stream
+        entries.append(Entry(shown, base, ds.id, info.file_size, info.compress_size))
+    return entries
+
+
+def _check_sizes(infos: list[zipfile.ZipInfo], max_total: int, max_ratio: int) -> None:
+    """Declared sizes: refuse bombs before decompressing anything."""
+    total = 0
+    for info in infos:
+        total += info.file_size
+        if total > max_total:
+            raise ZipRejected("too_much_data", display_name(info), _human(max_total))
+        if info.file_size > RATIO_MIN_BYTES:
+            ratio = info.file_size / max(info.compress_size, 1)
+            if ratio > max_ratio:
+                raise ZipRejected("compression_ratio", display_name(info),
+                                  f"{ratio:.0f}:1 > {max_ratio}:1")
+
+
+def _test_content(zf: zipfile.ZipFile, infos: list[zipfile.ZipInfo], max_total: int,
+                  zip_name: str) -> None:
+    """Decompress every entry once: CRCs must match, archives must not hide behind .csv, and
+    the real output must stay within the declared sizes (zipfile stops at the declared size and
+    then fails the CRC, so a lying header cannot inflate past it; the counters are the belt to
+    those braces)."""
+    total = 0
+    for info in infos:
+        shown = display_name(info)
+        produced = 0
+        try:
+            with zf.open(info) as fh:
+                first = fh.read(8)
+                if first.startswith(ARCHIVE_MAGIC):
+                    raise ZipRejected("nested_archive", shown)
+                produced = len(first)
+                while chunk := fh.read(CHUNK):
+                    produced += len(chunk)
+                    if produced > info.file_size or total + produced > max_total:
+                        raise ZipRejected("too_much_data", shown, _human(max_total))
+        except ZipRejected:
+            raise
+        except (zipfile.BadZipFile, EOFError, OSError, ValueError, NotImplementedError,
+                RuntimeError) as exc:
+            raise ZipRejected("corrupt_zip", zip_name, f"{shown}: {exc}") from None
+        total += produced
