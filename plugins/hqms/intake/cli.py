@@ -1,0 +1,276 @@
+"""``hqms submit``, ``hqms uploads`` and ``hqms errors``: the upload page and its record list.
+
+Text output follows the national upload page (seed 000): the record list's columns 文件名,
+上传时间, 上传用户, 处理状态, 错误信息, 数据包记录数, 接口标准达标数, and an error list a data manager
+can work through (file, row, column, rule, message, masked value). ``--json`` gives the same
+data to programs; ``hqms errors --csv`` writes UTF-8 with BOM so Excel opens it correctly.
+
+Exit codes: 0 done (landed / duplicate / no errors), 1 refused or errors found,
+2 usage problem (``UserError``), 3 object store unavailable (try again later).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+import unicodedata
+from collections.abc import Iterable
+from dataclasses import asdict
+from datetime import date, datetime, time
+from pathlib import Path
+from typing import TextIO
+
+from hqms import config, spec
+from hqms.intake.submit import CHINA_TZ
+from hqms.objectstore import ObjectStoreUnavailable
+
+EXIT_REFUSED = 1
+EXIT_UNAVAILABLE = 3
+
+STATUS_ZH = {"landed": "等待处理", "processing": "处理中", "processed": "处理完成",
+             "partially_accepted": "部分达标", "rejected": "已拒收", "duplicate": "重复上传"}
+ERROR_FIELDS = ("file_name", "row", "column", "rule", "severity", "message_zh", "message_en",
+                "value_masked", "check_id")
+CSV_HEADER = ("文件名 file", "行号 row", "数据项 column", "规则 rule", "级别 severity",
+              "错误信息", "error message", "值（脱敏）value (masked)", "检查项 check")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("submit", help="check and upload a hospital's zip (the web upload page)")
+    p.add_argument("zip", type=Path, help="the .zip of CSV files")
+    p.add_argument("--org", required=True, help="医疗机构代码 of the submitting hospital")
+    p.add_argument("--user", required=True, help="uploading user (上传用户)")
+    p.add_argument("--stream", choices=spec.STREAMS, help="expected stream (refuse others)")
+    p.add_argument("--received-at", metavar="ISO",
+                   help="operator option: record this receipt time instead of now, to replay "
+                        "historical uploads (no zone given = China time)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="check the zip and validate every row; land and record nothing")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=run_submit)
+
+    p = sub.add_parser("uploads", help="upload record list (上传记录), newest first")
+    p.add_argument("--org", help="only this 医疗机构代码")
+    p.add_argument("--since", metavar="DATE", help="received on/after (ISO date or time; China time)")
+    p.add_argument("--status", choices=tuple(STATUS_ZH))
+    p.add_argument("--stream", choices=spec.STREAMS)
+    p.add_argument("--limit", type=int)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=run_uploads)
+
+    p = sub.add_parser("errors", help="every error of one upload (上传错误信息)")
+    p.add_argument("upload_id")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--csv", type=Path, metavar="FILE", help="also write the list as CSV (Excel)")
+    p.set_defaults(func=run_errors)
+
+    p = sub.add_parser("policy", help="S3 policy confining one hospital to its landing prefix")
+    p.add_argument("--org", required=True, help="医疗机构代码")
+    p.add_argument("--bucket", help="landing bucket (default: the configured one)")
+    p.add_argument("--read-back", action="store_true",
+                   help="also allow reading its own uploads (front-end machine verification)")
+    p.set_defaults(func=run_policy)
+
+
+def parse_time(text: str, what: str) -> datetime:
+    """ISO date or date-time; without a zone it is China time (what hospitals mean)."""
+    from hqms.cli import UserError
+
+    try:
+        if len(text) == 10:
+            moment = datetime.combine(date.fromisoformat(text), time())
+        else:
+            moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise UserError(f"{what}: not an ISO date/time: {text!r} / 不是有效的日期时间") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=CHINA_TZ)
+
+
+def china_time(iso_utc: str) -> str:
+    return datetime.fromisoformat(iso_utc).astimezone(CHINA_TZ).strftime("%Y-%m-%d %H:%M:%S")
+
+
+# --- submit ---------------------------------------------------------------------------------------
+
+def run_submit(args: argparse.Namespace) -> int:
+    from hqms.cli import UserError
+    from hqms.intake import submit as intake
+    from hqms.intake.zipcheck import ZipRejected
+
+    if not args.zip.is_file():
+        raise UserError(f"no such file: {args.zip} / 文件不存在")
+    received = parse_time(args.received_at, "--received-at") if args.received_at else None
+    cfg = config.load()
+    if args.dry_run:
+        try:
+            intake.preflight(args.zip, args.org, cfg, args.stream)
+        except ZipRejected as rej:
+            _print_refusal(args, rej.rule, rej.message_zh, rej.message_en, None)
+            return EXIT_REFUSED
+        return _dry_run(args)
+    try:
+        result = intake.submit(args.zip, args.org, args.user, stream=args.stream,
+                               received_at=received, cfg=cfg)
+    except ObjectStoreUnavailable as exc:
+        print(f"hqms: 存储服务暂不可用，请稍后重试 / object store unavailable, try again later "
+              f"({exc})", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    if result.status == "rejected":
+        _print_refusal(args, result.rule, result.message_zh, result.message_en, result)
+        return EXIT_REFUSED
+    if args.json:
+        print(json.dumps(asdict(result), ensure_ascii=False, indent=2))
+    else:
+        print(result.upload_id)
+        print(f"{result.message_zh} / {result.message_en}", file=sys.stderr)
+    return 0
+
+
+def _print_refusal(args: argparse.Namespace, rule: str | None, zh: str, en: str, result) -> None:
+    if args.json:
+        data = asdict(result) if result else {"status": "rejected", "rule": rule,
+                                              "message_zh": zh, "message_en": en}
+        print(json.dumps(data, ensure_ascii=False, indent=2))
+        return
+    print(f"拒收 / rejected [{rule}]: {zh}\n  {en}", file=sys.stderr)
+    if result:
+        print(f"  upload id: {result.upload_id}", file=sys.stderr)
+
+
+def _dry_run(args: argparse.Namespace) -> int:
+    from hqms.ingest.validate import validate_zip  # heavy (DuckDB, GX): only when asked
+
+    report = validate_zip(args.zip, args.org)
+    errors = [_error_dict(e) for e in report.errors]
+    n_errors = sum(1 for e in errors if e["severity"] == "error")
+    if args.json:
+        print(json.dumps({"dry_run": True, "record_count": report.record_count,
+                          "conforming_count": report.conforming_count, "error_count": n_errors,
+                          "errors": [_error_json(e) for e in errors]}, ensure_ascii=False, indent=2))
+    else:
+        print(f"试运行（未上传）/ dry run, nothing uploaded: {args.zip.name}")
+        print(f"数据包记录数 records: {report.record_count}    "
+              f"接口标准达标数 conforming: {report.conforming_count}    错误 errors: {n_errors}")
+        print_errors(errors, sys.stdout)
+    return EXIT_REFUSED if n_errors else 0
+
+
+# --- uploads --------------------------------------------------------------------------------------
+
+def run_uploads(args: argparse.Namespace) -> int:
+    from hqms.registry import Registry
+
+    since = parse_time(args.since, "--since") if args.since else None
+    rows = Registry.from_config().list_uploads(org=args.org, since=since, status=args.status,
+                                               stream=args.stream, limit=args.limit)
+    if args.json:
+        print(json.dumps([_upload_json(r) for r in rows], ensure_ascii=False, indent=2))
+        return 0
+    header = ("上传编号", "文件名", "上传时间", "上传用户", "处理状态", "错误信息", "数据包记录数",
+              "接口标准达标数")
+    table = [header] + [(
+        r["upload_id"], r["file_name"], china_time(r["received_at"]), r["uploader"],
+        STATUS_ZH.get(r["status"], r["status"]), _error_cell(r),
+        "" if r["record_count"] is None else str(r["record_count"]),
+        "" if r["conforming_count"] is None else str(r["conforming_count"]),
+    ) for r in rows]
+    _print_table(table, sys.stdout)
+    return 0
+
+
+def _error_cell(r: dict) -> str:
+    if r["status"] in ("rejected", "partially_accepted"):
+        return f"{r['message_zh'] or ''}（hqms errors {r['upload_id']}）"
+    return r["message_zh"] or ""
+
+
+def _upload_json(r: dict) -> dict:
+    keys = ("upload_id", "stream", "org_code", "uploader", "channel", "file_name", "received_at",
+            "status", "stage", "record_count", "conforming_count", "duplicate_of", "sha256",
+            "size_bytes", "object_key", "attempts", "updated_at")
+    data = {k: r[k] for k in keys}
+    data["message"] = r["message_zh"]
+    data["message_en"] = r["message_en"]
+    return data
+
+
+# --- errors ---------------------------------------------------------------------------------------
+
+def run_errors(args: argparse.Namespace) -> int:
+    from hqms.cli import UserError
+    from hqms.registry import Registry
+
+    registry = Registry.from_config()
+    upload = registry.get(args.upload_id)
+    if upload is None:
+        raise UserError(f"unknown upload id {args.upload_id} / 无此上传编号")
+    errors = [{k: e[k] for k in ERROR_FIELDS} for e in registry.errors(args.upload_id)]
+    if args.csv:
+        write_errors_csv(errors, args.csv)
+    if args.json:
+        print(json.dumps([_error_json(e) for e in errors], ensure_ascii=False, indent=2))
+    else:
+        print(f"{upload['upload_id']}  {upload['file_name']}  {china_time(upload['received_at'])}  "
+              f"{STATUS_ZH.get(upload['status'], upload['status'])}  "
+              f"记录数 {_n(upload['record_count'])}  达标数 {_n(upload['conforming_count'])}  "
+              f"错误 {len(errors)}")
+        print_errors(errors, sys.stdout)
+    return 0
+
+
+def _n(value: int | None) -> str:
+    return "-" if value is None else str(value)
+
+
+def _error_dict(e) -> dict:
+    return {k: getattr(e, k) for k in ERROR_FIELDS}
+
+
+def _error_json(e: dict) -> dict:
+    return {**e, "message": e["message_zh"]}
+
+
+def print_errors(errors: Iterable[dict], out: TextIO) -> None:
+    """One line per error: where (file, row, column), which rule, what to do, the masked value."""
+    for e in errors:
+        where = e["file_name"] or ""
+        where += f"  第 {e['row']} 行" if e["row"] is not None else "  (整个文件 whole file)"
+        if e["column"]:
+            where += f"  {e['column']}"
+        level = "" if e["severity"] == "error" else f" {e['severity']}"
+        value = f"  值 value: {e['value_masked']}" if e["value_masked"] is not None else ""
+        out.write(f"{where}  [{e['rule']}{level}]  {e['message_zh']} / {e['message_en']}{value}\n")
+
+
+def write_errors_csv(errors: Iterable[dict], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8-sig", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(CSV_HEADER)
+        for e in errors:
+            writer.writerow(["" if e[k] is None else e[k] for k in ERROR_FIELDS])
+
+
+def _width(text: str) -> int:
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+
+
+def _print_table(rows: list[tuple[str, ...]], out: TextIO) -> None:
+    widths = [max(_width(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        cells = [cell + " " * (w - _width(cell)) for cell, w in zip(row, widths)]
+        out.write("  ".join(cells).rstrip() + "\n")
+
+
+# --- policy ---------------------------------------------------------------------------------------
+
+def run_policy(args: argparse.Namespace) -> int:
+    from hqms.cli import UserError
+    from hqms.intake.policy import render
+
+    try:
+        print(render(args.org, args.bucket, read_back=args.read_back))
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    return 0
