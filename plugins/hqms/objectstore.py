@@ -90,16 +90,19 @@ class ObjectStore:
                              secure=secure, region=region, http_client=self._http)
 
     @classmethod
-    def from_config(cls, cfg: config.Config | None = None) -> ObjectStore:
-        """The configured endpoint, or this home's embedded server (started if needed)."""
+    def from_config(cls, cfg: config.Config | None = None, *, retries: int = 3) -> ObjectStore:
+        """The configured endpoint, or this home's embedded server (started if needed).
+        ``retries``: quick in-SDK retries; callers with their own backoff pass 0."""
         cfg = cfg or config.load()
         if cfg.embedded_s3:
             from hqms import embedded_s3
 
             endpoint, access, secret = embedded_s3.ensure_running(cfg)
-            return cls(endpoint, access, secret, region=cfg.s3_region, buckets=cfg.buckets)
+            return cls(endpoint, access, secret, region=cfg.s3_region, buckets=cfg.buckets,
+                       retries=retries)
         return cls(cfg.s3_endpoint or "", cfg.s3_access_key or "", cfg.s3_secret_key or "",
-                   secure=cfg.s3_secure, region=cfg.s3_region, buckets=cfg.buckets)
+                   secure=cfg.s3_secure, region=cfg.s3_region, buckets=cfg.buckets,
+                   retries=retries)
 
     @contextlib.contextmanager
     def _guard(self) -> Iterator[None]:
