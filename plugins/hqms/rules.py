@@ -173,7 +173,10 @@ def _column_predicates(col: Column) -> list[tuple[str, str]]:
         preds.append(("range", " OR ".join(bounds)))
     codes = allowed_values(col)
     if codes:
-        preds.append(("code_table", f"{c} NOT IN {_in_list(sorted(codes))}"))
+        # list_contains, not NOT IN: DuckDB expands IN into one comparison per code, ~60x slower
+        # on a 242-code table (RC040) over a million rows.
+        listed = ", ".join(literal(v) for v in sorted(codes))
+        preds.append(("code_table", f"NOT list_contains([{listed}], {c})"))
     if col.check:
         failed = f"NOT {CHECK_MACROS[col.check]}({c})"
         if col.check_when:

@@ -1,0 +1,129 @@
+"""Great Expectations really executes the generated suites on a DuckDB staging file.
+
+One GX run (module fixture) over a table with known-bad rows, > 200 failures of one check and
+randomly mutated rows; its per-check counts must equal the direct ``failures_sql`` path.
+"""
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from hqms import cli, quality, rules, sqlmacros
+from hqms.spec import datasets
+from test_rules import BAD_ID, DS, OTHER_ORG, clean_row, stage
+
+TABLE = "t_20250106"
+MANY = 450  # rows failing one check: more than GX's 200-row cap
+
+
+def _rows() -> list[dict[str, str | None]]:
+    rng = random.Random(11)
+    junk = ["", "abc", "1e3", "2025-02-30", "99", "x" * 30, "-1", BAD_ID, OTHER_ORG, "3", None]
+    rows = [clean_row(i) for i in range(3000)]
+    rows[6] = {**rows[6], "ID": BAD_ID}                       # the known-bad row: _row 7
+    for i in range(100, 100 + MANY):                          # AGE out of range on MANY rows
+        rows[i] = {**rows[i], "AGE": "151"}
+    for i in range(1000, 3000, 2):
+        for code in rng.sample([c for c in DS.codes if c not in ("AGE", "K")], rng.randint(1, 3)):
+            rows[i][code] = rng.choice(junk)
+    return rows
+
+
+@pytest.fixture(scope="module")
+def staged(tmp_path_factory) -> tuple[Path, Path]:
+    """A stage DB file with the test table and the test dataset's suite in its own folder."""
+    tmp = tmp_path_factory.mktemp("quality")
+    db = tmp / "stage.duckdb"
+    with duckdb.connect(str(db)) as con:
+        stage(con, _rows(), TABLE)
+    suites = tmp / "suites"
+    suites.mkdir()
+    quality.suite_path(DS.id, suites).write_text(quality.suite_json(DS), encoding="utf-8")
+    return db, suites
+
+
+@pytest.fixture(scope="module")
+def result(staged, tmp_path_factory) -> quality.QualityResult:
+    db, suites = staged
+    docs = tmp_path_factory.mktemp("docs")
+    return quality.run(db, TABLE, DS, docs_dir=docs, run_id="test-run", suites_dir=suites)
+
+
+def test_enable_duckdb_makes_gx_persist_the_connection():
+    """Fails when a GX upgrade renames or changes what the patch relies on."""
+    from great_expectations.execution_engine import sqlalchemy_execution_engine as engine
+
+    quality.enable_duckdb()
+    quality.enable_duckdb()
+    members = [m for m in engine._PERSISTED_CONNECTION_DIALECTS if m == "duckdb"]
+    assert len(members) == 1 and members[0].value == "duckdb"
+    assert engine._dialect_requires_persisted_connection(connection_string="duckdb:///x.duckdb")
+    assert not engine._dialect_requires_persisted_connection(connection_string="postgresql://h/d")
+
+
+def test_gx_reports_a_known_bad_row_by_number(result):
+    by_id = {c.check_id: c for c in result.checks}
+    id_check = by_id["t.ID.check"]
+    assert not id_check.success and 7 in id_check.sample_rows
+    assert by_id["t.K.required"].success and by_id["t.K.required"].unexpected_count == 0
+
+
+def test_more_than_200_failures_come_back_complete(result, staged):
+    age = next(c for c in result.checks if c.check_id == "t.AGE.range")
+    assert age.unexpected_count == MANY and len(age.sample_rows) == 200
+    with duckdb.connect(str(staged[0]), read_only=True) as con:
+        rows = con.execute(f"SELECT _row FROM {result.failures_table} "
+                           "WHERE check_id = 't.AGE.range' ORDER BY 1").fetchall()
+    assert [r for (r,) in rows] == list(range(101, 101 + MANY))
+
+
+def test_gx_counts_equal_failures_sql(result, staged):
+    with duckdb.connect(str(staged[0]), read_only=True) as con:
+        sqlmacros.install(con, temporary=True)
+        direct = dict(con.execute(f"SELECT check_id, count(*) FROM ({rules.failures_sql(DS, TABLE)}) "
+                                  "GROUP BY ALL").fetchall())
+        stored = con.execute(f"SELECT _row, check_id, \"column\", rule FROM {result.failures_table} "
+                             "ORDER BY ALL").fetchall()
+        expected = con.execute(f"SELECT * FROM ({rules.failures_sql(DS, TABLE)}) ORDER BY ALL").fetchall()
+    assert result.counts() == direct
+    assert len(direct) >= 15 and result.failure_count == sum(direct.values())
+    assert stored == expected
+    assert {c.check_id for c in result.checks} == {c.check_id for c in rules.compile_checks(DS)}
+
+
+def test_data_docs_written(result):
+    assert result.docs_index is not None and result.docs_index.is_file()
+    pages = list((result.docs_index.parent / "validations").rglob("*.html"))
+    assert len(pages) == 1 and "ID（证件号码）" in pages[0].read_text(encoding="utf-8")
+
+
+def test_an_erroring_expectation_makes_run_raise(staged, tmp_path):
+    db, _ = staged
+    suite = quality.suite_dict(DS)
+    del suite["expectations"][5:]
+    suite["expectations"][3]["kwargs"]["unexpected_rows_query"] = \
+        "SELECT _row FROM {batch} WHERE no_such_column = 1"
+    (tmp_path / "t.json").write_text(json.dumps(suite), encoding="utf-8")
+    with pytest.raises(quality.QualityError, match="t.K.required: .*no_such_column"):
+        quality.run(db, TABLE, DS, run_id="broken", suites_dir=tmp_path)
+
+
+def test_committed_suites_equal_the_spec(tmp_path):
+    assert datasets() and quality.stale_suites() == []
+    assert cli.main(["gx", "suites", "--check"]) == 0
+    assert cli.main(["gx", "suites", "--dir", str(tmp_path)]) == 0
+    assert sorted(p.stem for p in tmp_path.glob("*.json")) == sorted(datasets())
+    (tmp_path / "flu.json").write_text("{}", encoding="utf-8")
+    assert quality.stale_suites(tmp_path) == ["flu"]
+    assert cli.main(["gx", "suites", "--check", "--dir", str(tmp_path)]) == 2
+
+
+def test_every_committed_suite_loads_in_gx():
+    for ds_id in datasets():
+        suite = quality.load_suite(ds_id)
+        assert [e.meta["check_id"] for e in suite.expectations] == \
+            [c.check_id for c in rules.compile_checks(datasets()[ds_id])]
