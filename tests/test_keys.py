@@ -170,6 +170,10 @@ def test_rotation_adds_active_version_keeps_old_and_retires_it(hqms_home: Path) 
         keys.retire_key_version(cfg, "patient", new_id)
     keys.retire_key_version(cfg, "patient", old.key_id)
     assert keys.load_keyring(cfg).key_ids("patient") == [new_id]
+    staged = keys.add_key_version(cfg, "record", activate=False)
+    assert keys.load_keyring(cfg).active_id("record") != staged
+    keys.activate_key_version(cfg, "record", staged)
+    assert keys.load_keyring(cfg).active_id("record") == staged
     assert _mode(keys.keyring_path(cfg)) == 0o600
     with pytest.raises(keys.KeyringError, match="public"):
         keys.add_key_version(cfg, "vault")  # its private key must be made offline

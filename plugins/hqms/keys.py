@@ -412,6 +412,19 @@ def add_key_version(cfg: config.Config, purpose: str, public_hex: str | None = N
     return key_id
 
 
+def activate_key_version(cfg: config.Config, purpose: str, key_id: str) -> None:
+    """Make an existing version the active one (rotation after an ``--inactive`` add)."""
+    def change(purposes: dict[str, _Versions]) -> str:
+        current = purposes.get(purpose)
+        if current is None or key_id not in current.keys:
+            raise KeyringError(f"{purpose} key {key_id!r} is not in the keyring file")
+        purposes[purpose] = _Versions(key_id, current.keys)
+        return key_id
+
+    _edit_file(cfg, change)
+    log.info("activated %s key version %s", purpose, key_id)
+
+
 def retire_key_version(cfg: config.Config, purpose: str, key_id: str) -> None:
     """Rotation last step: drop an old version once nothing needs it (never the active one)."""
     def change(purposes: dict[str, _Versions]) -> str:
@@ -443,6 +456,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     rotate.add_argument("--public-key", help="vault only: new SM2 public key hex (04||x||y)")
     rotate.add_argument("--inactive", action="store_true", help="add without activating")
     rotate.set_defaults(func=_cli_rotate)
+    activate = actions.add_parser("activate", help="make an existing key version the active one")
+    activate.add_argument("purpose", choices=PURPOSES)
+    activate.add_argument("key_id")
+    activate.set_defaults(func=_cli_activate)
     retire = actions.add_parser("retire", help="remove an old, inactive key version")
     retire.add_argument("purpose", choices=PURPOSES)
     retire.add_argument("key_id")
@@ -476,6 +493,11 @@ def _cli_status(args: argparse.Namespace) -> int:
 def _cli_rotate(args: argparse.Namespace) -> int:
     key_id = add_key_version(config.load(), args.purpose, args.public_key, not args.inactive)
     print(key_id)
+    return 0
+
+
+def _cli_activate(args: argparse.Namespace) -> int:
+    activate_key_version(config.load(), args.purpose, args.key_id)
     return 0
 
 
