@@ -101,15 +101,22 @@ def test_data_docs_written(result):
     assert len(pages) == 1 and "ID（证件号码）" in pages[0].read_text(encoding="utf-8")
 
 
-def test_an_erroring_expectation_makes_run_raise(staged, tmp_path):
+def test_an_erroring_expectation_makes_run_raise(staged):
+    """A table without column SEX: its expectations error in GX (not fail, not pass)."""
+    db, suites = staged
+    with duckdb.connect(str(db)) as con:
+        con.execute(f"CREATE OR REPLACE TABLE no_sex AS SELECT * EXCLUDE (SEX) FROM {TABLE} LIMIT 10")
+    with pytest.raises(quality.QualityError, match=r"2 expectations raised.*t\.SEX\.length: .*SEX"):
+        quality.run(db, "no_sex", DS, run_id="broken", suites_dir=suites)
+
+
+def test_a_suite_out_of_date_with_the_spec_is_refused(staged, tmp_path):
     db, _ = staged
     suite = quality.suite_dict(DS)
-    del suite["expectations"][5:]
-    suite["expectations"][3]["kwargs"]["unexpected_rows_query"] = \
-        "SELECT _row FROM {batch} WHERE no_such_column = 1"
-    (tmp_path / "t.json").write_text(json.dumps(suite), encoding="utf-8")
-    with pytest.raises(quality.QualityError, match="t.K.required: .*no_such_column"):
-        quality.run(db, TABLE, DS, run_id="broken", suites_dir=tmp_path)
+    del suite["expectations"][3]
+    quality.suite_path(DS.id, tmp_path).write_text(json.dumps(suite), encoding="utf-8")
+    with pytest.raises(quality.QualityError, match="differs from the spec"):
+        quality.run(db, TABLE, DS, run_id="stale", suites_dir=tmp_path)
 
 
 def test_committed_suites_equal_the_spec(tmp_path):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,7 @@ class CheckResult:
     success: bool
     unexpected_count: int
     sample_rows: tuple[int, ...]  # the _row numbers GX itself returned (at most 200)
+    query: str                    # the expectation's query, with GX's {batch} placeholder
 
 
 def failures_table(table: str) -> str:
@@ -148,10 +150,12 @@ def write_suites(suites_dir: Path = SUITES_DIR) -> list[Path]:
     return written
 
 
-def stale_suites(suites_dir: Path = SUITES_DIR) -> list[str]:
-    """Dataset ids whose committed suite differs from what the spec generates now."""
+def stale_suites(suites_dir: Path = SUITES_DIR,
+                 among: Iterable[Dataset] | None = None) -> list[str]:
+    """Ids of datasets (default: all in the spec) whose suite file differs from what the spec
+    generates now, or is missing."""
     stale = []
-    for ds in datasets().values():
+    for ds in datasets().values() if among is None else among:
         path = suite_path(ds.id, suites_dir)
         if not path.exists() or path.read_text(encoding="utf-8") != suite_json(ds):
             stale.append(ds.id)
@@ -198,9 +202,11 @@ def _gx_validate(stage_db: Path, table: str, suite, docs_dir: Path | None, run_i
     import great_expectations as gx
     from great_expectations.checkpoint import UpdateDataDocsAction
     from great_expectations.core.run_identifier import RunIdentifier
+    from great_expectations.data_context.types.base import ProgressBarsConfig
 
     enable_duckdb()
     ctx = gx.get_context(mode="ephemeral")
+    ctx.variables.progress_bars = ProgressBarsConfig(globally=False)  # keep task logs readable
     site = "hqms"
     if docs_dir is not None:
         docs_dir.mkdir(parents=True, exist_ok=True)
@@ -253,35 +259,33 @@ def _check_results(validation_result) -> list[CheckResult]:
         out.append(CheckResult(
             check_id=meta["check_id"], column=meta.get("column"), rule=meta["rule"],
             success=bool(er.success), unexpected_count=int(res["observed_value"]),
-            sample_rows=tuple(int(r["_row"]) for r in rows)))
+            sample_rows=tuple(int(r["_row"]) for r in rows),
+            query=er.expectation_config.kwargs["unexpected_rows_query"]))
     if errored:
         raise QualityError(f"{len(errored)} expectations raised instead of evaluating: "
                            + "; ".join(errored[:5]))
     return out
 
 
-def _write_failures(stage_db: Path, table: str, ds: Dataset, results: list[CheckResult]) -> int:
-    """Materialise every failing row (GX returns at most 200 per expectation) into ``_failures``.
+def _write_failures(stage_db: Path, table: str, results: list[CheckResult]) -> int:
+    """Materialise every failing row into ``failures_table(table)``: GX returns at most 200.
 
-    Each failed check's query runs again without limit; its row count must equal GX's count.
+    Each failed expectation's own query runs again without limit (``{batch}`` → the table); its
+    row count must equal GX's count.
     """
-    by_id = {c.check_id: c for c in rules.compile_checks(ds)}
     target = rules.ident(failures_table(table))
     with duckdb.connect(str(stage_db)) as con:
-        sqlmacros.install(con)
         con.execute(f"CREATE OR REPLACE TABLE {target} "
                     "(_row BIGINT, check_id VARCHAR, \"column\" VARCHAR, rule VARCHAR)")
         total = 0
         for res in results:
             if res.success:
                 continue
-            check = by_id[res.check_id]
-            (n,) = con.execute(
-                f"INSERT INTO {target} SELECT _row, ?, ?, ? "
-                f"FROM {rules.ident(table)} WHERE {check.fail_sql}",
-                [check.check_id, check.column, check.rule]).fetchone()
+            query = res.query.format(batch=rules.ident(table))
+            (n,) = con.execute(f"INSERT INTO {target} SELECT _row, ?, ?, ? FROM ({query})",
+                               [res.check_id, res.column, res.rule]).fetchone()
             if n != res.unexpected_count:
-                raise QualityError(f"{check.check_id}: GX counted {res.unexpected_count} "
+                raise QualityError(f"{res.check_id}: GX counted {res.unexpected_count} "
                                    f"failing rows, the query returns {n}")
             total += n
     return total
@@ -293,15 +297,18 @@ def run(stage_db: Path, table: str, ds: Dataset, *, docs_dir: Path | None = None
 
     Returns GX's count and verdict per check; every failing row is written to the stage-DB table
     ``failures_table(table)`` (``_row, check_id, column, rule``; replaced on each run). Raises
-    :class:`QualityError` when any expectation errors.
+    :class:`QualityError` when the suite is out of date with ``ds`` or any expectation errors.
     """
     started = time.perf_counter()
+    if ds.id in stale_suites(suites_dir, [ds]):
+        raise QualityError(f"suite {suite_path(ds.id, suites_dir)} differs from the spec "
+                           "(run `hqms gx suites`)")
     suite = load_suite(ds.id, suites_dir)
     stage_db = Path(stage_db).resolve()
     _install_macros(stage_db)
     validation_result, index = _gx_validate(stage_db, table, suite, docs_dir, run_id)
     checks = _check_results(validation_result)
-    failures = _write_failures(stage_db, table, ds, checks)
+    failures = _write_failures(stage_db, table, checks)
     return QualityResult(dataset=ds.id, table=table, run_id=run_id,
                          failures_table=failures_table(table), checks=checks,
                          failure_count=failures, docs_index=index,
