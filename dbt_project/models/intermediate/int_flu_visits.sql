@@ -1,0 +1,109 @@
+{#- One row per flu_ visit (after de-duplication by natural key) with the case definition applied.
+
+    Baseline definition (docs/marts.md, issue 5):
+    * a visit is a flu case when any diagnosis code starts with a prefix in the flu_icd10 seed
+      (J09, J10, J11), or a linked lis_ record (same org, visit type, visit card, visit time) is
+      positive (P8004 = 1) for a flu lab item (flu_lab_items seed: 35 = A, 36 = B);
+    * antiviral: a linked pdr_ drug whose name contains a baseline pattern (generic or brand name, or
+      the English name) of the flu_antivirals seed;
+      within 48 h when the earliest such drug started no later than 48 h after the visit time;
+    * severe: an ICU stay recorded, a flu pneumonia code (is_pneumonia in flu_icd10), or death. -#}
+with ranked as (
+    select
+        f.*,
+        row_number() over (
+            partition by org_code, record_key
+            order by received_at desc, _loaded_at desc
+        ) as version_rank
+    from {{ ref('stg_flu') }} as f
+),
+
+visits as (
+    select * from ranked where version_rank = 1
+),
+
+diagnoses as (
+    {%- for col in hqms.flu_dx_columns() %}
+    select org_code, record_key, {{ col }} as dx_code from visits where {{ col }} is not null
+    {{ "union all" if not loop.last }}
+    {%- endfor %}
+),
+
+dx_flags as (
+    select
+        d.org_code,
+        d.record_key,
+        {{ dbt.bool_or('i.code_prefix is not null') }} as has_flu_dx,
+        {{ dbt.bool_or('coalesce(i.is_pneumonia, false)') }} as has_flu_pneumonia_dx
+    from diagnoses as d
+    left join {{ ref('flu_icd10') }} as i
+        on {{ hqms.starts_with_ci('d.dx_code', 'i.code_prefix') }}
+    group by d.org_code, d.record_key
+),
+
+lab_flags as (
+    select
+        l.org_code,
+        l.visit_type,
+        l.visit_card_pid,
+        l.visit_time,
+        {{ dbt.bool_or("items.flu_type = 'A'") }} as lab_positive_a,
+        {{ dbt.bool_or("items.flu_type = 'B'") }} as lab_positive_b
+    from {{ ref('stg_lis') }} as l
+    inner join {{ ref('flu_lab_items') }} as items on items.item_code = l.item_code
+    where l.is_positive
+    group by l.org_code, l.visit_type, l.visit_card_pid, l.visit_time
+),
+
+antiviral_flags as (
+    select
+        p.org_code,
+        p.visit_type,
+        p.visit_card_pid,
+        p.visit_time,
+        min(p.start_time) as first_antiviral_start
+    from {{ ref('stg_pdr') }} as p
+    where exists (
+        select 1 from {{ ref('flu_antivirals') }} as a
+        where a.in_baseline
+          and ({{ hqms.contains_ci('p.drug_name', 'a.pattern') }} or {{ hqms.contains_ci('p.drug_name', 'a.name_en') }})
+    )
+    group by p.org_code, p.visit_type, p.visit_card_pid, p.visit_time
+),
+
+flagged as (
+    select
+        v.org_code,
+        v.record_key,
+        v.visit_type,
+        v.visit_time,
+        v.visit_date,
+        v.age_band,
+        v.sex,
+        coalesce(dx.has_flu_dx, false) as has_flu_dx,
+        coalesce(lab.lab_positive_a, false) as lab_confirmed_a,
+        coalesce(lab.lab_positive_b, false) as lab_confirmed_b,
+        av.org_code is not null as antiviral_treated,
+        coalesce(av.first_antiviral_start <= {{ dbt.dateadd('hour', 48, 'v.visit_time') }}, false)
+            as antiviral_within_48h,
+        v.had_icu_stay,
+        coalesce(dx.has_flu_pneumonia_dx, false) as has_flu_pneumonia_dx,
+        coalesce(v.died, false) as died,
+        v.received_at,
+        v._loaded_at
+    from visits as v
+    left join dx_flags as dx
+        on dx.org_code = v.org_code and dx.record_key = v.record_key
+    left join lab_flags as lab
+        on lab.org_code = v.org_code and lab.visit_type = v.visit_type
+        and lab.visit_card_pid = v.visit_card_pid and lab.visit_time = v.visit_time
+    left join antiviral_flags as av
+        on av.org_code = v.org_code and av.visit_type = v.visit_type
+        and av.visit_card_pid = v.visit_card_pid and av.visit_time = v.visit_time
+)
+
+select
+    flagged.*,
+    (has_flu_dx or lab_confirmed_a or lab_confirmed_b) as is_case,
+    (had_icu_stay or has_flu_pneumonia_dx or died) as is_severe
+from flagged

@@ -1,0 +1,88 @@
+-- depends_on: {{ ref('stg_outpatient') }}
+{{ config(
+    materialized='incremental',
+    incremental_strategy='delete+insert',
+    unique_key=['month'],
+    on_schema_change='fail',
+    tags=['monthly'],
+) }}
+{#- One row per (month, org_code): the hospital's outpatient information pages of the month.
+    Incremental: months touched by mzsy_ rows loaded since the last build (minus the lookback). -#}
+with
+{% if is_incremental() %}
+touched as (
+    select visit_month from {{ ref('stg_outpatient') }} where _loaded_at > {{ hqms.rebuild_since() }}
+),
+{% endif %}
+
+visits as (
+    select * from {{ ref('int_outpatient_visits') }}
+    {% if is_incremental() %}
+    where visit_month in (select visit_month from touched)
+    {% endif %}
+),
+
+monthly as (
+    select
+        visit_month,
+        org_code,
+        count(*) as visits,
+        {{ hqms.count_if('is_emergency') }} as emergency_visits,
+        {{ hqms.count_if('is_revisit') }} as revisits,
+        {{ hqms.count_if('is_infusion') }} as infusion_visits,
+        {{ hqms.count_if('is_chronic_special') }} as chronic_special_visits,
+        {%- for level in range(1, 5) %}
+        {{ hqms.count_if("is_emergency and ed_triage_level = '" ~ level ~ "'") }} as triage_level_{{ level }},
+        {%- endfor %}
+        cast(coalesce(sum(total_cost), 0) as decimal(18, 2)) as total_cost,
+        cast(coalesce(sum(self_pay), 0) as decimal(18, 2)) as self_pay_cost,
+        cast(coalesce(sum(antibacterial_fee), 0) as decimal(18, 2)) as antibiotic_cost
+    from visits
+    group by visit_month, org_code
+),
+
+top_chapters as (
+    select
+        month,
+        org_code,
+        {%- for rank in range(1, 4) %}
+        max(case when chapter_rank = {{ rank }} then dx_chapter end) as top_dx_chapter_{{ rank }},
+        max(case when chapter_rank = {{ rank }} then visits end) as top_dx_chapter_{{ rank }}_visits{{ "," if not loop.last }}
+        {%- endfor %}
+    from {{ ref('outpatient_monthly_dx_chapters') }}
+    where chapter_rank <= 3
+    {% if is_incremental() %}
+      and month in (select visit_month from touched)
+    {% endif %}
+    group by month, org_code
+)
+
+select
+    m.visit_month as month,
+    m.org_code,
+    h.province_code,
+    h.city_code,
+    m.visits,
+    m.emergency_visits,
+    m.revisits,
+    m.infusion_visits,
+    cast(m.infusion_visits as {{ dbt.type_float() }}) / m.visits as infusion_rate,
+    m.chronic_special_visits,
+    m.triage_level_1,
+    m.triage_level_2,
+    m.triage_level_3,
+    m.triage_level_4,
+    m.total_cost,
+    m.self_pay_cost,
+    m.antibiotic_cost,
+    cast(m.total_cost / m.visits as decimal(18, 2)) as avg_cost_per_visit,
+    t.top_dx_chapter_1,
+    t.top_dx_chapter_1_visits,
+    t.top_dx_chapter_2,
+    t.top_dx_chapter_2_visits,
+    t.top_dx_chapter_3,
+    t.top_dx_chapter_3_visits,
+    {{ hqms.build_timestamp() }} as _built_at
+from monthly as m
+left join top_chapters as t on t.month = m.visit_month and t.org_code = m.org_code
+left join {{ ref('stg_hospitals') }} as h on h.org_code = m.org_code

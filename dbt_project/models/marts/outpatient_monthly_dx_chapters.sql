@@ -1,0 +1,39 @@
+-- depends_on: {{ ref('stg_outpatient') }}
+{{ config(
+    materialized='incremental',
+    incremental_strategy='delete+insert',
+    unique_key=['month'],
+    on_schema_change='fail',
+    tags=['monthly'],
+) }}
+{#- One row per (month, org_code, ICD-10 chapter of the principal diagnosis): visits and rank
+    (1 = the hospital's most frequent chapter that month; ties broken by chapter order). -#}
+with
+{% if is_incremental() %}
+touched as (
+    select visit_month from {{ ref('stg_outpatient') }} where _loaded_at > {{ hqms.rebuild_since() }}
+),
+{% endif %}
+
+counted as (
+    select visit_month, org_code, dx_chapter, count(*) as visits
+    from {{ ref('int_outpatient_visits') }}
+    {% if is_incremental() %}
+    where visit_month in (select visit_month from touched)
+    {% endif %}
+    group by visit_month, org_code, dx_chapter
+)
+
+select
+    c.visit_month as month,
+    c.org_code,
+    c.dx_chapter,
+    ch.name_zh as dx_chapter_name_zh,
+    ch.name_en as dx_chapter_name_en,
+    c.visits,
+    row_number() over (
+        partition by c.visit_month, c.org_code order by c.visits desc, ch.code_from
+    ) as chapter_rank,
+    {{ hqms.build_timestamp() }} as _built_at
+from counted as c
+left join {{ ref('icd10_chapters') }} as ch on ch.chapter = c.dx_chapter

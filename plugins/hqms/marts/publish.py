@@ -1,0 +1,201 @@
+"""Publish the marts for analysts: Parquet in the marts bucket and a read-only DuckDB snapshot.
+
+Analysts never open the live warehouse (DuckDB allows one writer, and the ingest or a dbt build
+may hold it at any time). After each build this module copies every published mart out of the
+warehouse, applying the small-cell rule, into
+
+* ``<marts bucket>/<mart>/<mart>.parquet`` (and a local copy under ``marts_dir/parquet``),
+* ``marts_dir/hqms_marts.duckdb`` — written to a temporary file, made read-only, then atomically
+  renamed over the previous snapshot, so a reader sees the old file or the new one, never half,
+* ``marts_dir/publish.json`` / ``<bucket>/manifest.json`` — what was published, when, how many rows.
+
+Small-cell rule (documented in docs/marts.md): in everything published, a count of patients or
+records between 1 and ``SMALL_CELL - 1`` is replaced by NULL, and so is every value derived from
+such a count (costs, averages, rates); the row's ``small_cells_suppressed`` flag says it
+happened. Zero is not suppressed. The warehouse marts keep exact counts for the secure zone.
+Which columns are counts, and which values derive from which count, is declared in the marts'
+dbt YAML (``config.meta.small_cell: count`` / ``config.meta.small_cell_base: <count column>``),
+so the documentation and this code read one definition.
+"""
+from __future__ import annotations
+
+import json
+import os
+import stat
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import duckdb
+import yaml
+
+from hqms import config as hqms_config
+from hqms.cli import UserError
+from hqms.marts.dbt import PROJECT_DIR
+
+#: Counts below this (and above zero) are suppressed in published exports.
+SMALL_CELL = 5
+SNAPSHOT_NAME = "hqms_marts.duckdb"
+MARTS_MODELS_DIR = PROJECT_DIR / "models" / "marts"
+
+
+@dataclass(frozen=True)
+class MartSpec:
+    """One published mart and its small-cell columns (from the dbt YAML)."""
+
+    name: str
+    counts: tuple[str, ...] = ()
+    derived: dict[str, str] = field(default_factory=dict)  # column → the count it derives from
+
+
+@dataclass(frozen=True)
+class PublishedMart:
+    name: str
+    rows: int
+    suppressed_rows: int
+    parquet_path: str
+    object_key: str | None
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    published_at: str
+    snapshot_path: str
+    marts: list[PublishedMart]
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def catalog(models_dir: Path = MARTS_MODELS_DIR) -> list[MartSpec]:
+    """Marts with ``config.meta.publish: true`` in the dbt YAML, in file order."""
+    specs: list[MartSpec] = []
+    for path in sorted(models_dir.glob("*.yml")):
+        doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        for model in doc.get("models") or []:
+            if not (model.get("config") or {}).get("meta", {}).get("publish"):
+                continue
+            counts, derived = [], {}
+            for col in model.get("columns") or []:
+                meta = (col.get("config") or {}).get("meta") or {}
+                if meta.get("small_cell") == "count":
+                    counts.append(col["name"])
+                if meta.get("small_cell_base"):
+                    derived[col["name"]] = meta["small_cell_base"]
+            specs.append(MartSpec(model["name"], tuple(counts), derived))
+    return specs
+
+
+def _small(column: str) -> str:
+    return f'("{column}" BETWEEN 1 AND {SMALL_CELL - 1})'
+
+
+def suppressed_select(spec: MartSpec, columns: list[str], source: str) -> str:
+    """SELECT over ``source`` with the small-cell rule applied and the row flag appended."""
+    unknown = (set(spec.counts) | set(spec.derived) | set(spec.derived.values())) - set(columns)
+    if unknown:
+        raise ValueError(f"{spec.name}: small-cell columns not in the table: {sorted(unknown)}")
+    exprs = []
+    for col in columns:
+        if col in spec.counts:
+            exprs.append(f'CASE WHEN {_small(col)} THEN NULL ELSE "{col}" END AS "{col}"')
+        elif col in spec.derived:
+            exprs.append(f'CASE WHEN {_small(spec.derived[col])} THEN NULL ELSE "{col}" END AS "{col}"')
+        else:
+            exprs.append(f'"{col}"')
+    flag = " OR ".join(_small(c) for c in spec.counts) or "FALSE"
+    exprs.append(f"coalesce({flag}, FALSE) AS small_cells_suppressed")
+    return "SELECT " + ", ".join(exprs) + f" FROM {source}"
+
+
+def _table_columns(con: duckdb.DuckDBPyConnection, name: str) -> list[str]:
+    rows = con.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_catalog = current_database() "
+        "AND table_schema = 'marts' AND table_name = ? ORDER BY ordinal_position", [name]).fetchall()
+    return [r[0] for r in rows]
+
+
+def _open_warehouse(cfg: hqms_config.Config) -> duckdb.DuckDBPyConnection:
+    if not cfg.warehouse_path.exists():
+        raise UserError(f"no warehouse at {cfg.warehouse_path}; run `hqms marts build` first")
+    try:
+        return duckdb.connect(str(cfg.warehouse_path), read_only=True)
+    except duckdb.IOException as exc:
+        raise UserError(f"warehouse {cfg.warehouse_path} is in use by a writer; retry later ({exc})") from exc
+
+
+def _make_read_only(path: Path) -> None:
+    path.chmod(stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
+
+
+def write_exports(cfg: hqms_config.Config, specs: list[MartSpec], published_at: str
+                  ) -> tuple[Path, list[tuple[MartSpec, int, int, Path]]]:
+    """Suppressed copies of the marts: the snapshot file and one Parquet file per mart."""
+    cfg.marts_dir.mkdir(parents=True, exist_ok=True)
+    parquet_dir = cfg.marts_dir / "parquet"
+    parquet_dir.mkdir(exist_ok=True)
+    final = cfg.marts_dir / SNAPSHOT_NAME
+    tmp = cfg.marts_dir / f".{SNAPSHOT_NAME}.{os.getpid()}.tmp"
+    tmp.unlink(missing_ok=True)
+    written: list[tuple[MartSpec, int, int, Path]] = []
+    con = _open_warehouse(cfg)
+    try:
+        con.execute(f"ATTACH '{tmp}' AS snap")
+        con.execute("CREATE SCHEMA snap.marts")
+        for spec in specs:
+            columns = _table_columns(con, spec.name)
+            if not columns:
+                raise UserError(f"mart marts.{spec.name} does not exist; run `hqms marts build` first")
+            con.execute(f"CREATE TABLE snap.marts.{spec.name} AS "
+                        + suppressed_select(spec, columns, f"marts.{spec.name}"))
+            rows, suppressed = con.execute(
+                f"SELECT count(*), count(*) FILTER (WHERE small_cells_suppressed) FROM snap.marts.{spec.name}"
+            ).fetchone()
+            parquet = parquet_dir / f"{spec.name}.parquet"
+            part = parquet.with_suffix(f".parquet.{os.getpid()}.tmp")
+            con.execute(f"COPY snap.marts.{spec.name} TO '{part}' (FORMAT parquet, COMPRESSION zstd)")
+            os.replace(part, parquet)
+            written.append((spec, rows, suppressed, parquet))
+        con.execute("CREATE TABLE snap.marts.publish_info (mart VARCHAR, row_count BIGINT, "
+                    "suppressed_rows BIGINT, small_cell_threshold INTEGER, published_at TIMESTAMPTZ)")
+        con.executemany("INSERT INTO snap.marts.publish_info VALUES (?, ?, ?, ?, CAST(? AS TIMESTAMPTZ))",
+                        [[s.name, n, sup, SMALL_CELL, published_at] for s, n, sup, _ in written])
+        con.execute("DETACH snap")
+    except BaseException:
+        con.close()
+        tmp.unlink(missing_ok=True)
+        raise
+    con.close()
+    _make_read_only(tmp)
+    os.replace(tmp, final)
+    return final, written
+
+
+def publish(cfg: hqms_config.Config | None = None, *, upload: bool = True) -> PublishResult:
+    """Export every published mart (suppressed) locally and, unless ``upload`` is off, to S3."""
+    cfg = cfg or hqms_config.load()
+    specs = catalog()
+    published_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    snapshot, written = write_exports(cfg, specs, published_at)
+    store = None
+    bucket = cfg.buckets["marts"]
+    if upload:
+        from hqms.objectstore import ObjectStore
+
+        store = ObjectStore.from_config(cfg)
+        store.ensure_buckets()
+    marts = []
+    for spec, rows, suppressed, path in written:
+        key = None
+        if store is not None:
+            key = f"{spec.name}/{spec.name}.parquet"
+            store.put_file(bucket, key, path, metadata={
+                "rows": str(rows), "published-at": published_at, "small-cell-threshold": str(SMALL_CELL)})
+        marts.append(PublishedMart(spec.name, rows, suppressed, str(path), key))
+    result = PublishResult(published_at, str(snapshot), marts)
+    manifest = cfg.marts_dir / "publish.json"
+    manifest.write_text(json.dumps(result.as_dict(), ensure_ascii=False, indent=2), encoding="utf-8")
+    if store is not None:
+        store.put_file(bucket, f"snapshot/{SNAPSHOT_NAME}", snapshot, metadata={"published-at": published_at})
+        store.put_file(bucket, "manifest.json", manifest, metadata={"published-at": published_at})
+    return result
