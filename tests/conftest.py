@@ -11,6 +11,8 @@
 from __future__ import annotations
 
 import os
+import stat
+import struct
 import uuid
 import zipfile
 from collections.abc import Iterator
@@ -119,3 +121,82 @@ def csv_bytes(prefix: str, org_code: str, rows: int = 2) -> bytes:
 @pytest.fixture
 def org_code() -> str:
     return synthetic_org_code(1)
+
+
+def _set_encrypted_flag(path: Path) -> None:
+    """Set bit 0 (encrypted) of the general-purpose flags in local and central headers."""
+    data = bytearray(path.read_bytes())
+    for signature, flag_at in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):
+        start = 0
+        while (pos := data.find(signature, start)) >= 0:
+            (flags,) = struct.unpack_from("<H", data, pos + flag_at)
+            struct.pack_into("<H", data, pos + flag_at, flags | 0x1)
+            start = pos + 4
+    path.write_bytes(bytes(data))
+
+
+def _symlink_zip(path: Path) -> Path:
+    with zipfile.ZipFile(path, "w") as zf:
+        info = zipfile.ZipInfo("flu_link.csv")
+        info.create_system = 3
+        info.external_attr = (stat.S_IFLNK | 0o777) << 16
+        zf.writestr(info, "/etc/passwd")
+    return path
+
+
+def _corrupt_crc(path: Path) -> Path:
+    """Flip one byte of stored content: the archive opens, the CRC test must fail."""
+    data = bytearray(path.read_bytes())
+    pos = data.find(b"P900")
+    data[pos] ^= 0xFF
+    path.write_bytes(bytes(data))
+    return path
+
+
+def bad_zip_corpus(tmp: Path, org: str) -> dict[str, tuple[Path, str]]:
+    """name → (zip path, expected intake rule): one zip per way an upload can be malformed."""
+    good_csv = csv_bytes("flu_", org)
+    inner = make_zip(tmp / "inner.zip", {"flu_1.csv": good_csv})
+    truncated = make_zip(tmp / "src_trunc.zip", {"flu_1.csv": os.urandom(4000)}, zipfile.ZIP_STORED)
+    encrypted = make_zip(tmp / "encrypted.zip", {"flu_1.csv": good_csv})
+    _set_encrypted_flag(encrypted)
+    return {
+        "zip_slip": (make_zip(tmp / "slip.zip", {"../../flu_1.csv": good_csv}), "unsafe_path"),
+        "absolute": (make_zip(tmp / "abs.zip", {"/tmp/flu_1.csv": good_csv}), "unsafe_path"),
+        "backslash": (make_zip(tmp / "bs.zip", {"..\\flu_1.csv": good_csv}), "unsafe_path"),
+        "drive": (make_zip(tmp / "drive.zip", {"C:/flu_1.csv": good_csv}), "unsafe_path"),
+        "encrypted": (encrypted, "encrypted"),
+        "symlink": (_symlink_zip(tmp / "link.zip"), "symlink"),
+        "nested_zip": (make_zip(tmp / "nested.zip", {"flu_1.zip": inner.read_bytes()}),
+                       "nested_archive"),
+        "zip_named_csv": (make_zip(tmp / "disguised.zip", {"flu_1.csv": inner.read_bytes()}),
+                          "nested_archive"),
+        "non_csv": (make_zip(tmp / "txt.zip", {"flu_1.txt": good_csv}), "not_csv"),
+        "wrong_prefix": (make_zip(tmp / "prefix.zip", {"hqmsx_1.csv": good_csv}), "unknown_prefix"),
+        "duplicate": (make_zip(tmp / "dup.zip", [("flu_1.csv", good_csv), ("a/FLU_1.csv", good_csv)]),
+                      "duplicate_entry"),
+        "too_large": (make_zip(tmp / "big.zip", {"flu_1.csv": os.urandom(21 * 1024 * 1024)},
+                               zipfile.ZIP_STORED), "zip_too_large"),
+        "bomb": (make_zip(tmp / "bomb.zip", {"flu_1.csv": b"\0" * (60 * 1024 * 1024)}),
+                 "compression_ratio"),
+        "empty": (make_zip(tmp / "empty.zip", {}), "empty_zip"),
+        "only_folders": (make_zip(tmp / "folders.zip", {"data/": b""}), "empty_zip"),
+        "not_a_zip": (write_bytes(tmp / "plain.zip", good_csv), "not_a_zip"),
+        "truncated": (write_bytes(tmp / "trunc.zip", truncated.read_bytes()[:2500]), "corrupt_zip"),
+        "bad_crc": (_corrupt_crc(make_zip(tmp / "crc.zip", {"flu_1.csv": good_csv},
+                                          zipfile.ZIP_STORED)), "corrupt_zip"),
+        "rar_name": (write_bytes(tmp / "upload.rar", inner.read_bytes()), "not_zip_name"),
+        "mixed_streams": (make_zip(tmp / "mixed.zip", [("flu_1.csv", good_csv),
+                                                        (f"{spec.stream_datasets('fever')[0].prefix}1.csv", good_csv)]),
+                          "mixed_streams"),
+    }
+
+
+def write_bytes(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+@pytest.fixture(scope="session")
+def bad_zips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, str]]:
+    return bad_zip_corpus(tmp_path_factory.mktemp("bad_zips"), synthetic_org_code(1))
