@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "hqms.ingest.cli",
     "hqms.hospitals",
     "hqms.vault",
+    "hqms.keys",
     "hqms.marts.cli",
     "hqms.demo",
     "hqms.doctor",

@@ -29,7 +29,7 @@ from hqms import config as hqms_config
 from hqms.ingest.deidentify import Context, register_udfs
 from hqms.ingest.merge import FileResult, merge_file, record_ops
 from hqms.ingest.validate import ValidationReport, validate_staged
-from hqms.keys import ensure_demo_keys, load_keyring
+from hqms.keys import load_keyring
 from hqms.objectstore import ObjectStore
 from hqms.registry import Registry
 from hqms.warehouse import ensure_schema
@@ -104,7 +104,6 @@ def process_upload(upload_id: str, cfg: hqms_config.Config | None = None) -> Out
                              docs_dir=cfg.gx_docs_dir / upload_id, run_id=upload_id)
     status, msg_zh, msg_en = decide_status(report)
 
-    ensure_demo_keys(cfg)
     keyring = load_keyring(cfg)
     ctx = Context(upload_id=upload_id, org_code=upload["org_code"], received_at=upload["received_at"])
     con = open_warehouse(cfg)
