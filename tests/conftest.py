@@ -153,6 +153,13 @@ def _corrupt_crc(path: Path) -> Path:
     return path
 
 
+#: Names of the bad-zip corpus cases (known at collection time, for parametrisation).
+BAD_ZIP_CASES = (
+    "zip_slip", "absolute", "backslash", "drive", "encrypted", "symlink", "nested_zip",
+    "zip_named_csv", "non_csv", "wrong_prefix", "duplicate", "too_large", "bomb", "empty",
+    "only_folders", "not_a_zip", "truncated", "bad_crc", "rar_name", "mixed_streams")
+
+
 def bad_zip_corpus(tmp: Path, org: str) -> dict[str, tuple[Path, str]]:
     """name → (zip path, expected intake rule): one zip per way an upload can be malformed."""
     good_csv = csv_bytes("flu_", org)

@@ -9,8 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import csv_bytes, make_zip, synthetic_org_code
-from test_zipcheck import BAD_CASES
+from conftest import BAD_ZIP_CASES, csv_bytes, make_zip, synthetic_org_code
 
 from hqms import cli, config, spec
 from hqms.intake.policy import PUT_ACTIONS, landing_policy
@@ -33,7 +32,7 @@ def good_zip(tmp_path: Path, org_code: str) -> Path:
     return make_zip(tmp_path / "flu_upload.zip", {"flu_20260101.csv": csv_bytes("flu_", org_code)})
 
 
-@pytest.mark.parametrize("case", BAD_CASES)
+@pytest.mark.parametrize("case", BAD_ZIP_CASES)
 def test_bad_zip_refused_and_nothing_lands(case: str, bad_zips: dict, shared_s3_env: ObjectStore,
                                            org_code: str, capsys: pytest.CaptureFixture) -> None:
     path, rule = bad_zips[case]
