@@ -116,11 +116,13 @@ def prepare_warehouse(cfg: hqms_config.Config) -> None:
         con.close()
 
 
-def build(selection: str = "all", *, full_refresh: bool = False, cfg: hqms_config.Config | None = None,
-          echo: bool = False) -> DbtResult:
-    """``dbt build`` (seeds, models, data tests, unit tests) for one of :data:`SELECTIONS`.
+def build(selection: str = "all", *, full_refresh: bool = False, unit_tests: bool = False,
+          cfg: hqms_config.Config | None = None, echo: bool = False) -> DbtResult:
+    """``dbt build`` (seeds, models, data tests) for one of :data:`SELECTIONS`.
 
-    Raises :class:`DbtError` when anything failed, so an Airflow task fails visibly.
+    Unit tests pin the SQL logic, not the data, so scheduled builds skip them (dbt's advice for
+    production) and CI runs them (``unit_tests=True``). Raises :class:`DbtError` when anything
+    failed, so an Airflow task fails visibly.
     """
     cfg = cfg or hqms_config.load()
     if selection not in SELECTIONS:
@@ -131,6 +133,8 @@ def build(selection: str = "all", *, full_refresh: bool = False, cfg: hqms_confi
         args += ["--select", SELECTIONS[selection]]
     if full_refresh:
         args.append("--full-refresh")
+    if not unit_tests:
+        args += ["--exclude-resource-type", "unit_test"]
     result = run(args, cfg, echo=echo)
     if not result.ok:
         detail = "\n".join(result.failures()) or result.output[-4000:]

@@ -110,16 +110,17 @@ def suppressed_select(spec: MartSpec, columns: list[str], source: str) -> str:
 
 def _table_columns(con: duckdb.DuckDBPyConnection, name: str) -> list[str]:
     rows = con.execute(
-        "SELECT column_name FROM information_schema.columns WHERE table_catalog = current_database() "
+        "SELECT column_name FROM information_schema.columns WHERE table_catalog = 'wh' "
         "AND table_schema = 'marts' AND table_name = ? ORDER BY ordinal_position", [name]).fetchall()
     return [r[0] for r in rows]
 
 
-def _open_warehouse(cfg: hqms_config.Config) -> duckdb.DuckDBPyConnection:
+def _attach_warehouse(con: duckdb.DuckDBPyConnection, cfg: hqms_config.Config) -> None:
+    """The live warehouse, read-only, as catalog ``wh`` (fails fast while a writer holds it)."""
     if not cfg.warehouse_path.exists():
         raise UserError(f"no warehouse at {cfg.warehouse_path}; run `hqms marts build` first")
     try:
-        return duckdb.connect(str(cfg.warehouse_path), read_only=True)
+        con.execute(f"ATTACH '{cfg.warehouse_path}' AS wh (READ_ONLY)")
     except duckdb.IOException as exc:
         raise UserError(f"warehouse {cfg.warehouse_path} is in use by a writer; retry later ({exc})") from exc
 
@@ -138,29 +139,30 @@ def write_exports(cfg: hqms_config.Config, specs: list[MartSpec], published_at: 
     tmp = cfg.marts_dir / f".{SNAPSHOT_NAME}.{os.getpid()}.tmp"
     tmp.unlink(missing_ok=True)
     written: list[tuple[MartSpec, int, int, Path]] = []
-    con = _open_warehouse(cfg)
+    con = duckdb.connect(str(tmp))
     try:
-        con.execute(f"ATTACH '{tmp}' AS snap")
-        con.execute("CREATE SCHEMA snap.marts")
+        _attach_warehouse(con, cfg)
+        con.execute("CREATE SCHEMA marts")
         for spec in specs:
             columns = _table_columns(con, spec.name)
             if not columns:
                 raise UserError(f"mart marts.{spec.name} does not exist; run `hqms marts build` first")
-            con.execute(f"CREATE TABLE snap.marts.{spec.name} AS "
-                        + suppressed_select(spec, columns, f"marts.{spec.name}"))
+            con.execute(f"CREATE TABLE marts.{spec.name} AS "
+                        + suppressed_select(spec, columns, f"wh.marts.{spec.name}"))
             rows, suppressed = con.execute(
-                f"SELECT count(*), count(*) FILTER (WHERE small_cells_suppressed) FROM snap.marts.{spec.name}"
+                f"SELECT count(*), count(*) FILTER (WHERE small_cells_suppressed) FROM marts.{spec.name}"
             ).fetchone()
             parquet = parquet_dir / f"{spec.name}.parquet"
             part = parquet.with_suffix(f".parquet.{os.getpid()}.tmp")
-            con.execute(f"COPY snap.marts.{spec.name} TO '{part}' (FORMAT parquet, COMPRESSION zstd)")
+            con.execute(f"COPY marts.{spec.name} TO '{part}' (FORMAT parquet, COMPRESSION zstd)")
             os.replace(part, parquet)
             written.append((spec, rows, suppressed, parquet))
-        con.execute("CREATE TABLE snap.marts.publish_info (mart VARCHAR, row_count BIGINT, "
+        con.execute("CREATE TABLE marts.publish_info (mart VARCHAR, row_count BIGINT, "
                     "suppressed_rows BIGINT, small_cell_threshold INTEGER, published_at TIMESTAMPTZ)")
-        con.executemany("INSERT INTO snap.marts.publish_info VALUES (?, ?, ?, ?, CAST(? AS TIMESTAMPTZ))",
+        con.executemany("INSERT INTO marts.publish_info VALUES (?, ?, ?, ?, CAST(? AS TIMESTAMPTZ))",
                         [[s.name, n, sup, SMALL_CELL, published_at] for s, n, sup, _ in written])
-        con.execute("DETACH snap")
+        con.execute("DETACH wh")
+        con.execute("CHECKPOINT")
     except BaseException:
         con.close()
         tmp.unlink(missing_ok=True)

@@ -1,0 +1,121 @@
+"""A short picture of the marts, for the end of the main job and for operators.
+
+Reads the warehouse read-only (exact counts; run it when no writer is active) or the published
+snapshot (what analysts see; counts of 1–4 are NULL there, so totals are lower bounds).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from hqms import config as hqms_config
+from hqms.cli import UserError
+from hqms.marts.publish import SNAPSHOT_NAME
+
+#: (label, SQL over one mart) — each returns a single row of named values.
+QUERIES: dict[str, str] = {
+    "flu_daily": """
+        SELECT min(report_date) AS first_day, max(report_date) AS last_day,
+               count(DISTINCT org_code) AS hospitals, sum(visits) AS visits, sum(cases) AS cases,
+               sum(outpatient_cases) AS outpatient, sum(emergency_cases) AS emergency,
+               sum(inpatient_cases) AS inpatient, sum(lab_confirmed_a) AS lab_a, sum(lab_confirmed_b) AS lab_b,
+               sum(antiviral_treated) AS antiviral, sum(antiviral_within_48h) AS antiviral_48h,
+               sum(severe_cases) AS severe, sum(deaths) AS deaths
+        FROM marts.flu_daily""",
+    "fever_daily": """
+        SELECT min(visit_date) AS first_day, max(visit_date) AS last_day,
+               count(DISTINCT org_code) AS hospitals, sum(visits) AS visits,
+               sum(observation_stays) AS observation, sum(flu_tested) AS flu_tested,
+               sum(flu_positive) AS flu_positive
+        FROM marts.fever_daily""",
+    "outpatient_monthly": """
+        SELECT min(month) AS first_month, max(month) AS last_month, count(DISTINCT org_code) AS hospitals,
+               sum(visits) AS visits, sum(emergency_visits) AS emergency, sum(infusion_visits) AS infusion,
+               round(sum(total_cost) / nullif(sum(visits), 0), 2) AS avg_cost
+        FROM marts.outpatient_monthly""",
+    "submission": """
+        SELECT stream, count(*) AS expected, count(*) FILTER (WHERE received) AS received,
+               count(*) FILTER (WHERE on_time) AS on_time,
+               round(sum(conforming_records) / nullif(sum(records), 0), 4) AS conformance
+        FROM (SELECT stream, received, on_time, records, conforming_records FROM marts.submission_daily
+              UNION ALL
+              SELECT stream, received, on_time, records, conforming_records FROM marts.submission_monthly)
+        GROUP BY stream ORDER BY stream""",
+}
+
+
+def _connect(cfg: hqms_config.Config, source: str) -> duckdb.DuckDBPyConnection:
+    path: Path = cfg.warehouse_path if source == "warehouse" else cfg.marts_dir / SNAPSHOT_NAME
+    if not path.exists():
+        raise UserError(f"no {source} at {path}; run `hqms marts build`"
+                        + (" and `hqms marts publish`" if source == "snapshot" else ""))
+    try:
+        return duckdb.connect(str(path), read_only=True)
+    except duckdb.IOException as exc:
+        raise UserError(f"{path} is in use by a writer; retry later ({exc})") from exc
+
+
+def collect(cfg: hqms_config.Config | None = None, source: str = "warehouse") -> dict[str, Any]:
+    """Headline figures per mart (JSON-friendly)."""
+    cfg = cfg or hqms_config.load()
+    con = _connect(cfg, source)
+    try:
+        out: dict[str, Any] = {"source": source}
+        for name, sql in QUERIES.items():
+            cur = con.execute(sql)
+            cols = [d[0] for d in cur.description]
+            rows = [dict(zip(cols, [_plain(v) for v in row])) for row in cur.fetchall()]
+            out[name] = rows if name == "submission" else rows[0]
+        return out
+    finally:
+        con.close()
+
+
+def _plain(value: Any) -> Any:
+    """Dates and decimals as JSON-friendly scalars."""
+    if value is None or isinstance(value, (int, float, str, bool)):
+        return value
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return float(value)
+
+
+def _n(value: Any) -> str:
+    return "-" if value is None else f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def _pct(part: Any, whole: Any) -> str:
+    return "-" if not whole or part is None else f"{100 * part / whole:.1f}%"
+
+
+def render(data: dict[str, Any]) -> str:
+    """Plain-text summary (a dozen lines)."""
+    flu, fever, opd = data["flu_daily"], data["fever_daily"], data["outpatient_monthly"]
+    lines = [f"HQMS marts ({data['source']})"]
+    lines.append(
+        f"flu      {flu['first_day'] or '-'} … {flu['last_day'] or '-'}: {_n(flu['hospitals'])} hospitals, "
+        f"{_n(flu['visits'])} visits, {_n(flu['cases'])} cases (outpatient {_n(flu['outpatient'])}, "
+        f"emergency {_n(flu['emergency'])}, inpatient {_n(flu['inpatient'])})")
+    lines.append(
+        f"         lab-confirmed A {_n(flu['lab_a'])} / B {_n(flu['lab_b'])}; antiviral {_n(flu['antiviral'])} "
+        f"({_pct(flu['antiviral_48h'], flu['antiviral'])} within 48 h); severe {_n(flu['severe'])}; "
+        f"deaths {_n(flu['deaths'])}")
+    lines.append(
+        f"fever    {fever['first_day'] or '-'} … {fever['last_day'] or '-'}: {_n(fever['hospitals'])} hospitals, "
+        f"{_n(fever['visits'])} visits, {_n(fever['observation'])} observation stays, flu tested "
+        f"{_n(fever['flu_tested'])}, positive {_n(fever['flu_positive'])} "
+        f"({_pct(fever['flu_positive'], fever['flu_tested'])})")
+    lines.append(
+        f"outpat.  {opd['first_month'] or '-'} … {opd['last_month'] or '-'}: {_n(opd['hospitals'])} hospitals, "
+        f"{_n(opd['visits'])} visits, emergency {_n(opd['emergency'])}, infusion "
+        f"{_pct(opd['infusion'], opd['visits'])}, avg cost {_n(opd['avg_cost'])} yuan")
+    for row in data["submission"]:
+        lines.append(
+            f"reporting {row['stream']:<10} {_n(row['received'])}/{_n(row['expected'])} hospital-periods received "
+            f"({_pct(row['received'], row['expected'])}), on time {_pct(row['on_time'], row['expected'])}, "
+            f"conforming records {_pct(row['conformance'], 1)}")
+    if data["source"] == "snapshot":
+        lines.append("(snapshot: counts of 1–4 are suppressed, totals are lower bounds)")
+    return "\n".join(lines)

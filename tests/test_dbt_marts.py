@@ -1,0 +1,486 @@
+"""dbt marts on a real DuckDB warehouse populated with synthetic de-identified rows.
+
+The warehouse is created with ``hqms.warehouse.ensure_schema`` (the shape the ingest writes) and
+filled by :func:`populate` with random but seeded rows: visits, re-sent versions, linked lab and
+drug records, fever-clinic visits with lab results, outpatient pages, uploads. Then:
+
+* ``dbt build`` (seeds, models, data tests and the unit tests that pin the case definitions)
+  passes, and ``dbt docs generate`` works;
+* ``flu_daily`` and ``fever_daily`` equal totals recomputed here straight from the dw tables with
+  SQL written from the issue's definitions (not from the dbt models);
+* an incremental build after late records rebuilds only the touched dates and agrees with the
+  recomputation; publishing suppresses small cells and swaps the snapshot atomically.
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import stat
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+import duckdb
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from hqms import config as hqms_config
+from hqms.marts import dbt, publish, sources, summary
+from hqms.spec import reference_csv
+from hqms.warehouse import ensure_schema
+
+CST = timezone(timedelta(hours=8))
+FIRST_DAY = date(2025, 1, 6)
+DAYS = 7
+#: Loaded long before any build runs, so the incremental lookback does not reach them.
+OLD_LOAD = datetime(2025, 1, 20, tzinfo=timezone.utc)
+
+#: (org_code, province, city); the last hospital uploads but is missing from the registry.
+HOSPITALS = [
+    ("SYNTH00000000000000001", "51", "510100"),
+    ("SYNTH00000000000000002", "51", "510100"),
+    ("SYNTH00000000000000003", "51", "510700"),
+    ("SYNTH00000000000000004", "44", "440100"),
+    ("SYNTH00000000000000005", "44", "440100"),
+]
+UNREGISTERED = "SYNTH00000000000000099"
+
+FLU_DX = ["J10.101", "J11.101", "J10.001", "J11.000", "J09.x02", "J06.900", "J18.900", "J20.900", None]
+DRUGS = ["磷酸奥司他韦胶囊", "Oseltamivir phosphate", "扎那米韦吸入粉雾剂", "帕拉米韦氯化钠注射液",
+         "玛巴洛沙韦片", "对乙酰氨基酚片", "阿莫西林胶囊", "昂拉地韦片"]
+LAB_NAMES = ["甲型流感病毒抗原检测", "乙型流感病毒抗原检测", "流感病毒核酸检测", "血常规", "C反应蛋白",
+             "新型冠状病毒核酸检测"]
+LAB_RESULTS = ["阳性", "阴性", "弱阳性", "阴性(-)", None]
+AGE_BANDS = ["0-4", "5-14", "15-24", "25-59", "60+", None]
+DX_CHAPTER_CODES = ["J06.900", "J20.900", "I10.x00", "K29.700", "E11.900", "M54.500", None, "Z00.000"]
+
+
+@dataclass
+class Rows:
+    """Rows per table, inserted BY NAME (columns not given stay NULL)."""
+
+    tables: dict[str, list[dict]]
+
+    def add(self, table: str, **row: object) -> None:
+        self.tables.setdefault(table, []).append(row)
+
+
+def _meta(rng: random.Random, org: str, received: datetime, loaded: datetime = OLD_LOAD) -> dict:
+    return {"_nk": uuid.UUID(int=rng.getrandbits(128)).hex, "_org_code": org, "_received_at": received,
+            "_loaded_at": loaded, "_upload_id": "u-synthetic", "_source_file": "synthetic.csv",
+            "_source_row": 1, "_key_id": "k1"}
+
+
+def _pid(rng: random.Random) -> str:
+    return "%032x" % rng.getrandbits(128)
+
+
+def synthetic_rows(seed: int = 7) -> Rows:
+    """Random de-identified warehouse content for a week of a few hospitals."""
+    rng = random.Random(seed)
+    rows = Rows({})
+    orgs = [h[0] for h in HOSPITALS] + [UNREGISTERED]
+    for org, province, city in HOSPITALS:
+        rows.add("ref.hospitals", org_code=org, name=f"合成医院{org[-2:]}", province_code=province,
+                 city_code=city, city_name=None, medicine_type="西医", category="A100", level="三级",
+                 grade="甲等")
+    for day_n in range(DAYS):
+        day = FIRST_DAY + timedelta(days=day_n)
+        for org in orgs:
+            received = datetime.combine(day + timedelta(days=1), datetime.min.time(), CST) + timedelta(hours=9)
+            for _ in range(rng.randint(0, 9)):
+                _flu_visit(rng, rows, org, day, received)
+            for _ in range(rng.randint(0, 8)):
+                _fever_visit(rng, rows, org, day, received)
+            _uploads(rng, rows, org, day)
+    for org in orgs[:4]:
+        for _ in range(rng.randint(3, 12)):
+            visit = datetime.combine(date(2025, 1, rng.randint(1, 31)), datetime.min.time()) + timedelta(
+                minutes=rng.randint(0, 1439))
+            emergency = rng.random() < 0.3
+            total = round(rng.uniform(20, 900), 2)
+            rows.add("dw.mzsy", **_meta(rng, org, datetime(2025, 2, 10, 9, tzinfo=CST)), visit_time=visit,
+                     visit_type="1" if emergency else "2", revisit=rng.choice("12"),
+                     iv_infusion=rng.choice("122"), chronic_special_disease=rng.choice("122"),
+                     ed_triage_level=rng.choice("1234") if emergency else None,
+                     principal_dx_code=rng.choice(DX_CHAPTER_CODES), total_cost=total,
+                     self_pay=round(total * rng.random(), 2), antibacterial_fee=round(rng.uniform(0, 50), 2))
+        rows.add("ops.uploads", upload_id=f"m-{org}", stream="outpatient", org_code=org,
+                 file_name="mzsy.zip", received_at=datetime(2025, 2, rng.choice([10, 15, 17]), 20, tzinfo=CST),
+                 status="processed", record_count=12, conforming_count=12, processed_at=OLD_LOAD)
+        rows.add("ops.upload_files", upload_id=f"m-{org}", file_name="mzsy_202501.csv", dataset="mzsy",
+                 stream="outpatient", record_count=12, conforming_count=12, period_start=date(2025, 1, 1),
+                 period_end=date(2025, 1, 31))
+    return rows
+
+
+def _flu_visit(rng: random.Random, rows: Rows, org: str, day: date, received: datetime) -> None:
+    visit_time = datetime.combine(day, datetime.min.time()) + timedelta(minutes=rng.randint(0, 1439))
+    visit_type = rng.choice(["01", "01", "02", "03"])
+    card = _pid(rng)
+    died = visit_type == "03" and rng.random() < 0.1
+    row = _meta(rng, org, received) | {
+        "visit_type": visit_type, "visit_card_no_pid": card, "visit_time": visit_time,
+        "principal_dx_code": rng.choice(FLU_DX), "other_dx1_code": rng.choice([None, None, "J11.000", "I10.x00"]),
+        "other_dx7_code": rng.choice([None] * 5 + ["J10.101"]),
+        "birth_date_age_band": rng.choice(AGE_BANDS), "sex": rng.choice("129"),
+        "icu1_unit": "02" if visit_type == "03" and rng.random() < 0.2 else None,
+        "died": "1" if died else "2",
+    }
+    rows.add("dw.flu", **row)
+    if rng.random() < 0.15:  # an older version of the same record, re-sent days before
+        older = dict(row, _received_at=received - timedelta(days=rng.randint(1, 3)), principal_dx_code="J06.900")
+        rows.add("dw.flu", **older)
+    link = {"visit_type": visit_type, "visit_card_no_pid": card, "visit_time": visit_time}
+    for _ in range(rng.choice([0, 0, 1, 2])):
+        rows.add("dw.lis", **_meta(rng, org, received), **link, flu_item=rng.choice(["35", "36", "99"]),
+                 positive=rng.choice("12"))
+    if rng.random() < 0.1:  # a lab record of another visit time (must not link)
+        rows.add("dw.lis", **_meta(rng, org, received), **dict(link, visit_time=visit_time + timedelta(hours=1)),
+                 flu_item="35", positive="1")
+    for _ in range(rng.choice([0, 1, 1, 2])):
+        start = visit_time + timedelta(hours=rng.choice([-2, 1, 20, 47, 48, 49, 50, 72]))
+        rows.add("dw.pdr", **_meta(rng, org, received), **link, drug_name=rng.choice(DRUGS), start_time=start)
+
+
+def _fever_visit(rng: random.Random, rows: Rows, org: str, day: date, received: datetime) -> None:
+    serial = _pid(rng)
+    visit_time = datetime.combine(day, datetime.min.time()) + timedelta(minutes=rng.randint(0, 1439))
+    rows.add("dw.fever", **_meta(rng, org, received), opd_visit_serial_pid=serial, visit_time=visit_time,
+             sex=rng.choice(["1", "2", "9", None]), birth_date_age_band=rng.choice(AGE_BANDS),
+             first_visit=rng.choice("12"), referred=rng.choice("122"), observation_stay=rng.choice("1222"))
+    for _ in range(rng.choice([0, 1, 1, 2, 3])):
+        rows.add("dw.lab", **_meta(rng, org, received), opd_visit_serial_pid=serial, visit_time=visit_time,
+                 item_name=rng.choice(LAB_NAMES), result_qualitative=rng.choice(LAB_RESULTS))
+
+
+def _uploads(rng: random.Random, rows: Rows, org: str, day: date) -> None:
+    for stream, prefix in (("flu", "flu"), ("fever", "fever")):
+        if rng.random() < 0.1:
+            continue  # this hospital missed the day
+        delay = rng.choice([timedelta(hours=h) for h in (18, 30, 40, 47)] + [timedelta(hours=49)])
+        received = datetime.combine(day, datetime.min.time(), CST) + delay
+        status = rng.choice(["processed", "processed", "partially_accepted", "rejected"])
+        uid = f"{stream}-{org}-{day:%Y%m%d}"
+        n = rng.randint(5, 40)
+        ok = 0 if status == "rejected" else n if status == "processed" else n - rng.randint(1, 4)
+        rows.add("ops.uploads", upload_id=uid, stream=stream, org_code=org, file_name=f"{uid}.zip",
+                 received_at=received, status=status, record_count=n, conforming_count=ok, processed_at=OLD_LOAD)
+        rows.add("ops.upload_files", upload_id=uid, file_name=f"{prefix}_{day:%Y%m%d}.csv", dataset=prefix,
+                 stream=stream, record_count=n, conforming_count=ok, period_start=day - timedelta(days=6),
+                 period_end=day)
+
+
+def insert(con: duckdb.DuckDBPyConnection, rows: Rows) -> None:
+    for table, records in rows.tables.items():
+        columns = sorted({k for r in records for k in r})
+        values = [[r.get(c) for c in columns] for r in records]
+        names = ", ".join(f'"{c}"' for c in columns)
+        con.executemany(f"INSERT INTO {table} ({names}) VALUES ({', '.join('?' * len(columns))})", values)
+
+
+def populate(warehouse: Path, rows: Rows | None = None) -> None:
+    warehouse.parent.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect(str(warehouse))
+    try:
+        ensure_schema(con)
+        insert(con, rows or synthetic_rows())
+    finally:
+        con.close()
+
+
+def _config(home: Path) -> hqms_config.Config:
+    with pytest.MonkeyPatch.context() as mp:
+        for name in list(os.environ):
+            if name.startswith("HQMS_"):
+                mp.delenv(name)
+        mp.setenv("HQMS_HOME", str(home))
+        return hqms_config.load()
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[hqms_config.Config, dbt.DbtResult]]:
+    """A populated warehouse after one full ``dbt build`` including unit tests."""
+    cfg = _config(tmp_path_factory.mktemp("marts_home"))
+    populate(cfg.warehouse_path)
+    result = dbt.build(unit_tests=True, cfg=cfg)
+    yield cfg, result
+
+
+def _query(cfg: hqms_config.Config, sql: str) -> list[tuple]:
+    con = duckdb.connect(str(cfg.warehouse_path), read_only=True)
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
+
+
+# --- definitions recomputed from the dw tables, written from the issue (not from the models) ---
+
+ANTIVIRALS = "奥司他韦|oseltamivir|扎那米韦|zanamivir|帕拉米韦|peramivir|玛巴洛沙韦|baloxavir"
+DX_COLUMNS = ["principal_dx_code"] + [f"other_dx{i}_code" for i in range(1, 11)]
+LINK = ("l._org_code = v._org_code AND l.visit_type = v.visit_type "
+        "AND l.visit_card_no_pid = v.visit_card_no_pid AND l.visit_time = v.visit_time")
+
+FLU_RECOMPUTED = f"""
+WITH v AS (
+    SELECT * FROM dw.flu QUALIFY row_number() OVER (PARTITION BY _org_code, _nk ORDER BY _received_at DESC) = 1
+), f AS (
+    SELECT v._org_code AS org_code, CAST(v.visit_time AS DATE) AS report_date, v.visit_type,
+           v.birth_date_age_band AS band, v.died = '1' AS died, v.icu1_unit IS NOT NULL AS icu,
+           len(list_filter([{', '.join('v.' + c for c in DX_COLUMNS)}],
+                           c -> regexp_matches(c, '^J(09|10|11)'))) > 0 AS dx,
+           len(list_filter([{', '.join('v.' + c for c in DX_COLUMNS)}],
+                           c -> regexp_matches(c, '^J1[01]\\.0'))) > 0 AS pneumonia,
+           EXISTS (SELECT 1 FROM dw.lis l WHERE {LINK} AND l.positive = '1' AND l.flu_item = '35') AS lab_a,
+           EXISTS (SELECT 1 FROM dw.lis l WHERE {LINK} AND l.positive = '1' AND l.flu_item = '36') AS lab_b,
+           (SELECT min(l.start_time) FROM dw.pdr l WHERE {LINK}
+              AND regexp_matches(lower(l.drug_name), '{ANTIVIRALS}')) AS antiviral_start,
+           v.visit_time
+    FROM v
+), c AS (SELECT *, dx OR lab_a OR lab_b AS is_case FROM f)
+SELECT report_date, org_code, count(*) AS visits,
+       count(*) FILTER (WHERE is_case) AS cases,
+       count(*) FILTER (WHERE is_case AND visit_type = '01') AS outpatient_cases,
+       count(*) FILTER (WHERE is_case AND visit_type = '02') AS emergency_cases,
+       count(*) FILTER (WHERE is_case AND visit_type = '03') AS inpatient_cases,
+       count(*) FILTER (WHERE lab_a) AS lab_confirmed_a,
+       count(*) FILTER (WHERE lab_b) AS lab_confirmed_b,
+       count(*) FILTER (WHERE is_case AND antiviral_start IS NOT NULL) AS antiviral_treated,
+       count(*) FILTER (WHERE is_case AND antiviral_start <= visit_time + INTERVAL 48 HOUR) AS antiviral_within_48h,
+       count(*) FILTER (WHERE is_case AND (icu OR pneumonia OR died)) AS severe_cases,
+       count(*) FILTER (WHERE is_case AND died) AS deaths,
+       count(*) FILTER (WHERE is_case AND band = '0-4') AS age_0_4,
+       count(*) FILTER (WHERE is_case AND band = '5-14') AS age_5_14,
+       count(*) FILTER (WHERE is_case AND band = '15-24') AS age_15_24,
+       count(*) FILTER (WHERE is_case AND band = '25-59') AS age_25_59,
+       count(*) FILTER (WHERE is_case AND band = '60+') AS age_60_plus
+FROM c GROUP BY ALL
+"""
+FLU_MART = """SELECT report_date, org_code, visits, cases, outpatient_cases, emergency_cases, inpatient_cases,
+       lab_confirmed_a, lab_confirmed_b, antiviral_treated, antiviral_within_48h, severe_cases, deaths,
+       age_0_4, age_5_14, age_15_24, age_25_59, age_60_plus FROM marts.flu_daily"""
+
+FEVER_RECOMPUTED = """
+WITH v AS (
+    SELECT * FROM dw.fever QUALIFY row_number() OVER (PARTITION BY _org_code, _nk ORDER BY _received_at DESC) = 1
+), t AS (
+    SELECT _org_code, opd_visit_serial_pid,
+           bool_or(coalesce(result_qualitative, '') LIKE '%阳%') AS positive
+    FROM dw.lab WHERE regexp_matches(item_name, '流感') GROUP BY ALL
+)
+SELECT CAST(v.visit_time AS DATE) AS visit_date, v._org_code AS org_code, count(*) AS visits,
+       count(*) FILTER (WHERE first_visit = '1') AS first_visits,
+       count(*) FILTER (WHERE referred = '1') AS referrals,
+       count(*) FILTER (WHERE observation_stay = '1') AS observation_stays,
+       count(t.opd_visit_serial_pid) AS flu_tested,
+       count(*) FILTER (WHERE t.positive) AS flu_positive,
+       count(*) FILTER (WHERE sex = '1') AS male, count(*) FILTER (WHERE sex = '2') AS female
+FROM v LEFT JOIN t ON t._org_code = v._org_code AND t.opd_visit_serial_pid = v.opd_visit_serial_pid
+GROUP BY ALL
+"""
+FEVER_MART = """SELECT visit_date, org_code, visits, first_visits, referrals, observation_stays, flu_tested,
+       flu_positive, male, female FROM marts.fever_daily"""
+
+
+def _differences(cfg: hqms_config.Config, left: str, right: str) -> list[tuple]:
+    return _query(cfg, f"({left}) EXCEPT ({right})") + _query(cfg, f"({right}) EXCEPT ({left})")
+
+
+# --- tests ---
+
+def test_sources_yml_is_generated_from_the_spec() -> None:
+    assert sources.is_current(), "run `hqms marts sources` and commit dbt_project/models/sources.yml"
+    doc = yaml.safe_load(sources.SOURCES_FILE.read_text(encoding="utf-8"))
+    dw = {t["name"]: [c["name"] for c in t["columns"]] for t in doc["sources"][0]["tables"]}
+    assert {"visit_card_no_pid", "visit_time", "died", "_loaded_at"} <= set(dw["flu"])
+    assert "patient_name" not in dw["flu"]  # dropped by privacy class, so not a source column
+
+
+def test_reference_seeds_hold_what_the_case_definition_needs() -> None:
+    """The unit tests give these lists inline; the shipped seeds must agree."""
+    icd = {r["code_prefix"]: r["is_pneumonia"] for r in reference_csv("flu_icd10.csv")}
+    assert {"J09", "J10", "J11"} <= set(icd) and icd["J10.0"] == "true" and icd["J11.0"] == "true"
+    assert {(r["item_code"], r["flu_type"]) for r in reference_csv("flu_lab_items.csv")} >= {("35", "A"), ("36", "B")}
+    baseline = {r["pattern"] for r in reference_csv("flu_antivirals.csv") if r["in_baseline"] == "true"}
+    assert {"奥司他韦", "扎那米韦", "帕拉米韦", "玛巴洛沙韦"} <= baseline
+
+
+def test_publish_catalog_matches_the_mart_yaml() -> None:
+    names = [m.name for m in publish.catalog()]
+    assert {"flu_daily", "fever_daily", "outpatient_monthly", "submission_daily", "submission_monthly",
+            "submission_daily_by_region", "submission_monthly_by_region"} <= set(names)
+    flu = next(m for m in publish.catalog() if m.name == "flu_daily")
+    assert "cases" in flu.counts and "report_date" not in flu.counts
+    opd = next(m for m in publish.catalog() if m.name == "outpatient_monthly")
+    assert opd.derived["avg_cost_per_visit"] == "visits"
+
+
+@pytest.mark.slow
+def test_dbt_build_passes_with_unit_tests(built: tuple[hqms_config.Config, dbt.DbtResult]) -> None:
+    cfg, result = built
+    counts = result.counts()
+    assert result.ok and counts.get("error", 0) == 0 and counts.get("fail", 0) == 0, result.failures()
+    kinds = {r["unique_id"].split(".")[0] for r in result.results}
+    assert kinds == {"seed", "model", "test", "unit_test"}
+    unit = [r for r in result.results if r["unique_id"].startswith("unit_test.")]
+    assert len(unit) >= 4 and all(r["status"] == "pass" for r in unit)
+    assert not (dbt.PROJECT_DIR / "target").exists(), "dbt must write under HQMS_HOME, not the repo"
+    assert (cfg.home / "dbt" / "target" / "manifest.json").exists()
+
+
+@pytest.mark.slow
+def test_flu_daily_equals_recomputation_from_dw(built: tuple[hqms_config.Config, dbt.DbtResult]) -> None:
+    cfg, _ = built
+    assert _differences(cfg, FLU_MART, FLU_RECOMPUTED) == []
+    cases, visits, lab_only = _query(cfg, "SELECT sum(cases), sum(visits), sum(lab_only_cases) FROM marts.flu_daily")[0]
+    assert 0 < cases < visits and lab_only > 0  # the data exercises the definition
+
+
+@pytest.mark.slow
+def test_fever_daily_equals_recomputation_from_dw(built: tuple[hqms_config.Config, dbt.DbtResult]) -> None:
+    cfg, _ = built
+    assert _differences(cfg, FEVER_MART, FEVER_RECOMPUTED) == []
+    tested, positive = _query(cfg, "SELECT sum(flu_tested), sum(flu_positive) FROM marts.fever_daily")[0]
+    assert 0 < positive < tested
+
+
+@pytest.mark.slow
+def test_submission_marts_cover_the_registry(built: tuple[hqms_config.Config, dbt.DbtResult]) -> None:
+    cfg, _ = built
+    per_stream = dict(_query(cfg, "SELECT stream, count(*) FROM marts.submission_daily GROUP BY stream"))
+    assert per_stream == {"flu": len(HOSPITALS) * DAYS, "fever": len(HOSPITALS) * DAYS}
+    assert _query(cfg, f"SELECT count(*) FROM marts.submission_daily WHERE org_code = '{UNREGISTERED}'") == [(0,)]
+    # Recomputed: on time = first accepted upload before 24:00 local of the next day.
+    mismatched = _query(cfg, """
+        WITH u AS (
+            SELECT u.org_code, u.stream, f.period_end AS day,
+                   min(u.received_at) FILTER (WHERE u.status IN ('processed', 'partially_accepted')) AS first_ok
+            FROM ops.uploads u JOIN ops.upload_files f USING (upload_id)
+            WHERE u.stream IN ('flu', 'fever') GROUP BY ALL)
+        SELECT s.* FROM marts.submission_daily s LEFT JOIN u
+          ON u.org_code = s.org_code AND u.stream = s.stream AND u.day = s.report_date
+        WHERE s.on_time IS DISTINCT FROM coalesce(
+            (u.first_ok AT TIME ZONE 'Asia/Shanghai') < s.report_date + INTERVAL 2 DAY, false)
+           OR s.received IS DISTINCT FROM (u.first_ok IS NOT NULL)""")
+    assert mismatched == []
+    rollup = _query(cfg, """
+        SELECT hospitals_expected, hospitals_reported, reporting_rate FROM marts.submission_daily_by_region
+        WHERE region_level = 'province' AND region_code = '51' AND stream = 'flu' ORDER BY report_date LIMIT 1""")
+    expected, reported, rate = rollup[0]
+    assert expected == 3 and rate == pytest.approx(reported / 3)
+    monthly = _query(cfg, "SELECT count(*), count(*) FILTER (WHERE received) FROM marts.submission_monthly")
+    assert monthly == [(len(HOSPITALS), 4)]
+
+
+@pytest.mark.slow
+def test_outpatient_monthly_matches_pages(built: tuple[hqms_config.Config, dbt.DbtResult]) -> None:
+    cfg, _ = built
+    diff = _differences(cfg, """
+        SELECT month, org_code, visits, emergency_visits, revisits, infusion_visits, total_cost
+        FROM marts.outpatient_monthly""", """
+        SELECT DATE '2025-01-01', _org_code, count(*), count(*) FILTER (WHERE visit_type = '1'),
+               count(*) FILTER (WHERE revisit = '1'), count(*) FILTER (WHERE iv_infusion = '1'),
+               sum(total_cost) FROM dw.mzsy GROUP BY ALL""")
+    assert diff == []
+    top = _query(cfg, """
+        SELECT o.top_dx_chapter_1, o.top_dx_chapter_1_visits, c.dx_chapter, c.visits
+        FROM marts.outpatient_monthly o JOIN marts.outpatient_monthly_dx_chapters c
+          ON c.month = o.month AND c.org_code = o.org_code AND c.chapter_rank = 1""")
+    assert top and all(a == c and b == d for a, b, c, d in top)
+
+
+@pytest.mark.slow
+def test_incremental_build_rebuilds_touched_dates_only(built: tuple[hqms_config.Config, dbt.DbtResult],
+                                                       tmp_path: Path) -> None:
+    base_cfg, _ = built
+    cfg = _config(tmp_path / "home")
+    cfg.warehouse_path.parent.mkdir(parents=True)
+    shutil.copy(base_cfg.warehouse_path, cfg.warehouse_path)
+    before = dict(_query(cfg, "SELECT report_date, max(_built_at) FROM marts.flu_daily GROUP BY 1"))
+    late_day, untouched_day = FIRST_DAY + timedelta(days=1), FIRST_DAY + timedelta(days=4)
+    # A late positive lab result for a visit that was not a case, loaded now.
+    org, vtype, card, vtime = _query(cfg, f"""
+        SELECT _org_code, visit_type, visit_card_no_pid, visit_time FROM dw.flu
+        WHERE CAST(visit_time AS DATE) = DATE '{late_day}' AND principal_dx_code = 'J06.900'
+          AND coalesce(other_dx1_code, '') NOT LIKE 'J1%' AND coalesce(other_dx7_code, '') NOT LIKE 'J1%'
+        LIMIT 1""")[0]
+    rng = random.Random(3)
+    now = datetime.now(timezone.utc)
+    rows = Rows({})
+    rows.add("dw.lis", **_meta(rng, org, now, now), visit_type=vtype, visit_card_no_pid=card, visit_time=vtime,
+             flu_item="36", positive="1")
+    _flu_visit(rng, rows, org, FIRST_DAY + timedelta(days=DAYS), now)  # a new day
+    for table in ("dw.flu", "dw.lis", "dw.pdr"):
+        for r in rows.tables.get(table, []):
+            r["_loaded_at"] = now
+    con = duckdb.connect(str(cfg.warehouse_path))
+    insert(con, rows)
+    con.close()
+
+    dbt.build("daily", cfg=cfg)
+
+    assert _differences(cfg, FLU_MART, FLU_RECOMPUTED) == []
+    after = dict(_query(cfg, "SELECT report_date, max(_built_at) FROM marts.flu_daily GROUP BY 1"))
+    assert after[untouched_day] == before[untouched_day], "an untouched date was rebuilt"
+    assert after[late_day] > before[late_day]
+    assert FIRST_DAY + timedelta(days=DAYS) in after
+
+
+@pytest.mark.slow
+def test_docs_generate(built: tuple[hqms_config.Config, dbt.DbtResult]) -> None:
+    cfg, _ = built
+    folder = dbt.docs_generate(cfg)
+    catalog = json.loads((folder / "catalog.json").read_text(encoding="utf-8"))
+    assert "model.hqms.flu_daily" in catalog["nodes"]
+    assert "source.hqms.dw.flu" in catalog["sources"]
+    assert (folder / "index.html").exists()
+
+
+@pytest.mark.slow
+def test_publish_suppresses_small_cells_and_replaces_the_snapshot_atomically(
+        built: tuple[hqms_config.Config, dbt.DbtResult], shared_s3_env, monkeypatch: pytest.MonkeyPatch) -> None:
+    base_cfg, _ = built
+    monkeypatch.setenv("HQMS_WAREHOUSE", str(base_cfg.warehouse_path))
+    cfg = hqms_config.load()
+    old = cfg.marts_dir / publish.SNAPSHOT_NAME
+    cfg.marts_dir.mkdir(parents=True, exist_ok=True)
+    old.write_bytes(b"previous snapshot")
+    reader = old.open("rb")  # an analyst with the old file open keeps reading the old file
+
+    result = publish.publish(cfg)
+
+    assert reader.read() == b"previous snapshot"
+    reader.close()
+    snapshot = Path(result.snapshot_path)
+    assert not snapshot.stat().st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH)
+    assert not list(cfg.marts_dir.glob(".*.tmp"))
+    exact = {(d, o): c for d, o, c in _query(base_cfg, "SELECT report_date, org_code, cases FROM marts.flu_daily")}
+    con = duckdb.connect(str(snapshot), read_only=True)
+    published = con.execute("SELECT report_date, org_code, cases, small_cells_suppressed FROM marts.flu_daily"
+                            ).fetchall()
+    info = dict(con.execute("SELECT mart, row_count FROM marts.publish_info").fetchall())
+    con.close()
+    assert len(published) == len(exact) == info["flu_daily"]
+    for day, org, cases, flagged in published:
+        true = exact[(day, org)]
+        assert cases == (None if 1 <= true <= 4 else true)
+        if cases is None:
+            assert flagged
+    assert any(c is None for _, _, c, _ in published) and any(c and c >= 5 for _, _, c, _ in published)
+
+    local = cfg.marts_dir / "parquet" / "flu_daily.parquet"
+    shared_s3_env.get_file(cfg.buckets["marts"], "flu_daily/flu_daily.parquet", local.with_suffix(".s3"))
+    table = pq.read_table(local.with_suffix(".s3"))
+    assert table.num_rows == len(published)
+    assert table.schema.field("cases").type == "int64"
+    assert sorted(table.column("cases").to_pylist(), key=str) == sorted((c for _, _, c, _ in published), key=str)
+    assert shared_s3_env.stat(cfg.buckets["marts"], f"snapshot/{publish.SNAPSHOT_NAME}") is not None
+
+    text = summary.render(summary.collect(cfg, source="snapshot"))
+    assert "flu" in text and "suppressed" in text
