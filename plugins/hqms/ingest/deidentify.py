@@ -69,11 +69,26 @@ def register_udfs(con: duckdb.DuckDBPyConnection, keyring: Keyring) -> None:
 
 
 def _install_regions(con: duckdb.DuckDBPyConnection) -> None:
-    rows = [(r["region_code"], r["name_zh"], r["level"], r["parent_code"] or None, r["province_code"])
-            for r in reference_csv("regions.csv") if r["level"] in ("province", "city")]
-    con.execute("CREATE OR REPLACE TEMP TABLE hqms_regions (region_code VARCHAR, name_zh VARCHAR, "
-                "level VARCHAR, parent_code VARCHAR, province_code VARCHAR)")
-    con.executemany("INSERT INTO hqms_regions VALUES (?, ?, ?, ?, ?)", rows)
+    """``hqms_region_of(address)``: city-level GB/T 2260 code (province when no city matches).
+
+    Provinces are recognised by the first two characters of the address (unique among the 34
+    provincial units), then that province's cities by name. Built as a SQL macro over constant
+    maps so it runs inside DuckDB's vectorised engine; county detail is deliberately dropped.
+    """
+    regions = reference_csv("regions.csv")
+    provinces = {r["name_zh"][:2]: r["region_code"] for r in regions if r["level"] == "province"}
+    cities: dict[str, list[tuple[str, str]]] = {}
+    for r in regions:
+        if r["level"] == "city":
+            cities.setdefault(r["province_code"], []).append((r["name_zh"], r["region_code"]))
+    prov_map = "MAP {" + ", ".join(f"{_lit(k)}: {_lit(v)}" for k, v in provinces.items()) + "}"
+    city_map = "MAP {" + ", ".join(
+        f"{_lit(p)}: [" + ", ".join(f"{{'n': {_lit(n)}, 'c': {_lit(c)}}}" for n, c in lst) + "]"
+        for p, lst in cities.items()) + "}"
+    con.execute(f"""CREATE OR REPLACE TEMP MACRO hqms_city_of(addr, prov) AS coalesce(
+        list_filter(coalesce({city_map}[left(prov, 2)], []), c -> contains(addr, c.n))[1].c, prov)""")
+    con.execute(f"CREATE OR REPLACE TEMP MACRO hqms_region_of(addr) AS "
+                f"hqms_city_of(addr, {prov_map}[left(addr, 2)])")
 
 
 def _normalised(col: Column) -> str:
@@ -114,10 +129,7 @@ def _expr(wc: WarehouseColumn, ds: Dataset, ctx: Context) -> str:
         event = f"CAST({typed_expr(ds.column(ds.event_column))} AS DATE)"
         return _age_band(_age_years(f"CAST({typed_expr(col)} AS DATE)", event))
     if wc.role == "region":
-        return (f"(SELECT coalesce(max(c.region_code), max(p.region_code)) FROM hqms_regions p "
-                f"LEFT JOIN hqms_regions c ON c.parent_code = p.region_code AND c.level = 'city' "
-                f"AND contains(\"{col.code}\", c.name_zh) "
-                f"WHERE p.level = 'province' AND left(\"{col.code}\", 2) = left(p.name_zh, 2))")
+        return f"CASE WHEN {present} THEN hqms_region_of(\"{col.code}\") END"
     if wc.role == "prefix":
         return f"CASE WHEN {present} THEN left(\"{col.code}\", 2) END"
     raise ValueError(f"unknown warehouse role {wc.role}")

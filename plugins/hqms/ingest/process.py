@@ -26,6 +26,7 @@ from pathlib import Path
 import duckdb
 
 from hqms import config as hqms_config
+from hqms import sqlmacros
 from hqms.ingest.deidentify import Context, register_udfs
 from hqms.ingest.merge import FileResult, merge_file, record_ops
 from hqms.ingest.validate import ValidationReport, validate_staged
@@ -71,6 +72,7 @@ def open_warehouse(cfg: hqms_config.Config) -> duckdb.DuckDBPyConnection:
     con.execute(f"SET threads = {cfg.duckdb_threads}")
     con.execute(f"SET temp_directory = '{cfg.work_dir / 'duckdb_tmp'}'")
     ensure_schema(con)
+    sqlmacros.install(con)
     return con
 
 
