@@ -34,6 +34,7 @@ from hqms.sqlmacros import CHECK_MACROS, parse_sql
 INTEGER_RE = r"[+-]?[0-9]{1,18}"
 DECIMAL_RE = r"[+-]?([0-9]{1,14}(\.[0-9]{1,4})?|\.[0-9]{1,4})"
 MAX_DECIMALS = 4
+_NUMBER_SHAPES = {"integer": INTEGER_RE, "decimal": DECIMAL_RE}
 
 #: SQL type of a column's typed value, by spec type.
 TYPED_SQL = {
@@ -129,17 +130,13 @@ def typed_expr(col: Column) -> str:
     """
     c = ident(col.code)
     present = value_present_sql(col)
-    if col.type == "integer":
-        value = f"TRY_CAST({c} AS BIGINT)"
-        shape = INTEGER_RE
-    elif col.type == "decimal":
-        value = f"TRY_CAST({c} AS {TYPED_SQL['decimal']})"
-        shape = DECIMAL_RE
-    elif col.type in ("date", "datetime"):
+    if col.type in _NUMBER_SHAPES:
+        shape = literal(_NUMBER_SHAPES[col.type])
+        return (f"(CASE WHEN {present} AND regexp_full_match({c}, {shape}) "
+                f"THEN TRY_CAST({c} AS {TYPED_SQL[col.type]}) END)")
+    if col.type in ("date", "datetime"):
         return f"(CASE WHEN {present} THEN {_parsed(col)} END)"
-    else:
-        return f"(CASE WHEN {present} THEN {c} END)"
-    return f"(CASE WHEN {present} AND regexp_full_match({c}, {literal(shape)}) THEN {value} END)"
+    return f"(CASE WHEN {present} THEN {c} END)"
 
 
 def _condition_sql(cond: Condition) -> str:
@@ -157,13 +154,11 @@ def _column_predicates(col: Column) -> list[tuple[str, str]]:
     preds: list[tuple[str, str]] = []
     if col.max_length is not None:
         preds.append(("length", f"length({c}) > {int(col.max_length)}"))
-    if col.type == "integer":
-        preds.append(("type", f"NOT regexp_full_match({c}, {literal(INTEGER_RE)})"))
-    elif col.type == "decimal":
-        preds.append(("type", f"NOT regexp_full_match({c}, {literal(DECIMAL_RE)})"))
+    if col.type in _NUMBER_SHAPES:
+        preds.append(("type", f"NOT regexp_full_match({c}, {literal(_NUMBER_SHAPES[col.type])})"))
     if col.type in ("date", "datetime"):
         preds.append(("format", f"{_parsed(col)} IS NULL"))
-    if col.type in ("integer", "decimal") and (col.min is not None or col.max is not None):
+    if col.type in _NUMBER_SHAPES and (col.min is not None or col.max is not None):
         typed = f"TRY_CAST({c} AS {TYPED_SQL[col.type]})"
         bounds = []
         if col.min is not None:
