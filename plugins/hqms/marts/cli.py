@@ -64,6 +64,8 @@ def _publish(args: argparse.Namespace) -> int:
     for mart in result.marts:
         where = mart.object_key or mart.parquet_path
         print(f"{mart.name:<32} {mart.rows:>8} rows ({mart.suppressed_rows} with small cells) → {where}")
+    if result.not_built:
+        print(f"not built yet (skipped): {', '.join(result.not_built)}")
     print(f"snapshot: {result.snapshot_path}")
     return 0
 

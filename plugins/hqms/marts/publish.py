@@ -62,6 +62,7 @@ class PublishResult:
     published_at: str
     snapshot_path: str
     marts: list[PublishedMart]
+    not_built: list[str]
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -131,7 +132,10 @@ def _make_read_only(path: Path) -> None:
 
 def write_exports(cfg: hqms_config.Config, specs: list[MartSpec], published_at: str
                   ) -> tuple[Path, list[tuple[MartSpec, int, int, Path]]]:
-    """Suppressed copies of the marts: the snapshot file and one Parquet file per mart."""
+    """Suppressed copies of the marts: the snapshot file and one Parquet file per mart.
+
+    Marts not built yet are left out (the daily DAG may publish before the first monthly build).
+    """
     cfg.marts_dir.mkdir(parents=True, exist_ok=True)
     parquet_dir = cfg.marts_dir / "parquet"
     parquet_dir.mkdir(exist_ok=True)
@@ -145,8 +149,8 @@ def write_exports(cfg: hqms_config.Config, specs: list[MartSpec], published_at: 
         con.execute("CREATE SCHEMA marts")
         for spec in specs:
             columns = _table_columns(con, spec.name)
-            if not columns:
-                raise UserError(f"mart marts.{spec.name} does not exist; run `hqms marts build` first")
+            if not columns:  # not built yet (e.g. monthly marts before the first monthly build)
+                continue
             con.execute(f"CREATE TABLE marts.{spec.name} AS "
                         + suppressed_select(spec, columns, f"wh.marts.{spec.name}"))
             rows, suppressed = con.execute(
@@ -194,7 +198,8 @@ def publish(cfg: hqms_config.Config | None = None, *, upload: bool = True) -> Pu
             store.put_file(bucket, key, path, metadata={
                 "rows": str(rows), "published-at": published_at, "small-cell-threshold": str(SMALL_CELL)})
         marts.append(PublishedMart(spec.name, rows, suppressed, str(path), key))
-    result = PublishResult(published_at, str(snapshot), marts)
+    built = {m.name for m in marts}
+    result = PublishResult(published_at, str(snapshot), marts, [s.name for s in specs if s.name not in built])
     manifest = cfg.marts_dir / "publish.json"
     manifest.write_text(json.dumps(result.as_dict(), ensure_ascii=False, indent=2), encoding="utf-8")
     if store is not None:

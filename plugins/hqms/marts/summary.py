@@ -35,14 +35,16 @@ QUERIES: dict[str, str] = {
                sum(visits) AS visits, sum(emergency_visits) AS emergency, sum(infusion_visits) AS infusion,
                round(sum(total_cost) / nullif(sum(visits), 0), 2) AS avg_cost
         FROM marts.outpatient_monthly""",
-    "submission": """
+    "submission_daily": """
         SELECT stream, count(*) AS expected, count(*) FILTER (WHERE received) AS received,
                count(*) FILTER (WHERE on_time) AS on_time,
-               round(sum(conforming_records) / nullif(sum(records), 0), 4) AS conformance
-        FROM (SELECT stream, received, on_time, records, conforming_records FROM marts.submission_daily
-              UNION ALL
-              SELECT stream, received, on_time, records, conforming_records FROM marts.submission_monthly)
-        GROUP BY stream ORDER BY stream""",
+               sum(conforming_records) / nullif(sum(records), 0) AS conformance
+        FROM marts.submission_daily GROUP BY stream ORDER BY stream""",
+    "submission_monthly": """
+        SELECT stream, count(*) AS expected, count(*) FILTER (WHERE received) AS received,
+               count(*) FILTER (WHERE on_time) AS on_time,
+               sum(conforming_records) / nullif(sum(records), 0) AS conformance
+        FROM marts.submission_monthly GROUP BY stream ORDER BY stream""",
 }
 
 
@@ -64,10 +66,14 @@ def collect(cfg: hqms_config.Config | None = None, source: str = "warehouse") ->
     try:
         out: dict[str, Any] = {"source": source}
         for name, sql in QUERIES.items():
-            cur = con.execute(sql)
+            try:
+                cur = con.execute(sql)
+            except duckdb.CatalogException:  # mart not built yet
+                out[name] = None
+                continue
             cols = [d[0] for d in cur.description]
             rows = [dict(zip(cols, [_plain(v) for v in row])) for row in cur.fetchall()]
-            out[name] = rows if name == "submission" else rows[0]
+            out[name] = rows if name.startswith("submission") else rows[0]
         return out
     finally:
         con.close()
@@ -91,31 +97,40 @@ def _pct(part: Any, whole: Any) -> str:
 
 
 def render(data: dict[str, Any]) -> str:
-    """Plain-text summary (a dozen lines)."""
-    flu, fever, opd = data["flu_daily"], data["fever_daily"], data["outpatient_monthly"]
+    """Plain-text summary (a dozen lines); marts not built yet are said to be so."""
     lines = [f"HQMS marts ({data['source']})"]
-    lines.append(
-        f"flu      {flu['first_day'] or '-'} … {flu['last_day'] or '-'}: {_n(flu['hospitals'])} hospitals, "
-        f"{_n(flu['visits'])} visits, {_n(flu['cases'])} cases (outpatient {_n(flu['outpatient'])}, "
-        f"emergency {_n(flu['emergency'])}, inpatient {_n(flu['inpatient'])})")
-    lines.append(
-        f"         lab-confirmed A {_n(flu['lab_a'])} / B {_n(flu['lab_b'])}; antiviral {_n(flu['antiviral'])} "
-        f"({_pct(flu['antiviral_48h'], flu['antiviral'])} within 48 h); severe {_n(flu['severe'])}; "
-        f"deaths {_n(flu['deaths'])}")
-    lines.append(
-        f"fever    {fever['first_day'] or '-'} … {fever['last_day'] or '-'}: {_n(fever['hospitals'])} hospitals, "
-        f"{_n(fever['visits'])} visits, {_n(fever['observation'])} observation stays, flu tested "
-        f"{_n(fever['flu_tested'])}, positive {_n(fever['flu_positive'])} "
-        f"({_pct(fever['flu_positive'], fever['flu_tested'])})")
-    lines.append(
-        f"outpat.  {opd['first_month'] or '-'} … {opd['last_month'] or '-'}: {_n(opd['hospitals'])} hospitals, "
-        f"{_n(opd['visits'])} visits, emergency {_n(opd['emergency'])}, infusion "
-        f"{_pct(opd['infusion'], opd['visits'])}, avg cost {_n(opd['avg_cost'])} yuan")
-    for row in data["submission"]:
+    flu, fever, opd = data["flu_daily"], data["fever_daily"], data["outpatient_monthly"]
+    if flu is None:
+        lines.append("flu      not built yet")
+    else:
         lines.append(
-            f"reporting {row['stream']:<10} {_n(row['received'])}/{_n(row['expected'])} hospital-periods received "
-            f"({_pct(row['received'], row['expected'])}), on time {_pct(row['on_time'], row['expected'])}, "
-            f"conforming records {_pct(row['conformance'], 1)}")
+            f"flu      {flu['first_day'] or '-'} … {flu['last_day'] or '-'}: {_n(flu['hospitals'])} hospitals, "
+            f"{_n(flu['visits'])} visits, {_n(flu['cases'])} cases (outpatient {_n(flu['outpatient'])}, "
+            f"emergency {_n(flu['emergency'])}, inpatient {_n(flu['inpatient'])})")
+        lines.append(
+            f"         lab-confirmed A {_n(flu['lab_a'])} / B {_n(flu['lab_b'])}; antiviral "
+            f"{_n(flu['antiviral'])} ({_pct(flu['antiviral_48h'], flu['antiviral'])} within 48 h); "
+            f"severe {_n(flu['severe'])}; deaths {_n(flu['deaths'])}")
+    if fever is None:
+        lines.append("fever    not built yet")
+    else:
+        lines.append(
+            f"fever    {fever['first_day'] or '-'} … {fever['last_day'] or '-'}: {_n(fever['hospitals'])} "
+            f"hospitals, {_n(fever['visits'])} visits, {_n(fever['observation'])} observation stays, flu "
+            f"tested {_n(fever['flu_tested'])}, positive {_n(fever['flu_positive'])} "
+            f"({_pct(fever['flu_positive'], fever['flu_tested'])})")
+    if opd is None:
+        lines.append("outpat.  not built yet")
+    else:
+        lines.append(
+            f"outpat.  {opd['first_month'] or '-'} … {opd['last_month'] or '-'}: {_n(opd['hospitals'])} "
+            f"hospitals, {_n(opd['visits'])} visits, emergency {_n(opd['emergency'])}, infusion "
+            f"{_pct(opd['infusion'], opd['visits'])}, avg cost {_n(opd['avg_cost'])} yuan")
+    for row in (data["submission_daily"] or []) + (data["submission_monthly"] or []):
+        lines.append(
+            f"reporting {row['stream']:<10} {_n(row['received'])}/{_n(row['expected'])} hospital-periods "
+            f"received ({_pct(row['received'], row['expected'])}), on time "
+            f"{_pct(row['on_time'], row['expected'])}, conforming records {_pct(row['conformance'], 1)}")
     if data["source"] == "snapshot":
         lines.append("(snapshot: counts of 1–4 are suppressed, totals are lower bounds)")
     return "\n".join(lines)
