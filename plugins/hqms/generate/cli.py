@@ -12,6 +12,10 @@ from hqms.cli import UserError
 from hqms.generate.writer import ENCODINGS
 
 
+#: Record numbers and login names carry a 3-digit hospital number.
+MAX_HOSPITALS = 999
+
+
 def _date(text: str) -> date:
     try:
         return date.fromisoformat(text)
@@ -49,8 +53,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from hqms.generate.run import Options, generate
 
-    if args.hospitals < 1 or args.days < 1 or args.lookback < 1 or args.scale <= 0:
-        raise UserError("--hospitals, --days and --lookback must be at least 1 and --scale positive")
+    if not 1 <= args.hospitals <= MAX_HOSPITALS or args.days < 1 or args.lookback < 1 or args.scale <= 0:
+        raise UserError(f"--hospitals must be 1…{MAX_HOSPITALS}, --days and --lookback at least 1 "
+                        "and --scale positive")
     if not 0.0 <= args.errors <= 1.0:
         raise UserError("--errors is a probability between 0 and 1")
     if args.out.exists() and any(args.out.iterdir()):

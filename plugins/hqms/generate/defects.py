@@ -58,8 +58,8 @@ class Injector:
     other_orgs: list[str]
 
     def __post_init__(self) -> None:
-        keys = set(self.ds.natural_key) | {c for k in self.ds.join_keys.values() for c in k}
-        self._keys = keys
+        #: Key columns are never touched: a defect must not turn into "another record".
+        self.keys = keys = set(self.ds.natural_key) | {c for k in self.ds.join_keys.values() for c in k}
         cols = self.ds.columns
         self._candidates: dict[str, list] = {
             "missing_required": [c for c in cols if c.required and c.code != self.ds.org_column
@@ -194,7 +194,7 @@ def _cross(inj: Injector, rule: Rule, row: Row, rng) -> tuple[Row, str] | None:
         options = [(first.code, _shift(first, row[first.code], excess)),
                    (right.code, _shift(right, row[right.code], -excess))]
     for code, value in options:
-        if value is None:
+        if value is None or code in inj.keys:  # never move a record's natural key
             continue
         trial = dict(row)
         trial[code] = value

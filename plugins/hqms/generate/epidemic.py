@@ -50,10 +50,6 @@ def weekday_factor(days: np.ndarray) -> np.ndarray:
     return _WEEKDAY[(days.astype("datetime64[D]").astype(int) + 3) % 7]
 
 
-def daily_counts(rng: np.random.Generator, days: np.ndarray, mean: np.ndarray) -> np.ndarray:
-    return rng.poisson(np.maximum(mean, 0.0))
-
-
 def visit_type_probs(age: np.ndarray) -> np.ndarray:
     """Per-row probabilities of 01/02/03 (children under 5 and people 65+ are admitted more)."""
     vulnerable = (age < 5) | (age >= 65)

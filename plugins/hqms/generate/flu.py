@@ -23,7 +23,7 @@ from hqms.generate.common import (FLU_DX_WEIGHTS_IP, FLU_DX_WEIGHTS_OP, RESPIRAT
                                   yuan)
 from hqms.generate.people import People, make_people, names
 from hqms.generate.records import Records, sort_records
-from hqms.generate.registry import Hospital
+from hqms.generate.registry import Hospital, region_names
 from hqms.generate.values import COMORBIDITIES, PROCEDURES, Context, fill, pick
 from hqms.spec import Dataset
 
@@ -185,7 +185,7 @@ ICU_BLOCKS = (("P6911", "P6912", "P6913"), ("P6914", "P6915", "P6916"), ("P6917"
               ("P6920", "P6921", "P6922"), ("P6923", "P6924", "P6925"))
 
 
-def _other_dx(cols: dict[str, list[str]], blocks, extra: list[list[int]], n: int) -> None:
+def _other_dx(cols: dict[str, list[str]], blocks, extra: list[list[int]]) -> None:
     """Comorbidities into the other-diagnosis blocks (code, name[, 入院病情 有, 出院情况 未愈])."""
     for slot, block in enumerate(blocks):
         code = [COMORBIDITIES[e[slot]][0] if len(e) > slot else "" for e in extra]
@@ -236,7 +236,7 @@ def build_flu(ds: Dataset, h: Hospital, v: Visits, rng: np.random.Generator) -> 
         "P8508": np.where(v.died, "1", "2").tolist(),
         "P8509": fmt(ds, "P8509", np.where(v.died, v.discharge, np.datetime64("NaT"))),
     })
-    _other_dx(cols, OTHER_DX_FLU, v.extra_dx, n)
+    _other_dx(cols, OTHER_DX_FLU, v.extra_dx)
     icu_unit = _icu_units(rng, ds.column("P6911"), p.age)
     has_icu = ~np.isnat(v.icu_in)
     first, *rest = ICU_BLOCKS
@@ -347,7 +347,7 @@ def _hqms_fees(rng: np.random.Generator, m: int, los: np.ndarray, payment: list[
 
 
 #: Optional front-page columns an exporter fills from the HIS without our simulation.
-_HQMS_USUALLY_FILLED = ("P101", "P102", "P103", "P29", "P38", "P39", "P40", "P411", "P412", "P435",
+_HQMS_USUALLY_FILLED = ("P29", "P38", "P39", "P40", "P411", "P412", "P435",
                         "P437", "P44", "P46", "P47", "P562", "P563")
 
 
@@ -366,10 +366,13 @@ def build_hqms(ds: Dataset, h: Hospital, v: Visits, w: Window, rng: np.random.Ge
     ventilated = has_icu & (rng.random(m) < 0.5)
     vent_hours = np.where(ventilated, rng.integers(12, 95, size=m), 0)
     route = np.where(rng.random(m) < 0.6, "1", "2")
+    region = region_names()
     cols.update({
         "P900": [h.org_code] * m, "P6891": [h.name] * m, "P686": [""] * m, "P800": ["-"] * m,
         "P1": payment, "P2": [str(k) for k in rng.choice([1, 1, 1, 2, 3], size=m).tolist()],
         "P3": take(v.card, idx), "P804": route.tolist(),
+        "P101": [region.get(h.province_code + "0000", "")] * m, "P102": [h.city_name] * m,
+        "P103": [region.get(c, "") if c != h.city_code else "" for c in p.county],
         "P22": fmt(ds, "P22", v.time[idx]), "P23": dept, "P26": dept,
         "P231": [f"{k}病区" for k in rng.integers(1, 30, size=m).tolist()],
         "P24": np.where(has_icu, "28", "").tolist(),
@@ -389,7 +392,7 @@ def build_hqms(ds: Dataset, h: Hospital, v: Visits, w: Window, rng: np.random.Ge
         "P64": ["0"] * m,
     })
     cols.update(_hqms_fees(rng, m, los, payment))
-    _other_dx(cols, OTHER_DX_HQMS, [v.extra_dx[i] for i in idx.tolist()], m)
+    _other_dx(cols, OTHER_DX_HQMS, [v.extra_dx[i] for i in idx.tolist()])
     icu_unit = _icu_units(rng, ds.column("P6911"), p.age)
     first = ICU_BLOCKS[0]
     cols[first[0]] = np.where(has_icu, icu_unit, "").tolist()

@@ -70,14 +70,6 @@ class Records:
             return np.zeros(len(idx), dtype=bool)
         return self.final_from[idx] > as_of
 
-    def version(self, i: int, provisional: bool) -> Cols:
-        return self.provisional if provisional and self.provisional is not None else self.cols
-
-
-def empty(ds: Dataset) -> Records:
-    z = np.zeros(0, dtype=np.int64)
-    return Records(ds, {c: [] for c in ds.codes}, z, z)
-
 
 def sort_records(rec: Records) -> Records:
     """Rows ordered by window day (stable), as an exporter's ORDER BY would."""

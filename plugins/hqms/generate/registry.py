@@ -84,7 +84,7 @@ def _regions() -> tuple[dict[str, str], dict[str, list[str]]]:
     names: dict[str, str] = {}
     counties: dict[str, list[str]] = {}
     for row in spec.reference_csv("regions.csv"):
-        code = row.get("region_code") or row["code"]
+        code = row["region_code"]
         names[code] = row["name_zh"]
         if row.get("level") == "county" and row.get("parent_code"):
             counties.setdefault(row["parent_code"], []).append(code)
@@ -101,10 +101,18 @@ def counties_of(city_code: str) -> list[str]:
     return sorted(_regions()[1].get(city_code, [])) or [city_code]
 
 
+def _digits(rng: np.random.Generator, k: int) -> str:
+    return "".join(str(d) for d in rng.integers(0, 10, size=k))
+
+
+def _pick(rng: np.random.Generator, options: tuple | str):
+    return options[int(rng.integers(len(options)))]
+
+
 def build_registry(n: int, seed: int) -> list[Hospital]:
-    """``n`` hospitals, deterministic in ``seed``; codes unique and valid."""
+    """``n`` hospitals, deterministic in ``seed``; codes and names unique, check digits valid."""
     rng = np.random.default_rng([seed, 0x4E6])
-    names, _ = _regions()
+    names = region_names()
     cities = [c for c in CITIES if c in names]
     if not cities:
         raise ValueError("regions.csv lacks the generator's cities")
@@ -112,47 +120,32 @@ def build_registry(n: int, seed: int) -> list[Hospital]:
     used_bodies: set[str] = set()
     used_names: set[str] = set()
     for i in range(n):
-        city = cities[i % len(cities)] if i < len(cities) else cities[int(rng.integers(len(cities)))]
-        county = counties_of(city)[int(rng.integers(len(counties_of(city))))]
-        while True:
-            body = "4" + "".join(str(d) for d in rng.integers(0, 10, 7))
-            if body not in used_bodies:
-                used_bodies.add(body)
-                break
+        city = cities[i % len(cities)] if i < len(cities) else _pick(rng, tuple(cities))
+        county = _pick(rng, tuple(counties_of(city)))
+        body = "4" + _digits(rng, 7)
+        while body in used_bodies:
+            body = "4" + _digits(rng, 7)
+        used_bodies.add(body)
         org9 = make_org_code(body)
         tcm = rng.random() < 0.2
-        city_name = names[city]
-        city_short = city_name.removesuffix("市")
-        while True:
-            word = _NAME_WORDS[int(rng.integers(len(_NAME_WORDS)))]
-            if tcm:
-                kind, category = _TCM_KINDS[int(rng.integers(len(_TCM_KINDS)))]
-            else:
-                kind, category = _WESTERN_KINDS[int(rng.integers(len(_WESTERN_KINDS)))], "A100"
-            name = f"{city_short}{word}{kind}"
-            if name not in used_names:
-                used_names.add(name)
-                break
-            if len(used_names) > 0.8 * len(_NAME_WORDS) * 6:
-                name = f"{city_short}{word}{kind}{i + 1}部"
-                used_names.add(name)
-                break
+        kind, category = _pick(rng, _TCM_KINDS) if tcm else (_pick(rng, _WESTERN_KINDS), "A100")
+        name = f"{names[city].removesuffix('市')}{_pick(rng, _NAME_WORDS)}{kind}"
+        if name in used_names:  # same city, word and kind drawn twice: a numbered campus
+            name = name.replace(kind, f"第{i + 1}{kind.removeprefix('第一').removeprefix('第二')}")
+        used_names.add(name)
         level = "三级" if rng.random() < 0.45 else "二级"
         grade = ("甲等", "乙等", "未定等")[int(rng.choice(3, p=[0.6, 0.3, 0.1]))]
         org_code = make_medical_org_code(org9, county, "11", category, "1")
-        surname = _MANAGER_SURNAMES[int(rng.integers(len(_MANAGER_SURNAMES)))]
-        given = "".join(_MANAGER_GIVEN[int(k)] for k in rng.integers(len(_MANAGER_GIVEN),
-                                                                      size=int(rng.integers(1, 3))))
+        manager = _pick(rng, _MANAGER_SURNAMES) + "".join(
+            _pick(rng, _MANAGER_GIVEN) for _ in range(int(rng.integers(1, 3))))
         uploader = f"hq{city[:4]}{i + 1:03d}"
         area, postcode = CITIES[city]
         hospitals.append(Hospital(
-            index=i, org_code=org_code, org_code9=org9,
-            uscc=make_uscc("1", "2", county, org9), licence_no=org_code, name=name,
-            province_code=city[:2], city_code=city, city_name=city_name, county_code=county,
-            medicine_type="中医" if tcm else "西医", category=category, level=level, grade=grade,
-            data_manager_name=surname + given,
-            data_manager_phone="1" + str(int(rng.choice([3, 5, 7, 8, 9]))) +
-            "".join(str(d) for d in rng.integers(0, 10, 9)),
+            index=i, org_code=org_code, org_code9=org9, uscc=make_uscc("1", "2", county, org9),
+            licence_no=org_code, name=name, province_code=city[:2], city_code=city,
+            city_name=names[city], county_code=county, medicine_type="中医" if tcm else "西医",
+            category=category, level=level, grade=grade, data_manager_name=manager,
+            data_manager_phone="1" + _pick(rng, "35789") + _digits(rng, 9),
             data_manager_email=f"{uploader}@example.org", uploader=uploader,
             area_code=area, postcode=postcode,
             size=float(rng.uniform(1.6, 3.0) if level == "三级" else rng.uniform(0.6, 1.3)),

@@ -159,7 +159,7 @@ class ZipSeries:
 
         def end_part() -> None:
             stream.close()  # type: ignore[union-attr]
-            parts.append(Part(self._zip_rel(), entry, first, row - first))
+            parts.append(Part(self.zips[-1], entry, first, row - first))
 
         start_part()
         for count, data in self._chunks(lines):
@@ -171,9 +171,6 @@ class ZipSeries:
             row += count
         end_part()
         return parts
-
-    def _zip_rel(self) -> str:
-        return self.zips[-1]
 
     def _chunks(self, lines: Iterable[str]) -> Iterator[tuple[int, bytes]]:
         buf: list[str] = []
