@@ -182,7 +182,7 @@ def test_clean_rows_pass_the_python_validators(clean: Path) -> None:
 def test_people_are_consistent(clean: Path) -> None:
     """ID numbers encode the birth date and sex written beside them, in the hospital's province."""
     people = set()
-    for row, entry, ds, _, records in _csv_files(clean):
+    for row, _entry, ds, _, records in _csv_files(clean):
         if ds.id in ("flu", "fever"):
             header = records[0]
             at = [header.index(c) for c in ("P7503", "P13", "P6", "P5")]
@@ -198,7 +198,7 @@ def test_people_are_consistent(clean: Path) -> None:
 def test_flu_records_are_resent_for_seven_days(clean: Path) -> None:
     ds = spec.dataset("flu")
     keys_by_file: dict[tuple[str, str], set[tuple[str, ...]]] = {}
-    for row, entry, d, _, records in _csv_files(clean):
+    for row, _entry, d, _, records in _csv_files(clean):
         if d.id != "flu":
             continue
         header = records[0]
@@ -257,9 +257,9 @@ def _fails(ds: Dataset, entry: dict[str, object], cells: dict[str, str]) -> bool
         return validators.medical_org_code_valid(value) and value != entry["org_code"]
     if rule == "cross_field":
         for r in ds.rules:
-            if r.kind == "required_if" and r.column == code:
-                if cells[r.when.column] in r.when.values and value == "":
-                    return True
+            if (r.kind == "required_if" and r.column == code and value == ""
+                    and cells[r.when.column] in r.when.values):
+                return True
             if r.kind == "le" and r.left[0] == code:
                 ops = [ds.column(c) for c in (*r.left, r.right)]
                 if all(cells[c.code] and _cell_ok(c, cells[c.code], cells) for c in ops):

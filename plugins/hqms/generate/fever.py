@@ -226,7 +226,7 @@ def _lab(ds, h, rng, time, link, tested_flu, tested_cov, flu_pos, flu_b, pneumon
     tested, report = p_tested[of_panel], p_report[of_panel]
     value, qual, flag = [], [], []
     draws = rng.random(m).tolist()
-    for (panel, item), v, r in zip(items, visit, draws):
+    for (_, item), v, r in zip(items, visit, draws):
         code, _, unit, _, lo, hi = item
         if unit is None:
             positive = (code == "FLUA" and flu_pos[v] and not flu_b[v]) or \

@@ -61,7 +61,7 @@ class People:
     def n(self) -> int:
         return len(self.sex)
 
-    def subset(self, idx: np.ndarray) -> "People":
+    def subset(self, idx: np.ndarray) -> People:
         """The persons at positions ``idx`` (a reordering or a selection)."""
         take = idx.tolist()
         return People(**{name: value[idx] if isinstance(value, np.ndarray) else [value[i] for i in take]

@@ -153,6 +153,7 @@ class ZipSeries:
             entry = self._entry_name(base, part_no)
             info = zipfile.ZipInfo(entry, date_time=self.date_time)
             info.compress_type = zipfile.ZIP_DEFLATED
+            info.create_system = 0  # "made by" MS-DOS/FAT, as java.util.zip writes it
             stream = self._zip.open(info, "w")  # type: ignore[union-attr]
             stream.write(head)
             first = row
