@@ -319,6 +319,17 @@ def test_publish_catalog_matches_the_mart_yaml() -> None:
     assert "cases" in flu.counts and "report_date" not in flu.counts
     opd = next(m for m in publish.catalog() if m.name == "outpatient_monthly")
     assert opd.derived["avg_cost_per_visit"] == "visits"
+    region = next(m for m in publish.catalog() if m.name == "flu_daily_by_region")
+    assert set(flu.counts) <= set(region.counts)  # roll-ups inherit the per-hospital counts
+
+
+def test_docs_describe_every_published_mart_and_column() -> None:
+    docs = (dbt.PROJECT_DIR.parent / "docs" / "marts.md").read_text(encoding="utf-8")
+    for path in publish.MARTS_MODELS_DIR.glob("*.yml"):
+        for model in (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("models") or []:
+            assert f"marts.{model['name']}" in docs, model["name"]
+            for col in model.get("columns") or []:
+                assert col["name"] in docs, f"{model['name']}.{col['name']} not in docs/marts.md"
 
 
 @pytest.mark.slow
@@ -340,6 +351,12 @@ def test_flu_daily_equals_recomputation_from_dw(built: tuple[hqms_config.Config,
     assert _differences(cfg, FLU_MART, FLU_RECOMPUTED) == []
     cases, visits, lab_only = _query(cfg, "SELECT sum(cases), sum(visits), sum(lab_only_cases) FROM marts.flu_daily")[0]
     assert 0 < cases < visits and lab_only > 0  # the data exercises the definition
+    for level in ("province", "city"):
+        assert _differences(cfg, f"""
+            SELECT report_date, {level}_code, count(*), sum(cases)::BIGINT, sum(deaths)::BIGINT, sum(age_60_plus)::BIGINT
+            FROM marts.flu_daily GROUP BY ALL""", f"""
+            SELECT report_date, region_code, hospitals, cases, deaths, age_60_plus
+            FROM marts.flu_daily_by_region WHERE region_level = '{level}'""") == []
 
 
 @pytest.mark.slow
@@ -484,3 +501,12 @@ def test_publish_suppresses_small_cells_and_replaces_the_snapshot_atomically(
 
     text = summary.render(summary.collect(cfg, source="snapshot"))
     assert "flu" in text and "suppressed" in text
+
+
+@pytest.mark.slow
+def test_source_freshness_reports_stale_sources(built: tuple[hqms_config.Config, dbt.DbtResult]) -> None:
+    cfg, _ = built
+    rows = {r["source"]: r for r in dbt.freshness(cfg)}
+    assert set(rows) == {"dw.flu", "dw.fever", "dw.mzsy", "ops.uploads"}
+    flu = rows["dw.flu"]  # loaded at OLD_LOAD, long past the 2-day threshold: a warning, not an error
+    assert flu["status"] == "warn" and flu["max_loaded_at"].startswith("2025-01-20") and flu["age_hours"] > 48

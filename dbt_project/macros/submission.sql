@@ -12,13 +12,13 @@
         count(*) as hospitals_expected,
         {{ hqms.count_if('s.received') }} as hospitals_reported,
         {{ hqms.count_if('s.on_time') }} as hospitals_on_time,
-        cast({{ hqms.count_if('s.received') }} as {{ dbt.type_float() }}) / count(*) as reporting_rate,
-        cast({{ hqms.count_if('s.on_time') }} as {{ dbt.type_float() }}) / count(*) as on_time_rate,
+        cast({{ hqms.count_if('s.received') }} as {{ hqms.type_double() }}) / count(*) as reporting_rate,
+        cast({{ hqms.count_if('s.on_time') }} as {{ hqms.type_double() }}) / count(*) as on_time_rate,
         {{ hqms.sum_int('s.records') }} as records,
         {{ hqms.sum_int('s.conforming_records') }} as conforming_records,
         {{ hqms.build_timestamp() }} as _built_at
     from {{ relation }} as s
-    left join {{ ref('regions') }} as r on r.region_code = s.{{ level }}_code
+    {{ hqms.region_name_join(level, 's.' ~ level ~ '_code') }}
     {{ caller() if caller is defined }}
     group by s.{{ period_column }}, s.stream, s.{{ level }}_code, r.name_zh
     {{ "union all" if not loop.last }}

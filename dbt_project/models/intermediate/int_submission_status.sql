@@ -73,7 +73,7 @@ select
     coalesce(p.uploads, 0) as uploads,
     coalesce(p.records, 0) as records,
     coalesce(p.conforming_records, 0) as conforming_records,
-    cast(p.conforming_records as {{ dbt.type_float() }}) / nullif(p.records, 0) as conformance_rate,
+    cast(p.conforming_records as {{ hqms.type_double() }}) / nullif(p.records, 0) as conformance_rate,
     p.last_processed_at
 from expected as e
 left join per_period as p

@@ -66,7 +66,7 @@ select
     m.emergency_visits,
     m.revisits,
     m.infusion_visits,
-    cast(m.infusion_visits as {{ dbt.type_float() }}) / m.visits as infusion_rate,
+    cast(m.infusion_visits as {{ hqms.type_double() }}) / m.visits as infusion_rate,
     m.chronic_special_visits,
     m.triage_level_1,
     m.triage_level_2,

@@ -1,4 +1,5 @@
-{#- The hospital registry (deployment data in ref.hospitals), with region names from the seed. -#}
+{#- The hospital registry (deployment data in ref.hospitals), with region names from the seed.
+    province_code is the 2-digit GB/T 2260 prefix, city_code the 6-digit city code. -#}
 select
     h.org_code,
     h.name as org_name,
@@ -11,5 +12,5 @@ select
     h.level,
     h.grade
 from {{ source('ref', 'hospitals') }} as h
-left join {{ ref('regions') }} as p on p.region_code = h.province_code
-left join {{ ref('regions') }} as c on c.region_code = h.city_code
+{{ hqms.region_name_join('province', 'h.province_code', 'p') }}
+{{ hqms.region_name_join('city', 'h.city_code', 'c') }}

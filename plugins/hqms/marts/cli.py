@@ -1,4 +1,4 @@
-"""``hqms marts build|publish|summary|sources|docs``.
+"""``hqms marts build|publish|summary|sources|freshness|docs``.
 
 Heavy modules are imported inside the handlers so ``hqms --help`` stays fast.
 """
@@ -36,6 +36,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     src = verbs.add_parser("sources", help="regenerate dbt_project/models/sources.yml from the spec")
     src.add_argument("--check", action="store_true", help="exit 1 if the committed file is out of date")
     src.set_defaults(func=_sources)
+
+    f = verbs.add_parser("freshness", help="age of the newest row per source table (dbt source freshness)")
+    f.set_defaults(func=_freshness)
 
     d = verbs.add_parser("docs", help="dbt docs generate (index.html + catalog under HQMS_HOME)")
     d.set_defaults(func=_docs)
@@ -99,4 +102,13 @@ def _docs(args: argparse.Namespace) -> int:
     except dbt.DbtError as exc:
         raise UserError(str(exc)) from exc
     print(f"dbt docs: {folder / 'index.html'}")
+    return 0
+
+
+def _freshness(args: argparse.Namespace) -> int:
+    from hqms.marts import dbt
+
+    for row in dbt.freshness():
+        age = "no rows" if row["age_hours"] is None else f"{row['age_hours']} h old"
+        print(f"{row['source']:<16} {row['status']:<6} {age}")
     return 0

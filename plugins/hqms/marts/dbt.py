@@ -150,3 +150,22 @@ def docs_generate(cfg: hqms_config.Config | None = None) -> Path:
     if not result.ok:
         raise DbtError(f"dbt docs generate failed:\n{result.output[-4000:]}")
     return target_dir(cfg)
+
+
+def freshness(cfg: hqms_config.Config | None = None) -> list[dict]:
+    """``dbt source freshness``: per source table, status (pass / warn / error) and the age of
+    its newest row. Thresholds are warnings only (sources.yml), so this never fails a build."""
+    cfg = cfg or hqms_config.load()
+    prepare_warehouse(cfg)
+    result = run(["source", "freshness"], cfg)
+    path = target_dir(cfg) / "sources.json"
+    if not path.exists():
+        raise DbtError(f"dbt source freshness failed:\n{result.output[-4000:]}")
+    out = []
+    for r in json.loads(path.read_text(encoding="utf-8"))["results"]:
+        # dbt reports an empty table as loaded at 0001-01-01
+        empty = str(r.get("max_loaded_at") or "0001").startswith("0001")
+        out.append({"source": r["unique_id"].removeprefix("source.hqms."), "status": r["status"],
+                    "max_loaded_at": None if empty else r["max_loaded_at"],
+                    "age_hours": None if empty else round(r["max_loaded_at_time_ago_in_s"] / 3600, 1)})
+    return out

@@ -69,22 +69,33 @@ class PublishResult:
 
 
 def catalog(models_dir: Path = MARTS_MODELS_DIR) -> list[MartSpec]:
-    """Marts with ``config.meta.publish: true`` in the dbt YAML, in file order."""
+    """Marts with ``config.meta.publish: true`` in the dbt YAML, in file order.
+
+    ``meta.small_cell_like: <mart>`` (region roll-ups) inherits that mart's small-cell columns,
+    so a count added to the per-hospital mart is suppressed in its roll-up too.
+    """
     specs: list[MartSpec] = []
+    like: dict[str, str] = {}
     for path in sorted(models_dir.glob("*.yml")):
         doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         for model in doc.get("models") or []:
-            if not (model.get("config") or {}).get("meta", {}).get("publish"):
+            meta = (model.get("config") or {}).get("meta") or {}
+            if not meta.get("publish"):
                 continue
             counts, derived = [], {}
             for col in model.get("columns") or []:
-                meta = (col.get("config") or {}).get("meta") or {}
-                if meta.get("small_cell") == "count":
+                col_meta = (col.get("config") or {}).get("meta") or {}
+                if col_meta.get("small_cell") == "count":
                     counts.append(col["name"])
-                if meta.get("small_cell_base"):
-                    derived[col["name"]] = meta["small_cell_base"]
+                if col_meta.get("small_cell_base"):
+                    derived[col["name"]] = col_meta["small_cell_base"]
+            if meta.get("small_cell_like"):
+                like[model["name"]] = meta["small_cell_like"]
             specs.append(MartSpec(model["name"], tuple(counts), derived))
-    return specs
+    by_name = {s.name: s for s in specs}
+    return [MartSpec(s.name, s.counts + by_name[like[s.name]].counts,
+                     {**by_name[like[s.name]].derived, **s.derived})
+            if s.name in like else s for s in specs]
 
 
 def _small(column: str) -> str:
