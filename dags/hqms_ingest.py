@@ -1,7 +1,8 @@
 """hqms_ingest: every landed upload → validated, de-identified, encrypted, merged (exactly once).
 
 Thin on purpose: the work is in ``hqms.ingest.run``; nothing heavy is imported at parse time.
-One mapped task per upload; the warehouse writers share the one-slot ``hqms_warehouse`` pool
+One mapped task per batch of uploads (validating many small uploads together is what keeps
+Great Expectations' per-table cost down); the warehouse writers share the one-slot ``hqms_warehouse`` pool
 with the dbt builds, so DuckDB's single-writer lock is never fought over. Each stream's Asset is
 updated when at least one of its uploads was merged; the marts DAGs are scheduled on them.
 """
@@ -29,24 +30,24 @@ WAREHOUSE_POOL = "hqms_warehouse"
 )
 def hqms_ingest() -> None:
     @task
-    def claim_uploads() -> list[str]:
-        """Sweep leftovers of finished uploads, then claim landed (and stale) ones."""
+    def claim_uploads() -> list[list[str]]:
+        """Sweep leftovers of finished uploads, then claim landed (and stale) ones in batches."""
         from hqms.ingest.run import claim
 
         return claim()
 
-    @task(pool=WAREHOUSE_POOL, map_index_template="{{ task.op_kwargs['upload_id'] }}")
-    def process(upload_id: str) -> dict:
-        from hqms.ingest.run import process_one
+    @task(pool=WAREHOUSE_POOL, map_index_template="{{ task.op_kwargs['upload_ids'][0] }}")
+    def process(upload_ids: list[str]) -> list[dict]:
+        from hqms.ingest.run import process
 
-        return process_one(upload_id)
+        return process(upload_ids)
 
     @task
-    def merged_streams(outcomes: list[dict]) -> list[str]:
+    def merged_streams(outcomes: list[list[dict]]) -> list[str]:
         """Streams with at least one upload that put rows into the warehouse."""
-        return sorted({o["stream"] for o in outcomes if o["conforming_count"] > 0})
+        return sorted({o["stream"] for batch in outcomes for o in batch if o["conforming_count"] > 0})
 
-    outcomes = process.expand(upload_id=claim_uploads())
+    outcomes = process.expand(upload_ids=claim_uploads())
     streams = merged_streams(outcomes)
 
     for stream, asset in STREAM_ASSETS.items():

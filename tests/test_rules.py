@@ -71,8 +71,9 @@ def clean_row(i: int = 0) -> dict[str, str | None]:
 
 def stage(con: duckdb.DuckDBPyConnection, rows: list[dict[str, str | None]], table: str = "t",
           uploader: str = ORG) -> None:
-    """A staging table as the loader makes it: VARCHAR columns, _row from 1, _uploader_org."""
+    """A staging table as the loader makes it: VARCHAR columns, _src, _row from 1, _uploader_org."""
     data = pa.table({
+        "_src": pa.array([table] * len(rows), pa.string()),
         "_row": pa.array(range(1, len(rows) + 1), pa.int64()),
         "_uploader_org": pa.array([uploader] * len(rows), pa.string()),
         **{c: pa.array([r.get(c) for r in rows], pa.string()) for c in DS.codes},

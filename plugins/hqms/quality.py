@@ -1,9 +1,13 @@
 """Great Expectations 1.24 suites generated from the spec, run for real on the DuckDB staging file.
 
-Each :class:`hqms.rules.Check` becomes one ``UnexpectedRowsExpectation`` selecting the failing
-``_row`` numbers: native column expectations cannot express the rule precedence (and the regex
-ones do not execute on DuckDB), so one uniform form keeps GX and :func:`hqms.rules.failures_sql`
-provably equal. Suites live in ``expectations/<dataset>.json`` (``hqms gx suites`` regenerates
+Each rule of a dataset (``required``, ``length``, ``type``, ``format``, ``range``, ``code_table``,
+``check``, ``cross_field``, ``org_mismatch``) becomes one ``UnexpectedRowsExpectation`` whose query
+returns ``(_row, check_id)`` for every failing cell of that rule — the union of the rule's
+:class:`hqms.rules.Check` predicates. Native column expectations cannot express the rule
+precedence (and the regex ones do not execute on DuckDB), and GX costs tens of milliseconds of
+Python per expectation whatever the data size, so one expectation per rule (≤ 9 per dataset,
+instead of up to 522 per check) keeps a small daily upload at a fraction of a second while GX
+still evaluates every check on every row. Suites live in ``expectations/<dataset>.json`` (``hqms gx suites`` regenerates
 them; a test keeps the committed files equal to the spec).
 
 GX is slow to import, so it is imported inside functions only: DAG files may import this module.
@@ -22,7 +26,7 @@ import duckdb
 
 from hqms import rules, sqlmacros
 from hqms.config import REPO_ROOT
-from hqms.spec import Dataset, datasets
+from hqms.spec import COLUMN_RULES, ROW_RULES, Dataset, datasets
 
 SUITES_DIR = REPO_ROOT / "expectations"
 
@@ -33,16 +37,14 @@ class QualityError(RuntimeError):
 
 
 @dataclass(frozen=True)
-class CheckResult:
-    """GX's verdict on one check."""
+class RuleResult:
+    """GX's verdict on one rule's expectation (all the rule's checks of a dataset)."""
 
-    check_id: str
-    column: str | None
     rule: str
     success: bool
-    unexpected_count: int
-    sample_rows: tuple[int, ...]  # the _row numbers GX itself returned (at most 200)
-    query: str                    # the expectation's query, with GX's {batch} placeholder
+    unexpected_count: int                    # failing (row, check) pairs GX counted
+    sample: tuple[tuple[str, int, str], ...]  # (_src, _row, check_id) GX itself returned (≤ 200)
+    query: str                               # the expectation's query, with GX's {batch} placeholder
 
 
 def failures_table(table: str) -> str:
@@ -53,24 +55,25 @@ def failures_table(table: str) -> str:
 
 @dataclass
 class QualityResult:
-    """One GX run over one staged table; every failing row is in ``failures_table``."""
+    """One GX validation of one staged table; every failing row is in ``failures_table``."""
 
     dataset: str
     table: str
     run_id: str
     failures_table: str
-    checks: list[CheckResult] = field(default_factory=list)
+    rules: list[RuleResult] = field(default_factory=list)
     failure_count: int = 0
+    check_counts: dict[str, int] = field(default_factory=dict)
     docs_index: Path | None = None
     seconds: float = 0.0
 
     @property
     def success(self) -> bool:
-        return all(c.success for c in self.checks)
+        return all(r.success for r in self.rules)
 
     def counts(self) -> dict[str, int]:
-        """Unexpected row count per check id (failing checks only)."""
-        return {c.check_id: c.unexpected_count for c in self.checks if c.unexpected_count}
+        """Failing row count per check id (failing checks only)."""
+        return dict(self.check_counts)
 
 
 # ---------------------------------------------------------------- the DuckDB patch
@@ -106,22 +109,36 @@ def _escape_braces(sql: str) -> str:
     return sql.replace("{", "{{").replace("}", "}}")
 
 
-def expectation_query(check: rules.Check) -> str:
-    """The GX query of a check (``{batch}`` is GX's placeholder for the table)."""
-    return f"SELECT _row FROM {{batch}} WHERE {_escape_braces(check.fail_sql)}"
+def rule_groups(ds: Dataset) -> list[tuple[str, list[rules.Check]]]:
+    """The dataset's checks grouped by rule, in reporting order (rules without checks omitted)."""
+    groups: dict[str, list[rules.Check]] = {}
+    for check in rules.compile_checks(ds):
+        groups.setdefault(check.rule, []).append(check)
+    order = [*COLUMN_RULES, *ROW_RULES]
+    return sorted(groups.items(), key=lambda item: order.index(item[0]))
+
+
+def expectation_query(checks: list[rules.Check]) -> str:
+    """The GX query of one rule: ``(_src, _row, check_id)`` of every failing cell, one scan per
+    check (``{batch}`` is GX's placeholder for the table; ``_src`` names the staged file's table
+    when several files of a dataset are validated as one batch)."""
+    parts = [f"SELECT _src, _row, {rules.literal(c.check_id)} AS check_id FROM {{batch}} "
+             f"WHERE {_escape_braces(c.fail_sql)}" for c in checks]
+    return "SELECT _src, _row, check_id FROM (\n" + "\nUNION ALL\n".join(parts) + "\n) AS failing"
 
 
 def suite_dict(ds: Dataset) -> dict[str, Any]:
     """The GX 1.x suite for a dataset as plain JSON data (deterministic: no ids, no timestamps)."""
-    expectations = [
-        {
+    expectations = []
+    for rule, checks in rule_groups(ds):
+        columns = sorted({c.column for c in checks if c.column})
+        expectations.append({
             "type": "unexpected_rows_expectation",
-            "kwargs": {"unexpected_rows_query": expectation_query(check)},
-            "meta": {"check_id": check.check_id, "column": check.column, "rule": check.rule},
-            "description": f"{check.en} / {check.zh}",
-        }
-        for check in rules.compile_checks(ds)
-    ]
+            "kwargs": {"unexpected_rows_query": expectation_query(checks)},
+            "meta": {"rule": rule, "check_ids": [c.check_id for c in checks]},
+            "description": (f"{ds.id}: no cell fails the '{rule}' rule ({len(checks)} checks on "
+                            f"{', '.join(columns) or 'row level'})"),
+        })
     return {
         "name": ds.id,
         "expectations": expectations,
@@ -197,10 +214,15 @@ def _release(source) -> None:
     source.get_engine().dispose()  # the datasource's own engine, used to look up the table
 
 
-def _gx_validate(stage_db: Path, table: str, suite, docs_dir: Path | None, run_id: str):
-    """Run the suite with GX on a read-only connection; returns (validation result, docs index)."""
+def _gx_validate(stage_db: Path, tables: list[tuple[str, Any]], docs_dir: Path | None,
+                 run_id: str) -> tuple[list, Path | None]:
+    """Run each (table, suite) with GX in ONE context and checkpoint on a read-only connection.
+
+    One context per upload, not per file: building a GX context, datasource and checkpoint costs
+    about a second of Python, independent of the data. Returns the validation results in the
+    order of ``tables`` and the Data Docs index.
+    """
     import great_expectations as gx
-    from great_expectations.checkpoint import UpdateDataDocsAction
     from great_expectations.core.run_identifier import RunIdentifier
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
@@ -220,21 +242,39 @@ def _gx_validate(stage_db: Path, table: str, suite, docs_dir: Path | None, run_i
         name="stage", connection_string=f"duckdb:///{stage_db}",
         kwargs={"connect_args": {"read_only": True}})
     try:
-        batch = source.add_table_asset(name=table, table_name=table) \
-            .add_batch_definition_whole_table("whole_table")
-        suite = ctx.suites.add(suite)
-        validation = ctx.validation_definitions.add(
-            gx.ValidationDefinition(name=f"{suite.name}:{table}", data=batch, suite=suite))
-        actions = [UpdateDataDocsAction(name="docs", site_names=[site])] if docs_dir else []
+        definitions = []
+        suites: dict[str, Any] = {}
+        for table, suite in tables:
+            if suite.name not in suites:
+                suites[suite.name] = ctx.suites.add(suite)
+            batch = source.add_table_asset(name=table, table_name=table) \
+                .add_batch_definition_whole_table("whole_table")
+            definitions.append(ctx.validation_definitions.add(
+                gx.ValidationDefinition(name=f"{suite.name}:{table}", data=batch, suite=suites[suite.name])))
         checkpoint = ctx.checkpoints.add(gx.Checkpoint(
-            name="hqms", validation_definitions=[validation], actions=actions,
+            name="hqms", validation_definitions=definitions, actions=[],
             result_format={"result_format": "COMPLETE"}))
         result = checkpoint.run(run_id=RunIdentifier(run_name=run_id))
+        if docs_dir is not None:
+            # once for the whole checkpoint (UpdateDataDocsAction rebuilds the site per validation)
+            ctx.build_data_docs(site_names=[site])
     finally:
         _release(source)
-    (validation_result,) = result.run_results.values()
+    ordered = _in_order(result, definitions)
     index = docs_dir / "index.html" if docs_dir else None
-    return validation_result, index
+    return ordered, index
+
+
+def _in_order(result, definitions: list) -> list:
+    """Checkpoint results keyed by validation definition, in the order they were given."""
+    results = list(result.run_results.values())
+    if len(results) != len(definitions):
+        raise QualityError(f"GX returned {len(results)} validation results for {len(definitions)} tables")
+    lookup = {}
+    for vr in results:
+        asset = (vr.meta.get("active_batch_definition") or {}).get("data_asset_name")
+        lookup[asset] = vr
+    return [lookup[d.data.data_asset.name] for d in definitions]
 
 
 def _exception_messages(er) -> list[str]:
@@ -244,22 +284,21 @@ def _exception_messages(er) -> list[str]:
     return [str(i.get("exception_message") or "error") for i in found if i.get("raised_exception")]
 
 
-def _check_results(validation_result) -> list[CheckResult]:
-    """Per-expectation verdicts; raises when any expectation errored instead of evaluating."""
-    out: list[CheckResult] = []
+def _rule_results(validation_result) -> list[RuleResult]:
+    """Per-rule verdicts; raises when any expectation errored instead of evaluating."""
+    out: list[RuleResult] = []
     errored: list[str] = []
     for er in validation_result.results:
         meta = er.expectation_config.meta or {}
         res = er.result or {}
         messages = _exception_messages(er)
         if messages or "observed_value" not in res:
-            errored.append(f"{meta.get('check_id')}: {(messages or ['no result'])[0][:300]}")
+            errored.append(f"{meta.get('rule')}: {(messages or ['no result'])[0][:300]}")
             continue
         rows = (res.get("details") or {}).get("unexpected_rows") or []
-        out.append(CheckResult(
-            check_id=meta["check_id"], column=meta.get("column"), rule=meta["rule"],
-            success=bool(er.success), unexpected_count=int(res["observed_value"]),
-            sample_rows=tuple(int(r["_row"]) for r in rows),
+        out.append(RuleResult(
+            rule=meta["rule"], success=bool(er.success), unexpected_count=int(res["observed_value"]),
+            sample=tuple((str(r["_src"]), int(r["_row"]), str(r["check_id"])) for r in rows),
             query=er.expectation_config.kwargs["unexpected_rows_query"]))
     if errored:
         raise QualityError(f"{len(errored)} expectations raised instead of evaluating: "
@@ -267,52 +306,103 @@ def _check_results(validation_result) -> list[CheckResult]:
     return out
 
 
-def _write_failures(stage_db: Path, table: str, results: list[CheckResult]) -> int:
-    """Materialise every failing row into ``failures_table(table)``: GX returns at most 200.
+def _write_failures(con: duckdb.DuckDBPyConnection, batch_table: str, ds: Dataset,
+                    results: list[RuleResult]) -> None:
+    """Materialise every failing cell of a validated table into ``hqms_failing`` (GX itself
+    returns at most 200 rows per expectation).
 
     Each failed expectation's own query runs again without limit (``{batch}`` → the table); its
     row count must equal GX's count.
     """
-    target = rules.ident(failures_table(table))
+    con.execute("CREATE OR REPLACE TEMP TABLE hqms_checks (check_id VARCHAR, \"column\" VARCHAR, rule VARCHAR)")
+    con.executemany("INSERT INTO hqms_checks VALUES (?, ?, ?)",
+                    [(c.check_id, c.column, c.rule) for c in rules.compile_checks(ds)])
+    for res in results:
+        if res.success:
+            continue
+        query = res.query.format(batch=rules.ident(batch_table))
+        (n,) = con.execute(f"INSERT INTO hqms_failing SELECT f._src, f._row, f.check_id, c.\"column\", c.rule "
+                           f"FROM ({query}) AS f JOIN hqms_checks AS c USING (check_id)").fetchone()
+        if n != res.unexpected_count:
+            raise QualityError(f"{ds.id}.{res.rule}: GX counted {res.unexpected_count} "
+                               f"failing cells, the query returns {n}")
+
+
+def _batch_tables(stage_db: Path, tables: list[tuple[str, Dataset]]) -> list[tuple[str, Dataset, list[str]]]:
+    """One table per dataset to hand to GX: the staged table itself, or the union of a dataset's
+    staged tables (GX's cost is per expectation and table, not per row, so files of many
+    uploads are validated together)."""
+    by_ds: dict[str, list[str]] = {}
+    datasets_by_id: dict[str, Dataset] = {}
+    for table, ds in tables:
+        by_ds.setdefault(ds.id, []).append(table)
+        datasets_by_id[ds.id] = ds
+    out = []
     with duckdb.connect(str(stage_db)) as con:
-        con.execute(f"CREATE OR REPLACE TABLE {target} "
-                    "(_row BIGINT, check_id VARCHAR, \"column\" VARCHAR, rule VARCHAR)")
-        total = 0
-        for res in results:
-            if res.success:
+        for ds_id, members in by_ds.items():
+            if len(members) == 1:
+                out.append((members[0], datasets_by_id[ds_id], members))
                 continue
-            query = res.query.format(batch=rules.ident(table))
-            (n,) = con.execute(f"INSERT INTO {target} SELECT _row, ?, ?, ? FROM ({query})",
-                               [res.check_id, res.column, res.rule]).fetchone()
-            if n != res.unexpected_count:
-                raise QualityError(f"{res.check_id}: GX counted {res.unexpected_count} "
-                                   f"failing rows, the query returns {n}")
-            total += n
-    return total
+            batch = f"{ds_id}__batch"
+            union = " UNION ALL BY NAME ".join(f"SELECT * FROM {rules.ident(t)}" for t in members)
+            con.execute(f"CREATE OR REPLACE TABLE {rules.ident(batch)} AS {union}")
+            out.append((batch, datasets_by_id[ds_id], members))
+    return out
+
+
+def run_tables(stage_db: Path, tables: list[tuple[str, Dataset]], *, docs_dir: Path | None = None,
+               run_id: str, suites_dir: Path = SUITES_DIR) -> list[QualityResult]:
+    """Validate staged tables (the files of one or many uploads) in one GX checkpoint.
+
+    Tables of the same dataset are validated as one batch with the dataset's committed suite;
+    every failing cell of each staged table is written to the stage-DB table
+    ``failures_table(table)`` (``_row, check_id, column, rule``; replaced on each run). Raises
+    :class:`QualityError` when a suite is out of date with the spec or any expectation errors.
+    """
+    if not tables:
+        return []
+    started = time.perf_counter()
+    involved = {ds.id: ds for _, ds in tables}
+    stale = stale_suites(suites_dir, involved.values())
+    if stale:
+        raise QualityError(f"suites {', '.join(stale)} differ from the spec (run `hqms gx suites`)")
+    suites = {ds_id: load_suite(ds_id, suites_dir) for ds_id in involved}
+    stage_db = Path(stage_db).resolve()
+    _install_macros(stage_db)
+    batches = _batch_tables(stage_db, tables)
+    validations, index = _gx_validate(stage_db, [(b, suites[ds.id]) for b, ds, _ in batches], docs_dir, run_id)
+    per_table: dict[str, list[RuleResult]] = {}
+    with duckdb.connect(str(stage_db)) as con:
+        con.execute("CREATE OR REPLACE TEMP TABLE hqms_failing "
+                    "(_src VARCHAR, _row BIGINT, check_id VARCHAR, \"column\" VARCHAR, rule VARCHAR)")
+        for (batch, ds, members), validation in zip(batches, validations):
+            results = _rule_results(validation)
+            _write_failures(con, batch, ds, results)
+            for member in members:
+                per_table[member] = results
+            if batch not in members:
+                con.execute(f"DROP TABLE {rules.ident(batch)}")
+        out = []
+        for table, ds in tables:
+            target = rules.ident(failures_table(table))
+            con.execute(f"CREATE OR REPLACE TABLE {target} AS SELECT _row, check_id, \"column\", rule "
+                        f"FROM hqms_failing WHERE _src = ?", [table])
+            counts = dict(con.execute(f"SELECT check_id, count(*) FROM {target} GROUP BY 1").fetchall())
+            out.append(QualityResult(dataset=ds.id, table=table, run_id=run_id,
+                                     failures_table=failures_table(table), rules=per_table[table],
+                                     failure_count=sum(counts.values()), check_counts=counts,
+                                     docs_index=index))
+    elapsed = time.perf_counter() - started
+    for result in out:
+        result.seconds = elapsed
+    return out
 
 
 def run(stage_db: Path, table: str, ds: Dataset, *, docs_dir: Path | None = None,
         run_id: str, suites_dir: Path = SUITES_DIR) -> QualityResult:
-    """Validate one staged table with its dataset's committed GX suite.
-
-    Returns GX's count and verdict per check; every failing row is written to the stage-DB table
-    ``failures_table(table)`` (``_row, check_id, column, rule``; replaced on each run). Raises
-    :class:`QualityError` when the suite is out of date with ``ds`` or any expectation errors.
-    """
-    started = time.perf_counter()
-    if ds.id in stale_suites(suites_dir, [ds]):
-        raise QualityError(f"suite {suite_path(ds.id, suites_dir)} differs from the spec "
-                           "(run `hqms gx suites`)")
-    suite = load_suite(ds.id, suites_dir)
-    stage_db = Path(stage_db).resolve()
-    _install_macros(stage_db)
-    validation_result, index = _gx_validate(stage_db, table, suite, docs_dir, run_id)
-    checks = _check_results(validation_result)
-    failures = _write_failures(stage_db, table, checks)
-    return QualityResult(dataset=ds.id, table=table, run_id=run_id,
-                         failures_table=failures_table(table), checks=checks,
-                         failure_count=failures, docs_index=index,
-                         seconds=time.perf_counter() - started)
+    """Validate one staged table (see :func:`run_tables`)."""
+    (result,) = run_tables(stage_db, [(table, ds)], docs_dir=docs_dir, run_id=run_id, suites_dir=suites_dir)
+    return result
 
 
 # ---------------------------------------------------------------- CLI

@@ -20,20 +20,22 @@ from hqms.registry import ErrorRecord
 @dataclass(frozen=True)
 class FileResult:
     staged: StagedFile
-    conforming: int
+    conforming: int            # rows that passed every rule (接口标准达标数)
+    merged: int                # distinct natural keys written (a key repeated in a file counts once)
     period_start: str | None
     period_end: str | None
 
 
 def _incoming(con: duckdb.DuckDBPyConnection, sf: StagedFile, ctx: Context, failing: str) -> None:
     """Temp table of the file's conforming rows, de-identified; last row wins within the file."""
-    source = (f"stage.{sf.table} WHERE _row NOT IN (SELECT _row FROM {failing})")
-    con.execute(f"CREATE OR REPLACE TEMP TABLE incoming AS {select_sql(sf.dataset, ctx, source, sf.file_name)}")
-    con.execute("""CREATE OR REPLACE TEMP TABLE incoming AS
-                   SELECT * FROM incoming QUALIFY row_number() OVER (PARTITION BY _nk ORDER BY _source_row DESC) = 1""")
+    source = f"stage.{sf.table} WHERE _row NOT IN (SELECT _row FROM {failing})"
+    con.execute(f"CREATE OR REPLACE TEMP TABLE incoming AS SELECT * FROM ("
+                f"{select_sql(sf.dataset, ctx, source, sf.file_name)}) "
+                f"QUALIFY row_number() OVER (PARTITION BY _nk ORDER BY _source_row DESC) = 1")
 
 
-def merge_file(con: duckdb.DuckDBPyConnection, sf: StagedFile, ctx: Context, failing: str) -> FileResult:
+def merge_file(con: duckdb.DuckDBPyConnection, sf: StagedFile, ctx: Context, failing: str,
+               conforming: int) -> FileResult:
     """Upsert one staged file's conforming rows into dw.<dataset>; caller owns the transaction."""
     ds = sf.dataset
     _incoming(con, sf, ctx, failing)
@@ -41,14 +43,14 @@ def merge_file(con: duckdb.DuckDBPyConnection, sf: StagedFile, ctx: Context, fai
                     WHERE t._nk = i._nk AND t._received_at <= i._received_at""")
     con.execute(f"""INSERT INTO dw.{ds.id} SELECT i.* FROM incoming AS i
                     WHERE NOT EXISTS (SELECT 1 FROM dw.{ds.id} AS t WHERE t._nk = i._nk)""")
-    conforming = con.execute("SELECT count(*) FROM incoming").fetchone()[0]
+    merged = con.execute("SELECT count(*) FROM incoming").fetchone()[0]
     period = (None, None)
-    if ds.event_column and conforming:
+    if ds.event_column and merged:
         name = ds.column(ds.event_column).name
         period = con.execute(f'SELECT CAST(min("{name}") AS DATE)::VARCHAR, '
                              f'CAST(max("{name}") AS DATE)::VARCHAR FROM incoming').fetchone()
     con.execute("DROP TABLE incoming")
-    return FileResult(sf, conforming, period[0], period[1])
+    return FileResult(sf, conforming, merged, period[0], period[1])
 
 
 def record_ops(con: duckdb.DuckDBPyConnection, upload: dict, status: str, message: tuple[str, str],

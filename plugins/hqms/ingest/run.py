@@ -30,25 +30,23 @@ def sweep_landing(cfg: hqms_config.Config, registry: Registry, store: ObjectStor
     return removed
 
 
-def claim(limit: int | None = None) -> list[str]:
-    """Upload ids to process now (marked ``processing``); stale claims of dead runs included."""
+def claim(batch_size: int = 100) -> list[list[str]]:
+    """Claim every pending upload (stale claims of dead runs included), in batches of
+    ``batch_size`` upload ids, oldest first; each batch is one mapped DAG task."""
     cfg = hqms_config.load()
     registry = Registry.from_config(cfg)
     sweep_landing(cfg, registry, ObjectStore.from_config(cfg))
     stale = timedelta(seconds=cfg.stale_claim_seconds)
-    return [u["upload_id"] for u in registry.claim_pending(limit=limit, stale_after=stale)]
+    ids = [u["upload_id"] for u in registry.claim_pending(stale_after=stale)]
+    return [ids[i:i + batch_size] for i in range(0, len(ids), batch_size)]
 
 
-def process_one(upload_id: str) -> dict:
-    """Process one claimed upload; returns counts only (XCom never carries personal data)."""
-    from hqms.ingest.process import process_upload
+def process(upload_ids: list[str]) -> list[dict]:
+    """Process one claimed batch; returns counts only (XCom never carries personal data)."""
+    from hqms.ingest.process import process_batch
 
-    outcome = process_upload(upload_id)
-    return {
-        "upload_id": outcome.upload_id,
-        "stream": outcome.stream,
-        "status": outcome.status,
-        "record_count": outcome.record_count,
-        "conforming_count": outcome.conforming_count,
-        "error_count": outcome.error_count,
-    }
+    return [
+        {"upload_id": o.upload_id, "stream": o.stream, "status": o.status, "record_count": o.record_count,
+         "conforming_count": o.conforming_count, "error_count": o.error_count}
+        for o in process_batch(upload_ids)
+    ]

@@ -1,7 +1,8 @@
 """Zip → staging DuckDB file: one table per CSV, columns named by canonical spec codes.
 
 The staging contract (what validation and de-identification read) is in ``hqms.rules``:
-VARCHAR columns named by code (trimmed, empty → NULL, missing optional columns NULL), ``_row`` =
+VARCHAR columns named by code (trimmed, empty → NULL, missing optional columns NULL), ``_src`` =
+the staging table's own name (so tables of one dataset can be validated together), ``_row`` =
 the 1-based data row as the hospital counts it (header excluded), ``_uploader_org``.
 
 Fast path: DuckDB ``read_csv`` on the transcoded UTF-8 file; a table created from a scan keeps
@@ -110,9 +111,9 @@ def _csv_options(names: list[str]) -> str:
             f"columns={columns}, parallel=true")
 
 
-def _stage_select(ds: Dataset, names: list[str], org_code: str, row_expr: str) -> str:
+def _stage_select(ds: Dataset, names: list[str], org_code: str, row_expr: str, table: str) -> str:
     present = set(names)
-    cols = [f"{row_expr} AS _row", f"{_sql_str(org_code)} AS _uploader_org"]
+    cols = [f"{_sql_str(table)} AS _src", f"{row_expr} AS _row", f"{_sql_str(org_code)} AS _uploader_org"]
     for col in ds.columns:
         if col.code in present:
             cols.append(f'NULLIF(TRIM("{col.code}"), \'\') AS "{col.code}"')
@@ -137,7 +138,7 @@ def _load_fast(con: duckdb.DuckDBPyConnection, path: Path, names: list[str], ds:
         con.execute(f"DROP TABLE {raw}")
         return False
     con.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT "
-                f"{_stage_select(ds, names, org_code, '(rowid + 1)::BIGINT')} FROM {raw} ORDER BY rowid")
+                f"{_stage_select(ds, names, org_code, '(rowid + 1)::BIGINT', table)} FROM {raw} ORDER BY rowid")
     con.execute(f"DROP TABLE {raw}")
     return True
 
@@ -168,14 +169,16 @@ def _load_numbered(con: duckdb.DuckDBPyConnection, path: Path, names: list[str],
                                       f"CSV cannot be parsed: {exc}", row=reader.line_num))
     con.execute(f"DROP TABLE IF EXISTS {table}")
     con.execute(
-        f"CREATE TABLE {table} AS SELECT {_stage_select(ds, names, org_code, 'CAST(_n AS BIGINT)')} "
+        f"CREATE TABLE {table} AS SELECT {_stage_select(ds, names, org_code, 'CAST(_n AS BIGINT)', table)} "
         f"FROM read_csv({_sql_str(str(clean))}, {_csv_options(['_n', *names])})")
     clean.unlink()
     return errors
 
 
-def stage_zip(zip_path: Path, org_code: str, con: duckdb.DuckDBPyConnection, work: Path) -> list[StagedFile]:
-    """Stage every CSV entry of an (already safety-checked) zip into tables of ``con``."""
+def stage_zip(zip_path: Path, org_code: str, con: duckdb.DuckDBPyConnection, work: Path,
+              prefix: str = "") -> list[StagedFile]:
+    """Stage every CSV entry of an (already safety-checked) zip into tables of ``con``; table
+    names start with ``prefix`` so several uploads can share one staging file."""
     staged: list[StagedFile] = []
     work.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(zip_path) as zf:
@@ -185,7 +188,7 @@ def stage_zip(zip_path: Path, org_code: str, con: duckdb.DuckDBPyConnection, wor
             ds = dataset_for_filename(info.filename)
             if ds is None:  # intake refuses these; kept as a guard for files landed by other means
                 raise ValueError(f"{file_name}: not a file of the interface standard")
-            sf = StagedFile(entry=info.filename, file_name=file_name, dataset=ds, table=f"f{n}_{ds.id}")
+            sf = StagedFile(entry=info.filename, file_name=file_name, dataset=ds, table=f"{prefix}f{n}_{ds.id}")
             staged.append(sf)
             utf8 = work / f"{sf.table}.csv"
             try:

@@ -69,40 +69,45 @@ def _row_errors(con: duckdb.DuckDBPyConnection, sf: StagedFile, failures: str,
     return out
 
 
-def validate_staged(zip_path: Path, org_code: str, stage_db: Path, work: Path, *,
-                    docs_dir: Path | None, run_id: str) -> ValidationReport:
-    """Stage ``zip_path`` into ``stage_db`` and validate every file; failing rows per file are left
-    in ``<table>__failing`` for the merge step."""
+def validate_many(zips: list[tuple[str, Path, str]], stage_db: Path, work: Path, *,
+                  docs_dir: Path | None, run_id: str) -> dict[str, ValidationReport]:
+    """Stage several uploads (key, zip path, uploader org) into one ``stage_db`` and validate
+    them in one Great Expectations checkpoint; failing rows per staged table are left in
+    ``<table>__failing`` for the merge step. Returns one report per key."""
     from hqms import quality
 
-    report = ValidationReport()
+    reports = {key: ValidationReport() for key, _, _ in zips}
     con = duckdb.connect(str(stage_db))
     try:
         sqlmacros.install(con)
-        report.files = stage_zip(zip_path, org_code, con, work)
+        for n, (key, zip_path, org_code) in enumerate(zips):
+            reports[key].files = stage_zip(zip_path, org_code, con, work / f"u{n}", prefix=f"u{n}_")
     finally:
         con.close()
-    for sf in report.files:
-        report.errors.extend(sf.errors)
-        if sf.fatal:
-            continue
-        result = quality.run(stage_db, sf.table, sf.dataset,
-                             docs_dir=docs_dir / sf.table if docs_dir else None, run_id=f"{run_id}-{sf.table}")
-        checks = {c.check_id: c for c in compile_checks(sf.dataset)}
-        con = duckdb.connect(str(stage_db))
-        try:
-            failures = result.failures_table
-            con.execute(f"CREATE OR REPLACE TABLE {failures_table(sf)} AS SELECT DISTINCT _row FROM {failures}")
-            report.failing[sf.table] = con.execute(f"SELECT count(*) FROM {failures_table(sf)}").fetchone()[0]
-            report.errors.extend(_row_errors(con, sf, failures, checks))
-        finally:
-            con.close()
-    report.errors.sort(key=lambda e: (e.file_name, e.row or 0, e.column or "", e.rule))
-    return report
+    tables = [(sf.table, sf.dataset) for r in reports.values() for sf in r.files if not sf.fatal]
+    results = {q.table: q for q in quality.run_tables(stage_db, tables, docs_dir=docs_dir, run_id=run_id)}
+    con = duckdb.connect(str(stage_db))
+    try:
+        for report in reports.values():
+            for sf in report.files:
+                report.errors.extend(sf.errors)
+                if sf.fatal:
+                    continue
+                checks = {c.check_id: c for c in compile_checks(sf.dataset)}
+                failures = results[sf.table].failures_table
+                con.execute(f"CREATE OR REPLACE TABLE {failures_table(sf)} AS SELECT DISTINCT _row FROM {failures}")
+                report.failing[sf.table] = con.execute(f"SELECT count(*) FROM {failures_table(sf)}").fetchone()[0]
+                report.errors.extend(_row_errors(con, sf, failures, checks))
+            report.errors.sort(key=lambda e: (e.file_name, e.row or 0, e.column or "", e.rule))
+    finally:
+        con.close()
+    return reports
 
 
 def validate_zip(zip_path: Path, org_code: str) -> ValidationReport:
     """Dry run: validate every file and row of a zip without landing or storing anything."""
     with tempfile.TemporaryDirectory(prefix="hqms-dryrun-") as tmp:
         work = Path(tmp)
-        return validate_staged(zip_path, org_code, work / "stage.duckdb", work, docs_dir=None, run_id="dry-run")
+        reports = validate_many([("dry-run", zip_path, org_code)], work / "stage.duckdb", work,
+                                docs_dir=None, run_id="dry-run")
+        return reports["dry-run"]

@@ -14,6 +14,9 @@ from typing import Any
 
 import yaml
 
+#: libyaml's loader when available (the hqms_ spec is large; the pure-Python one takes seconds).
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 SPEC_DIR = Path(__file__).resolve().parent
 DATASETS_DIR = SPEC_DIR / "datasets"
 REFERENCE_DIR = SPEC_DIR.parent / "reference"
@@ -124,11 +127,11 @@ class Dataset:
                 return col
         raise KeyError(f"{self.id}: no column {code}")
 
-    @property
+    @functools.cached_property
     def codes(self) -> tuple[str, ...]:
         return tuple(c.code for c in self.columns)
 
-    @property
+    @functools.cached_property
     def alias_map(self) -> dict[str, str]:
         """Every accepted header spelling (upper-cased) → canonical code."""
         mapping = {code.upper(): code for code in self.codes}
@@ -269,7 +272,7 @@ def datasets() -> dict[str, Dataset]:
     found: dict[str, Dataset] = {}
     for path in sorted(DATASETS_DIR.glob("*.yaml")):
         with path.open(encoding="utf-8") as fh:
-            ds = parse_dataset(yaml.safe_load(fh))
+            ds = parse_dataset(yaml.load(fh, Loader=_YAML_LOADER))
         if ds.id in found:
             raise SpecError(f"dataset id {ds.id} defined twice")
         found[ds.id] = ds
