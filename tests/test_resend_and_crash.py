@@ -1,0 +1,102 @@
+"""Exactly once under the 7-day rolling re-send, re-uploads, and a kill -9 in the middle of ingest."""
+from __future__ import annotations
+
+import csv
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+from datetime import datetime
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from hqms import config, embedded_s3
+from hqms.cli import main as hqms
+from hqms.registry import TERMINAL, Registry
+
+pytestmark = pytest.mark.slow
+
+PROCESS_ALL = ("from hqms.ingest.run import claim, process\n"
+               "for batch in claim(batch_size=3):\n"
+               "    process(batch)\n")
+
+
+def _flu_keys(gen: Path) -> set[tuple[str, str, str, str]]:
+    """Distinct (org, P7501, P7502, P7506) over every flu_ file the hospitals sent."""
+    keys = set()
+    for path in gen.rglob("*.zip"):
+        with zipfile.ZipFile(path) as zf:
+            for info in zf.infolist():
+                if info.filename.rsplit("/", 1)[-1].startswith("flu_"):
+                    for rec in csv.DictReader(io.StringIO(zf.read(info).decode("gb18030"))):
+                        keys.add((rec["P900"], rec["P7501"], rec["P7502"], rec["P7506"]))
+    return keys
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    for name in [k for k in os.environ if k.startswith("HQMS_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("HQMS_HOME", str(tmp_path / "home"))
+    yield tmp_path
+    embedded_s3.stop(config.load())
+
+
+def _submit_all(gen: Path) -> list[str]:
+    from hqms.intake.submit import submit
+
+    ids = []
+    with (gen / "upload_plan.csv").open(encoding="utf-8") as fh:
+        for row in csv.DictReader(fh):
+            res = submit(gen / row["zip"], row["org_code"], row["uploader"],
+                         received_at=datetime.fromisoformat(row["planned_received_at"]))
+            ids.append(res.upload_id)
+    return ids
+
+
+def _python(code: str, **extra: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", code], env={**os.environ, **extra},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def test_seven_day_resends_and_a_kill_9_leave_one_row_per_key(home):
+    gen = home / "gen"
+    assert hqms(["generate", "--hospitals", "2", "--start", "2025-01-06", "--days", "7", "--seed", "3",
+                 "--streams", "flu", "--out", str(gen), "--quiet"]) == 0
+    assert hqms(["keys", "init"]) == 0
+    ids = _submit_all(gen)
+    assert len(ids) >= 10
+
+    # first attempt dies hard part-way through
+    victim = _python(PROCESS_ALL)
+    time.sleep(12)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    registry = Registry.from_config()
+    assert any(u["status"] == "processing" for u in registry.list_uploads()), "kill came too late to test"
+
+    # the next run reclaims the dead claims (stale timeout 0 here) and completes everything
+    done = _python(PROCESS_ALL, HQMS_STALE_CLAIM_SECONDS="0")
+    assert done.wait(timeout=900) == 0
+    statuses = {u["upload_id"]: u["status"] for u in registry.list_uploads()}
+    assert set(statuses) == set(ids) and all(s in TERMINAL for s in statuses.values())
+
+    cfg = config.load()
+    expected = _flu_keys(gen)
+    with duckdb.connect(str(cfg.warehouse_path), read_only=True) as con:
+        n, distinct = con.execute("SELECT count(*), count(DISTINCT _nk) FROM dw.flu").fetchone()
+        ops = con.execute("SELECT count(*), count(DISTINCT upload_id) FROM ops.uploads").fetchone()
+    assert n == distinct == len(expected)
+    assert ops == (len(ids), len(ids))
+
+    # the same bytes again: recorded as duplicates, nothing processed twice
+    again = _submit_all(gen)
+    assert {registry.get(i)["status"] for i in again} == {"duplicate"}
+    assert _python(PROCESS_ALL).wait(timeout=300) == 0
+    with duckdb.connect(str(cfg.warehouse_path), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM dw.flu").fetchone()[0] == len(expected)
