@@ -1,0 +1,164 @@
+"""Operations commands (docs/operations.md): reprocess an upload from its vault original, and
+rebuild marts for a date range or a month.
+
+Why these exist: after a rule fix or a key rotation the data team must be able to run an upload
+again exactly as the hospital sent it — the plaintext is gone from landing by design, so the only
+source is the encrypted vault, opened with the SM2 private key the investigators hold. The
+restored bytes must hash to what intake recorded before anything is re-landed; ingest then
+replaces the upload's own rows (never doubles them), so a reprocess is safe to repeat.
+
+Key rotation is ``hqms keys rotate|activate|retire`` (docs/keys.md); nothing here duplicates it.
+"""
+from __future__ import annotations
+
+import argparse
+import calendar
+import contextlib
+import secrets
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+from hqms import config
+from hqms.cli import UserError
+
+#: States an upload can be reprocessed from: it was landed once (so the vault holds it).
+REPROCESSABLE = ("processed", "partially_accepted", "rejected", "processing", "landed")
+
+
+@dataclass(frozen=True)
+class Reprocessed:
+    upload_id: str
+    object_key: str
+    size_bytes: int
+    previous_status: str
+
+
+def reprocess(upload_id: str, private_key_hex: str, cfg: config.Config | None = None) -> Reprocessed:
+    """Restore ``upload_id``'s original from the vault, re-land it verified, mark it ``landed``.
+
+    The next ``hqms_ingest`` run (or ``hqms ingest ID``) processes it again. The local plaintext
+    copy lives only in the work directory for the duration of the call.
+    """
+    from hqms import vault
+    from hqms.intake.zipcheck import sha256_file
+    from hqms.objectstore import ObjectStore
+    from hqms.registry import Registry
+
+    cfg = cfg or config.load()
+    registry = Registry.from_config(cfg)
+    upload = registry.get(upload_id)
+    if upload is None:
+        raise UserError(f"unknown upload {upload_id}")
+    if upload["status"] not in REPROCESSABLE or not upload.get("object_key"):
+        raise UserError(f"upload {upload_id} is {upload['status']} at {upload['stage']}: it was never "
+                        "landed, so there is no original to reprocess")
+    store = ObjectStore.from_config(cfg)
+    cfg.work_dir.mkdir(parents=True, exist_ok=True)
+    local = cfg.work_dir / f".reprocess-{upload_id}-{secrets.token_hex(4)}.zip"
+    try:
+        try:
+            vault.restore(store, cfg, upload_id, private_key_hex, local)
+        except vault.VaultError as exc:
+            raise UserError(str(exc)) from None
+        if sha256_file(local) != upload["sha256"]:
+            raise UserError(f"the vault original of {upload_id} does not match the sha256 recorded "
+                            "at intake; not re-landing it")
+        bucket = cfg.buckets["landing"]
+        store.put_file(bucket, upload["object_key"], local)
+        if store.sha256(bucket, upload["object_key"]) != upload["sha256"]:
+            raise UserError(f"re-landed object of {upload_id} does not verify; try again")
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            local.unlink()
+    registry.set_status(upload_id, "landed", message_zh="运维重新处理：已从加密存档恢复原始文件",
+                        message_en="reprocess requested: original restored from the vault")
+    return Reprocessed(upload_id, upload["object_key"], int(upload["size_bytes"]), upload["status"])
+
+
+# --------------------------------------------------------------------------- marts backfill
+
+def parse_month(text: str) -> tuple[date, date]:
+    """``YYYY-MM`` → first and last day of that month."""
+    try:
+        year, month = (int(part) for part in text.split("-"))
+        first = date(year, month, 1)
+    except ValueError:
+        raise UserError(f"month must be YYYY-MM, not {text!r}") from None
+    return first, first.replace(day=calendar.monthrange(year, month)[1])
+
+
+def selections_for(date_from: date, date_to: date) -> tuple[str, ...]:
+    """Which mart selections cover a period: daily marts always; the monthly ones as well, since
+    every range lies in at least one month whose outpatient and timeliness marts it touches."""
+    if date_from > date_to:
+        raise UserError(f"--from {date_from} is after --to {date_to}")
+    if date_from > date.today():
+        raise UserError(f"--from {date_from} is in the future")
+    return ("daily", "monthly")
+
+
+def backfill(date_from: date, date_to: date, cfg: config.Config | None = None,
+             publish: bool = True) -> list[str]:
+    """Re-run the marts for a period: a full refresh of the selections that cover it, then publish.
+
+    The incremental marts rebuild only periods touched since their previous build (plus the
+    lookback), so a backfill of an older period must rebuild them from the warehouse; the result
+    equals an incremental history because the marts are pure functions of the warehouse.
+    """
+    from hqms.marts import dbt
+
+    built = []
+    for selection in selections_for(date_from, date_to):
+        try:
+            dbt.build(selection, full_refresh=True, cfg=cfg)
+        except dbt.DbtError as exc:
+            raise UserError(str(exc)) from exc
+        built.append(selection)
+    if publish:
+        from hqms.marts import publish as publisher
+
+        publisher.publish()
+    return built
+
+
+# --------------------------------------------------------------------------- CLI
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("reprocess", help="restore an upload's original from the vault and land it again")
+    p.add_argument("upload_id")
+    p.add_argument("--private-key", required=True, type=Path,
+                   help="file holding the vault SM2 private key (64 hex digits)")
+    p.set_defaults(func=_cli_reprocess)
+
+    b = sub.add_parser("backfill", help="rebuild and publish the marts for a date range or a month")
+    period = b.add_mutually_exclusive_group(required=True)
+    period.add_argument("--from", dest="date_from", type=date.fromisoformat, help="first day (YYYY-MM-DD)")
+    period.add_argument("--month", help="one month (YYYY-MM): the monthly rebuild")
+    b.add_argument("--to", dest="date_to", type=date.fromisoformat, help="last day (YYYY-MM-DD)")
+    b.add_argument("--no-publish", action="store_true", help="build only; publish later")
+    b.set_defaults(func=_cli_backfill)
+
+
+def _cli_reprocess(args: argparse.Namespace) -> int:
+    try:
+        private_hex = args.private_key.read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"cannot read private key file {args.private_key}: {type(exc).__name__}") from None
+    done = reprocess(args.upload_id, private_hex)
+    print(f"{done.upload_id}: was {done.previous_status}; original restored and landed again "
+          f"({done.size_bytes} bytes); the next hqms_ingest run processes it")
+    return 0
+
+
+def _cli_backfill(args: argparse.Namespace) -> int:
+    if args.month:
+        date_from, date_to = parse_month(args.month)
+    else:
+        if args.date_to is None:
+            raise UserError("--from needs --to")
+        date_from, date_to = args.date_from, args.date_to
+    built = backfill(date_from, date_to, publish=not args.no_publish)
+    print(f"marts rebuilt for {date_from} … {date_to}: {', '.join(built)}"
+          + ("" if args.no_publish else "; published"))
+    return 0
