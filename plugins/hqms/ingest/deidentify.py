@@ -8,8 +8,6 @@ never leave the staging file, which is deleted after the upload is merged.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import duckdb
 import pyarrow as pa
 
@@ -25,13 +23,8 @@ AGE_BANDS = ((0, 4, "0-4"), (5, 14, "5-14"), (15, 24, "15-24"), (25, 59, "25-59"
 SEP = "\x1f"
 
 
-@dataclass(frozen=True)
-class Context:
-    """Constants of one upload, stamped on every row (lineage)."""
-
-    upload_id: str
-    org_code: str
-    received_at: str  # ISO 8601 with offset
+#: Lineage columns the merge step adds to the staged rows before :func:`select_sql` runs.
+LINEAGE = ("_m_upload_id", "_m_received_at", "_m_file")
 
 
 def _lit(value: str) -> str:
@@ -110,7 +103,7 @@ def _age_band(age: str) -> str:
     return f"CASE {whens} END"
 
 
-def _expr(wc: WarehouseColumn, ds: Dataset, ctx: Context) -> str:
+def _expr(wc: WarehouseColumn, ds: Dataset) -> str:
     col = wc.source
     present = value_present_sql(col)
     if wc.role == "value":
@@ -118,7 +111,7 @@ def _expr(wc: WarehouseColumn, ds: Dataset, ctx: Context) -> str:
     if wc.role == "pid":
         if col.pseudonym == "patient":
             return f"CASE WHEN {present} THEN hqms_pid_patient({_normalised(col)}) END"
-        return f"CASE WHEN {present} THEN hqms_pid_record({_lit(ctx.org_code)}, {_normalised(col)}) END"
+        return f"CASE WHEN {present} THEN hqms_pid_record(_uploader_org, {_normalised(col)}) END"
     if wc.role == "enc":
         return f"CASE WHEN {present} THEN hqms_enc(\"{col.code}\", {_lit(ds.id + '.' + col.code)}) END"
     if wc.role == "year":
@@ -135,27 +128,29 @@ def _expr(wc: WarehouseColumn, ds: Dataset, ctx: Context) -> str:
     raise ValueError(f"unknown warehouse role {wc.role}")
 
 
-def natural_key_expr(ds: Dataset, ctx: Context) -> str:
+def natural_key_expr(ds: Dataset) -> str:
     """HMAC of (org, dataset, typed natural-key values): equal for a record and its re-sends even
     when the exporter changed a date's format between days."""
     parts = [_lit(ds.id)] + [f"coalesce(CAST({typed_expr(ds.column(c))} AS VARCHAR), '')"
                              for c in ds.natural_key]
     joined = f" || {_lit(SEP)} || ".join(parts)
-    return f"hqms_pid_record({_lit(ctx.org_code)}, {joined})"
+    return f"hqms_pid_record(_uploader_org, {joined})"
 
 
-def select_sql(ds: Dataset, ctx: Context, source: str, file_name: str) -> str:
-    """SELECT producing dw.<dataset> rows (META_COLUMNS order, then the derived columns)."""
+def select_sql(ds: Dataset, source: str) -> str:
+    """SELECT producing dw.<dataset> rows (META_COLUMNS order, then the derived columns) from
+    staged rows that carry ``_uploader_org``, ``_row`` and the :data:`LINEAGE` columns, so the
+    files of many uploads go through one statement."""
     meta = {
-        "_nk": natural_key_expr(ds, ctx),
-        "_org_code": _lit(ctx.org_code),
-        "_upload_id": _lit(ctx.upload_id),
-        "_received_at": f"CAST({_lit(ctx.received_at)} AS TIMESTAMPTZ)",
-        "_source_file": _lit(file_name),
+        "_nk": natural_key_expr(ds),
+        "_org_code": "_uploader_org",
+        "_upload_id": "_m_upload_id",
+        "_received_at": "CAST(_m_received_at AS TIMESTAMPTZ)",
+        "_source_file": "_m_file",
         "_source_row": "_row",
         "_loaded_at": "now()",
         "_key_id": "getvariable('hqms_field_key_id')",
     }
     exprs = [f"{meta[name]} AS \"{name}\"" for name, _ in META_COLUMNS]
-    exprs += [f"{_expr(wc, ds, ctx)} AS \"{wc.name}\"" for wc in table_columns(ds)]
+    exprs += [f"{_expr(wc, ds)} AS \"{wc.name}\"" for wc in table_columns(ds)]
     return "SELECT " + ",\n  ".join(exprs) + f"\nFROM {source}"

@@ -1,56 +1,77 @@
-"""Merge one upload's de-identified rows into the warehouse, exactly once.
+"""Merge a batch of uploads' de-identified rows into the warehouse, exactly once.
 
-Hospitals re-send the last 7 days every day, so a record arrives many times. Within one DuckDB
-transaction per upload: rows of the upload replace the stored version of the same natural key
-unless the stored one came from a *later* upload (replaying an old upload never regresses data);
-the upload's ``ops`` rows are replaced too. Re-running the same upload (task retry, crash before
-the registry heard about the commit) deletes and re-inserts the same rows: no duplicates.
+Hospitals re-send the last 7 days every day, so a record arrives many times. Within ONE DuckDB
+transaction per batch, per dataset: the conforming rows of all the batch's files go through one
+de-identifying SELECT; per natural key the newest version wins (latest receive time, then latest
+upload, then last row); it replaces the stored version unless that came from a *later* upload
+(replaying an old upload never regresses data). The uploads' ``ops`` rows are replaced in the
+same transaction. Re-running a batch (task retry, crash before the registry heard about the
+commit) deletes and re-inserts the same rows: no duplicates.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import duckdb
+import pyarrow as pa
 
-from hqms.ingest.deidentify import Context, select_sql
+from hqms.ingest.deidentify import select_sql
 from hqms.ingest.stage import StagedFile
 from hqms.registry import ErrorRecord
+from hqms.spec import Dataset
+
+
+@dataclass(frozen=True)
+class Part:
+    """One staged file of one upload, and what the merge needs to know about it."""
+
+    staged: StagedFile
+    upload_id: str
+    received_at: str   # ISO 8601 with offset
+    failing: str       # subquery of the file's failing _row numbers
+    conforming: int    # rows that passed every rule (接口标准达标数)
 
 
 @dataclass(frozen=True)
 class FileResult:
     staged: StagedFile
-    conforming: int            # rows that passed every rule (接口标准达标数)
-    merged: int                # distinct natural keys written (a key repeated in a file counts once)
+    conforming: int            # rows that passed every rule
+    merged: int                # distinct natural keys this file contributed as the newest version
     period_start: str | None
     period_end: str | None
 
 
-def _incoming(con: duckdb.DuckDBPyConnection, sf: StagedFile, ctx: Context, failing: str) -> None:
-    """Temp table of the file's conforming rows, de-identified; last row wins within the file."""
-    source = f"stage.{sf.table} WHERE _row NOT IN (SELECT _row FROM {failing})"
-    con.execute(f"CREATE OR REPLACE TEMP TABLE incoming AS SELECT * FROM ("
-                f"{select_sql(sf.dataset, ctx, source, sf.file_name)}) "
-                f"QUALIFY row_number() OVER (PARTITION BY _nk ORDER BY _source_row DESC) = 1")
+def _lit(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
 
 
-def merge_file(con: duckdb.DuckDBPyConnection, sf: StagedFile, ctx: Context, failing: str,
-               conforming: int) -> FileResult:
-    """Upsert one staged file's conforming rows into dw.<dataset>; caller owns the transaction."""
-    ds = sf.dataset
-    _incoming(con, sf, ctx, failing)
+def merge_dataset(con: duckdb.DuckDBPyConnection, ds: Dataset, parts: list[Part]) -> list[FileResult]:
+    """Upsert the conforming rows of ``parts`` (all of dataset ``ds``); caller owns the transaction."""
+    union = " UNION ALL BY NAME ".join(
+        f"SELECT *, {_lit(p.upload_id)} AS _m_upload_id, {_lit(p.received_at)} AS _m_received_at, "
+        f"{_lit(p.staged.file_name)} AS _m_file FROM stage.{p.staged.table} "
+        f"WHERE _row NOT IN (SELECT _row FROM {p.failing})"
+        for p in parts)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE incoming AS SELECT * FROM ({select_sql(ds, f'({union})')}) "
+                "QUALIFY row_number() OVER (PARTITION BY _nk ORDER BY _received_at DESC, _upload_id DESC, "
+                "_source_row DESC) = 1")
     con.execute(f"""DELETE FROM dw.{ds.id} AS t USING incoming AS i
                     WHERE t._nk = i._nk AND t._received_at <= i._received_at""")
     con.execute(f"""INSERT INTO dw.{ds.id} SELECT i.* FROM incoming AS i
                     WHERE NOT EXISTS (SELECT 1 FROM dw.{ds.id} AS t WHERE t._nk = i._nk)""")
-    merged = con.execute("SELECT count(*) FROM incoming").fetchone()[0]
-    period = (None, None)
-    if ds.event_column and merged:
-        name = ds.column(ds.event_column).name
-        period = con.execute(f'SELECT CAST(min("{name}") AS DATE)::VARCHAR, '
-                             f'CAST(max("{name}") AS DATE)::VARCHAR FROM incoming').fetchone()
+    event = f'"{ds.column(ds.event_column).name}"' if ds.event_column else "NULL"
+    stats = {
+        (u, f): (n, lo, hi)
+        for u, f, n, lo, hi in con.execute(
+            f"SELECT _upload_id, _source_file, count(*), CAST(min({event}) AS DATE)::VARCHAR, "
+            f"CAST(max({event}) AS DATE)::VARCHAR FROM incoming GROUP BY ALL").fetchall()
+    }
     con.execute("DROP TABLE incoming")
-    return FileResult(sf, conforming, merged, period[0], period[1])
+    out = []
+    for p in parts:
+        n, lo, hi = stats.get((p.upload_id, p.staged.file_name), (0, None, None))
+        out.append(FileResult(p.staged, p.conforming, n, lo, hi))
+    return out
 
 
 def record_ops(con: duckdb.DuckDBPyConnection, upload: dict, status: str, message: tuple[str, str],
@@ -72,8 +93,6 @@ def record_ops(con: duckdb.DuckDBPyConnection, upload: dict, status: str, messag
         [[uid, r.staged.file_name, r.staged.dataset.id, r.staged.dataset.stream, r.staged.record_count,
           r.conforming, r.period_start, r.period_end] for r in results])
     if errors:
-        import pyarrow as pa
-
         batch = pa.table({
             "upload_id": [uid] * len(errors),
             "seq": list(range(1, len(errors) + 1)),

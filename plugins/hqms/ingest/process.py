@@ -8,8 +8,9 @@ Per upload, in this order, and why:
 3. stage + validate: all uploads of the batch share one private staging DuckDB file and one Great
    Expectations checkpoint (GX costs per expectation and table, not per row, so a batch of small
    daily uploads validates in about the time of one);
-4. de-identify and merge the conforming rows plus the upload's ops rows in ONE warehouse
-   transaction per upload, oldest received first (the step the ``hqms_warehouse`` pool serialises);
+4. de-identify and merge the conforming rows of the whole batch plus the uploads' ops rows in ONE
+   warehouse transaction, one statement per dataset, newest version per natural key winning (the
+   step the ``hqms_warehouse`` pool serialises);
 5. record the outcome (status, counts, every error) in the registry;
 6. delete the plaintext landing object; the staging file goes when the batch is done.
 
@@ -31,8 +32,8 @@ import duckdb
 
 from hqms import config as hqms_config
 from hqms import sqlmacros
-from hqms.ingest.deidentify import Context, register_udfs
-from hqms.ingest.merge import FileResult, merge_file, record_ops
+from hqms.ingest.deidentify import register_udfs
+from hqms.ingest.merge import FileResult, Part, merge_dataset, record_ops
 from hqms.ingest.validate import ValidationReport, validate_many
 from hqms.keys import load_keyring
 from hqms.objectstore import ObjectStore
@@ -98,19 +99,30 @@ def _fetch(upload: dict, store: ObjectStore, cfg: hqms_config.Config, work: Path
     return local
 
 
-def _merge_upload(con: duckdb.DuckDBPyConnection, upload: dict, report: ValidationReport,
-                  status: str, message: tuple[str, str]) -> None:
-    """Step 4 for one upload, in one transaction."""
-    ctx = Context(upload_id=upload["upload_id"], org_code=upload["org_code"], received_at=upload["received_at"])
-    con.execute("BEGIN TRANSACTION")
-    try:
-        results: list[FileResult] = []
+def _merge_batch(con: duckdb.DuckDBPyConnection, uploads: list[dict], reports: dict[str, ValidationReport],
+                 decisions: dict[str, tuple[str, str, str]]) -> None:
+    """Step 4 for the whole batch, in one transaction: one merge statement per dataset."""
+    parts: dict[str, list[Part]] = {}
+    results: dict[str, list[FileResult]] = {u["upload_id"]: [] for u in uploads}
+    for upload in uploads:
+        report = reports[upload["upload_id"]]
         for sf in report.files:
             if sf.fatal:
-                results.append(FileResult(sf, 0, 0, None, None))
+                results[upload["upload_id"]].append(FileResult(sf, 0, 0, None, None))
             else:
-                results.append(merge_file(con, sf, ctx, report.failing_rows_sql(sf), report.conforming(sf)))
-        record_ops(con, upload, status, message, results, report.errors)
+                parts.setdefault(sf.dataset.id, []).append(Part(
+                    sf, upload["upload_id"], upload["received_at"], report.failing_rows_sql(sf),
+                    report.conforming(sf)))
+    con.execute("BEGIN TRANSACTION")
+    try:
+        for dataset_parts in parts.values():
+            for part, result in zip(dataset_parts, merge_dataset(con, dataset_parts[0].staged.dataset,
+                                                                 dataset_parts)):
+                results[part.upload_id].append(result)
+        for upload in uploads:
+            uid = upload["upload_id"]
+            status, msg_zh, msg_en = decisions[uid]
+            record_ops(con, upload, status, (msg_zh, msg_en), results[uid], reports[uid].errors)
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
@@ -145,27 +157,26 @@ def process_batch(upload_ids: list[str], cfg: hqms_config.Config | None = None) 
                             docs_dir=cfg.gx_docs_dir / run_id, run_id=run_id)
     validated = time.perf_counter()
     keyring = load_keyring(cfg)
-    outcomes: list[Outcome] = []
+    uploads_ok = [u for u, _ in fetched]
+    decisions = {u["upload_id"]: decide_status(reports[u["upload_id"]]) for u in uploads_ok}
     con = open_warehouse(cfg)
     try:
         register_udfs(con, keyring)
         con.execute(f"ATTACH '{stage_db}' AS stage (READ_ONLY)")
-        for upload, _ in sorted(fetched, key=lambda item: (item[0]["received_at"], item[0]["upload_id"])):
-            uid = upload["upload_id"]
-            report = reports[uid]
-            status, msg_zh, msg_en = decide_status(report)
-            _merge_upload(con, upload, report, status, (msg_zh, msg_en))
-            registry.replace_errors(uid, report.errors)
-            registry.set_status(uid, status, message_zh=msg_zh, message_en=msg_en,
-                                record_count=report.record_count, conforming_count=report.conforming_count)
-            store.delete(cfg.buckets["landing"], upload["object_key"])
-            n_err = sum(1 for e in report.errors if e.severity == "error")
-            log.info("upload %s: %s, %d records, %d conforming, %d errors",
-                     uid, status, report.record_count, report.conforming_count, n_err)
-            outcomes.append(Outcome(uid, upload["stream"], status, report.record_count,
-                                    report.conforming_count, n_err))
+        _merge_batch(con, uploads_ok, reports, decisions)
     finally:
         con.close()
+    outcomes: list[Outcome] = []
+    for upload in uploads_ok:
+        uid = upload["upload_id"]
+        report = reports[uid]
+        status, msg_zh, msg_en = decisions[uid]
+        registry.replace_errors(uid, report.errors)
+        registry.set_status(uid, status, message_zh=msg_zh, message_en=msg_en,
+                            record_count=report.record_count, conforming_count=report.conforming_count)
+        store.delete(cfg.buckets["landing"], upload["object_key"])
+        n_err = sum(1 for e in report.errors if e.severity == "error")
+        outcomes.append(Outcome(uid, upload["stream"], status, report.record_count, report.conforming_count, n_err))
     shutil.rmtree(work, ignore_errors=True)
     log.info("batch %s: %d uploads; fetch+vault+validate %.1f s, de-identify+merge %.1f s",
              run_id, len(outcomes), validated - started, time.perf_counter() - validated)
