@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -173,7 +174,7 @@ def test_effective_environment_loads_as_production(compose: dict, env_example: d
     """The scheduler's environment, with .env.example substituted, through hqms.config."""
     scheduler = compose["services"]["airflow-scheduler"]
     env = {k: interpolate(v, env_example) for k, v in service_env(scheduler).items()}
-    for name in list(__import__("os").environ):
+    for name in list(os.environ):
         if name.startswith("HQMS_"):
             monkeypatch.delenv(name)
     for name, value in env.items():
