@@ -30,7 +30,7 @@ def sweep_landing(cfg: hqms_config.Config, registry: Registry, store: ObjectStor
     return removed
 
 
-def claim(batch_size: int = 100) -> list[list[str]]:
+def claim(batch_size: int = 200) -> list[list[str]]:
     """Claim every pending upload (stale claims of dead runs included), in batches of
     ``batch_size`` upload ids, oldest first; each batch is one mapped DAG task."""
     cfg = hqms_config.load()
