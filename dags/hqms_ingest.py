@@ -13,6 +13,7 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import dag, task
 
+from hqms.alerts import on_failure_callback
 from hqms.assets import STREAM_ASSETS
 
 WAREHOUSE_POOL = "hqms_warehouse"
@@ -25,7 +26,7 @@ WAREHOUSE_POOL = "hqms_warehouse"
     catchup=False,
     max_active_runs=1,
     tags=["hqms", "ingest"],
-    default_args={"retries": 2, "retry_delay": timedelta(minutes=1)},
+    default_args={"retries": 2, "retry_delay": timedelta(minutes=1), "on_failure_callback": on_failure_callback},
     doc_md=__doc__,
 )
 def hqms_ingest() -> None:
@@ -47,6 +48,15 @@ def hqms_ingest() -> None:
         """Streams with at least one upload that put rows into the warehouse."""
         return sorted({o["stream"] for batch in outcomes for o in batch if o["conforming_count"] > 0})
 
+    @task
+    def watch_stuck() -> int:
+        """Alert (no personal data) on uploads stuck in a non-terminal state past the threshold."""
+        from hqms.alerts import check_stuck
+
+        alert = check_stuck()
+        return len(alert.items) if alert else 0
+
+    watch_stuck()
     outcomes = process.expand(upload_ids=claim_uploads())
     streams = merged_streams(outcomes)
 

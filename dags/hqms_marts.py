@@ -18,11 +18,12 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, dag, task
 
+from hqms.alerts import on_failure_callback
 from hqms.assets import STREAM_ASSETS
 
 WAREHOUSE_POOL = "hqms_warehouse"
 LOCAL_TZ = "Asia/Shanghai"
-DEFAULT_ARGS = {"retries": 1, "retry_delay": timedelta(minutes=5)}
+DEFAULT_ARGS = {"retries": 1, "retry_delay": timedelta(minutes=5), "on_failure_callback": on_failure_callback}
 
 SCHEDULES = {
     "daily": AssetOrTimeSchedule(

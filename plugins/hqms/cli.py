@@ -25,6 +25,8 @@ COMMAND_MODULES = (
     "hqms.marts.cli",
     "hqms.demo",
     "hqms.doctor",
+    "hqms.alerts",
+    "hqms.ops",
 )
 
 

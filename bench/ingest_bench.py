@@ -1,0 +1,121 @@
+"""Ingest throughput and peak memory, side by side with the DuckDB floor, in one run.
+
+    .venv/bin/python bench/ingest_bench.py                      # ≥ 1 M fever-stream records
+    .venv/bin/python bench/ingest_bench.py --scale 2 --days 3   # a quick look
+
+Steps (fresh HQMS_HOME under --work, embedded S3 server):
+1. generate fever-stream uploads (fever_/drug_/lab_/examine_, GBK zips) with ``hqms generate``;
+2. submit every zip (intake rules, landing in S3, registry);
+3. ingest: claim + process every batch in a child process (download, sha256, vault with
+   SM4-GCM/SM2, transcode, stage, Great Expectations, de-identify with HMAC-SM3/SM4-GCM, merge) —
+   wall time and the child's peak RSS;
+4. floor: the same CSV bytes (transcoded to UTF-8, since DuckDB cannot read GBK without an extension
+   we do not trust) loaded by plain DuckDB ``read_csv`` into a table in a database file.
+Prints records/s, MB/s and peak memory of both and the ratio.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import time
+import zipfile
+from datetime import datetime
+from pathlib import Path
+
+PY = sys.executable
+
+
+def _hqms(env: dict[str, str], *args: str) -> None:
+    subprocess.run([PY, "-m", "hqms.cli", *args], env=env, check=True, stdout=subprocess.DEVNULL)
+
+
+def _timed_child(env: dict[str, str], code: str) -> tuple[float, float]:
+    """Run ``code`` in a fresh interpreter; (wall seconds, peak RSS MB of that child)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    t = time.perf_counter()
+    subprocess.run([PY, "-c", code], env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wall = time.perf_counter() - t
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return wall, max(peak, before) / 1024
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--hospitals", type=int, default=50)
+    ap.add_argument("--days", type=int, default=14)
+    ap.add_argument("--scale", type=float, default=14.0, help="volume multiplier of the generator")
+    ap.add_argument("--work", type=Path, default=Path("/tmp/hqms-bench"))
+    args = ap.parse_args()
+
+    shutil.rmtree(args.work, ignore_errors=True)
+    args.work.mkdir(parents=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HQMS_")}
+    env["HQMS_HOME"] = str(args.work / "home")
+    gen = args.work / "gen"
+
+    t = time.perf_counter()
+    _hqms(env, "generate", "--hospitals", str(args.hospitals), "--start", "2025-01-06", "--days", str(args.days),
+          "--seed", "42", "--streams", "fever", "--scale", str(args.scale), "--out", str(gen), "--quiet")
+    summary = json.loads((gen / "summary.json").read_text())
+    records = summary["records"] if "records" in summary else sum(z["records"] for z in summary["zips"].values())
+    print(f"generated {records:,} records in {time.perf_counter() - t:.1f} s")
+
+    # floor input: the same CSVs as UTF-8 files
+    csv_dir = args.work / "csv"
+    csv_dir.mkdir()
+    raw_bytes = 0
+    for n, path in enumerate(sorted(gen.rglob("*.zip"))):
+        with zipfile.ZipFile(path) as zf:
+            for info in zf.infolist():
+                data = zf.read(info)
+                raw_bytes += len(data)
+                name = info.filename.rsplit("/", 1)[-1]
+                (csv_dir / f"{n:05d}_{name}").write_text(data.decode("gb18030"), encoding="utf-8")
+
+    _hqms(env, "keys", "init")
+    t = time.perf_counter()
+    plan = list(csv.DictReader((gen / "upload_plan.csv").open(encoding="utf-8")))
+    submit = ("import csv, sys\nfrom datetime import datetime\nfrom pathlib import Path\n"
+              "from hqms.intake.submit import submit\n"
+              f"gen = Path({str(gen)!r})\n"
+              "for r in csv.DictReader((gen / 'upload_plan.csv').open(encoding='utf-8')):\n"
+              "    submit(gen / r['zip'], r['org_code'], r['uploader'], "
+              "received_at=datetime.fromisoformat(r['planned_received_at']))\n")
+    subprocess.run([PY, "-c", submit], env=env, check=True)
+    print(f"submitted {len(plan)} zips in {time.perf_counter() - t:.1f} s")
+
+    ingest = ("import logging\nlogging.disable(logging.INFO)\n"
+              "from hqms.ingest.run import claim, process\n"
+              "for batch in claim():\n    process(batch)\n")
+    wall, peak = _timed_child(env, ingest)
+
+    floor = ("import duckdb, sys\n"
+             f"con = duckdb.connect({str(args.work / 'floor.duckdb')!r})\n"
+             "con.execute(\"SET threads = 2\")\n"
+             "for prefix in ('fever', 'drug', 'lab', 'examine'):\n"
+             f"    con.execute(f\"CREATE TABLE {{prefix}} AS SELECT * FROM read_csv('{csv_dir}/*_{{prefix}}_*.csv', "
+             "header=true, all_varchar=true, union_by_name=true)\")\n")
+    floor_wall, floor_peak = _timed_child(env, floor)
+
+    mb = raw_bytes / 1e6
+    rows = [
+        ("hqms ingest (end to end)", wall, peak),
+        ("DuckDB read_csv floor", floor_wall, floor_peak),
+    ]
+    print(f"\n{records:,} records, {mb:,.1f} MB of CSV (GBK) in {len(plan)} uploads\n")
+    print(f"{'':28s} {'seconds':>9s} {'records/s':>11s} {'MB/s':>8s} {'peak MB':>9s}")
+    for label, secs, mem in rows:
+        print(f"{label:28s} {secs:9.1f} {records / secs:11,.0f} {mb / secs:8.1f} {mem:9.0f}")
+    print(f"\nratio ingest / floor: {wall / floor_wall:.1f}x the time, {peak / floor_peak:.1f}x the memory")
+    print(f"measured {datetime.now().isoformat(timespec='seconds')} on {os.cpu_count()} cores")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
