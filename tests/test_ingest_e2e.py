@@ -89,7 +89,7 @@ def test_conforming_counts_match_records_minus_defective_rows(run):
         rows = con.execute("SELECT upload_id, record_count, conforming_count, status FROM ops.uploads").fetchall()
     assert len(rows) == len(run["uploads"])
     total = sum(r[1] for r in rows)
-    assert total == summary.get("records", total)
+    assert total == summary["totals"]["records"]
     for upload_id, records, conforming, status in rows:
         assert conforming == records - bad_rows[upload_id]
         assert status == ("processed" if conforming == records else "partially_accepted")
