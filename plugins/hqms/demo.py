@@ -35,17 +35,13 @@ def _step(text: str) -> float:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hqms import embedded_s3, hospitals, keys
+    from hqms import hospitals
     from hqms.cli import main as hqms_main
+    from hqms.ingest.cli import bootstrap_local
     from hqms.intake.submit import submit
-    from hqms.objectstore import ObjectStore
 
     cfg = hqms_config.load()
-    cfg.ensure_dirs()
-    keys.ensure_demo_keys(cfg)
-    if cfg.embedded_s3:
-        embedded_s3.ensure_running(cfg)
-    ObjectStore.from_config(cfg).ensure_buckets()
+    bootstrap_local(cfg)
 
     out = cfg.home / "demo" / f"seed{args.seed}-{args.hospitals}h-{args.start}-{args.days}d"
     t = _step(f"generate {args.hospitals} hospitals × {args.days} days from {args.start} into {out}")

@@ -21,16 +21,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_ingest)
 
 
-def _run(args: argparse.Namespace) -> int:
-    from hqms import airflow_env, embedded_s3, keys
+def bootstrap_local(cfg: hqms_config.Config) -> None:
+    """What the embedded default needs before anything runs: folders, demo keys (only where no
+    key is configured), the embedded S3 server, buckets. Idempotent."""
+    from hqms import embedded_s3, keys
     from hqms.objectstore import ObjectStore
 
-    cfg = hqms_config.load()
     cfg.ensure_dirs()
     keys.ensure_demo_keys(cfg)
     if cfg.embedded_s3:
         embedded_s3.ensure_running(cfg)
     ObjectStore.from_config(cfg).ensure_buckets()
+
+
+def _run(args: argparse.Namespace) -> int:
+    from hqms import airflow_env
+
+    cfg = hqms_config.load()
+    bootstrap_local(cfg)
     airflow_env.prepare(cfg)
     dags = RUN_DAGS[:1] if args.no_marts else RUN_DAGS
     for dag_id in dags:
