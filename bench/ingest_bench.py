@@ -49,7 +49,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--hospitals", type=int, default=50)
     ap.add_argument("--days", type=int, default=14)
-    ap.add_argument("--scale", type=float, default=16.0, help="volume multiplier of the generator")
+    ap.add_argument("--scale", type=float, default=17.0, help="volume multiplier of the generator")
     ap.add_argument("--work", type=Path, default=Path("/tmp/hqms-bench"))
     args = ap.parse_args()
 

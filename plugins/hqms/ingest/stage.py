@@ -124,18 +124,14 @@ def _stage_select(ds: Dataset, names: list[str], org_code: str, row_expr: str, t
 
 def _load_fast(con: duckdb.DuckDBPyConnection, path: Path, names: list[str], ds: Dataset,
                org_code: str, table: str) -> bool:
-    """DuckDB parallel read; False when any line was rejected (caller falls back)."""
+    """Strict DuckDB read into a temporary (in-memory) table, then the staging table in file order;
+    False when DuckDB refuses any line (the caller falls back to the numbered path)."""
     raw = f"{table}__raw"
-    con.execute(f"DROP TABLE IF EXISTS {raw}")
-    con.execute(
-        f"CREATE TABLE {raw} AS SELECT * FROM read_csv({_sql_str(str(path))}, {_csv_options(names)}, "
-        f"store_rejects=true, ignore_errors=true, rejects_table='{table}__rej', "
-        f"rejects_scan='{table}__rejscan')")
-    rejected = con.execute(f"SELECT count(*) FROM {table}__rej").fetchone()[0]
-    con.execute(f"DROP TABLE IF EXISTS {table}__rej")
-    con.execute(f"DROP TABLE IF EXISTS {table}__rejscan")
-    if rejected:
-        con.execute(f"DROP TABLE {raw}")
+    try:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {raw} AS SELECT * FROM "
+                    f"read_csv({_sql_str(str(path))}, {_csv_options(names)})")
+    except duckdb.Error:
+        con.execute(f"DROP TABLE IF EXISTS {raw}")
         return False
     con.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT "
                 f"{_stage_select(ds, names, org_code, '(rowid + 1)::BIGINT', table)} FROM {raw} ORDER BY rowid")

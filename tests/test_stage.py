@@ -1,0 +1,91 @@
+"""Staging: encodings, header mapping and exact row numbers, including malformed CSVs."""
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from hqms.ingest.stage import stage_zip
+from hqms.spec import dataset
+
+ORG = "12345678X12345612A1001"
+LIS = dataset("lis")  # 9 columns: P7501 P7502 P7506 P8000 P8001 P8002 P8003 P8004 P8005
+
+
+def _row(n: int, result: str = "阴性") -> list[str]:
+    return ["01", f"MZ{n:05d}", "2025-01-06 09:00:00", f"S{n:05d}", "1", "2025-01-06 10:00:00", result, "2", "35"]
+
+
+def _csv(header: list[str], rows: list[list[str]], *, quote_all: bool = True) -> str:
+    def cell(v: str) -> str:
+        return '"' + v.replace('"', '""') + '"' if quote_all and v else v
+
+    return "\r\n".join([",".join(header)] + [",".join(cell(v) for v in r) for r in rows]) + "\r\n"
+
+
+def _stage(tmp_path: Path, name: str, payload: bytes) -> tuple[list, duckdb.DuckDBPyConnection]:
+    zpath = tmp_path / "u.zip"
+    with zipfile.ZipFile(zpath, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr(name, payload)
+    con = duckdb.connect(str(tmp_path / "stage.duckdb"))
+    return stage_zip(zpath, ORG, con, tmp_path / "work"), con
+
+
+@pytest.mark.parametrize("encoding", ["gbk", "utf-8", "utf-8-sig", "gb18030"])
+def test_encodings_decode_to_the_same_rows(tmp_path, encoding):
+    text = _csv(list(LIS.codes), [_row(i, "甲型流感病毒抗原阳性（胶体金）") for i in range(1, 4)])
+    (sf,), con = _stage(tmp_path, "20250106/lis_20250106.csv", text.encode(encoding))
+    assert (sf.record_count, sf.parsed_count, sf.fatal, sf.errors) == (3, 3, False, [])
+    assert con.execute(f'SELECT _row, "P8003" FROM {sf.table} ORDER BY _row').fetchall() == \
+        [(i, "甲型流感病毒抗原阳性（胶体金）") for i in (1, 2, 3)]
+
+
+def test_multiline_quoted_values_keep_record_numbers(tmp_path):
+    rows = [_row(i) for i in range(1, 6)]
+    rows[1][6] = "第一行\r\n第二行"  # a result text spanning lines is still one record
+    (sf,), con = _stage(tmp_path, "lis_1.csv", _csv(list(LIS.codes), rows).encode("gbk"))
+    assert sf.record_count == 5 and sf.errors == []
+    assert con.execute(f'SELECT _row, "P8000" FROM {sf.table} ORDER BY _row').fetchall() == \
+        [(i, f"S{i:05d}") for i in range(1, 6)]
+
+
+def test_malformed_rows_are_reported_by_row_and_the_rest_keep_their_numbers(tmp_path):
+    good = [_csv_line(_row(i)) for i in range(1, 7)]
+    good[2] = _csv_line(_row(3)) + ',"extra"'          # row 3: one field too many
+    good[4] = ",".join(_csv_line(_row(5)).split(",")[:5])  # row 5: fields missing
+    text = ",".join(LIS.codes) + "\r\n" + "\r\n".join(good) + "\r\n"
+    (sf,), con = _stage(tmp_path, "lis_2.csv", text.encode("gbk"))
+    parse = [(e.row, e.rule) for e in sf.errors]
+    assert parse == [(3, "csv_parse"), (5, "csv_parse")]
+    assert sf.record_count == 6 and sf.parsed_count == 4
+    assert con.execute(f'SELECT _row, "P8000" FROM {sf.table} ORDER BY _row').fetchall() == \
+        [(i, f"S{i:05d}") for i in (1, 2, 4, 6)]
+
+
+def _csv_line(values: list[str]) -> str:
+    return ",".join('"' + v + '"' for v in values)
+
+
+def test_header_aliases_extra_and_missing_columns(tmp_path):
+    header = [c.lower() for c in LIS.codes[:-1]] + ["serialVersionUID", "MYSTERY"]
+    rows = [r[:-1] + ["", "x"] for r in (_row(1), _row(2))]
+    (sf,), con = _stage(tmp_path, "LIS_3.csv", _csv(header, rows).encode("gbk"))
+    by_rule = {(e.rule, e.column, e.severity) for e in sf.errors}
+    assert ("unknown_column", "MYSTERY", "warning") in by_rule
+    assert ("unknown_column", "serialVersionUID", "warning") in by_rule
+    missing = [e for e in sf.errors if e.rule == "missing_column"]
+    assert [(e.column, e.severity) for e in missing] == [("P8005", "error" if LIS.column("P8005").required else "warning")]
+    assert sf.fatal == LIS.column("P8005").required
+
+
+def test_undecodable_bytes_make_a_file_level_error(tmp_path):
+    payload = _csv(list(LIS.codes), [_row(1)]).encode("gbk") + b"\x81\x20\xff\xfe\r\n"
+    (sf,), _ = _stage(tmp_path, "lis_4.csv", payload)
+    assert sf.fatal and [e.rule for e in sf.errors] == ["encoding"]
+
+
+def test_header_only_file_is_empty_not_an_error(tmp_path):
+    (sf,), _ = _stage(tmp_path, "lis_5.csv", (",".join(LIS.codes) + "\r\n").encode("gbk"))
+    assert sf.record_count == 0 and [(e.rule, e.severity) for e in sf.errors] == [("empty_file", "warning")]
