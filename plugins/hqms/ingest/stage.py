@@ -134,7 +134,7 @@ def _load_fast(con: duckdb.DuckDBPyConnection, path: Path, names: list[str], ds:
         con.execute(f"DROP TABLE IF EXISTS {raw}")
         return False
     con.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT "
-                f"{_stage_select(ds, names, org_code, '(rowid + 1)::BIGINT', table)} FROM {raw} ORDER BY rowid")
+                f"{_stage_select(ds, names, org_code, '(rowid + 1)::BIGINT', table)} FROM {raw}")
     con.execute(f"DROP TABLE {raw}")
     return True
 
