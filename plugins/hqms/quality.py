@@ -329,9 +329,9 @@ def _write_failures(con: duckdb.DuckDBPyConnection, batch_table: str, ds: Datase
 
 
 def _batch_tables(stage_db: Path, tables: list[tuple[str, Dataset]]) -> list[tuple[str, Dataset, list[str]]]:
-    """One table per dataset to hand to GX: the staged table itself, or the union of a dataset's
-    staged tables (GX's cost is per expectation and table, not per row, so files of many
-    uploads are validated together)."""
+    """One table per dataset to hand to GX: the union of that dataset's staged tables or views
+    (GX's cost is per expectation and table, not per row, so files of many uploads are validated
+    together; always a real table, because GX's SQL assets expect one)."""
     by_ds: dict[str, list[str]] = {}
     datasets_by_id: dict[str, Dataset] = {}
     for table, ds in tables:
@@ -340,9 +340,6 @@ def _batch_tables(stage_db: Path, tables: list[tuple[str, Dataset]]) -> list[tup
     out = []
     with duckdb.connect(str(stage_db)) as con:
         for ds_id, members in by_ds.items():
-            if len(members) == 1:
-                out.append((members[0], datasets_by_id[ds_id], members))
-                continue
             batch = f"{ds_id}__batch"
             union = " UNION ALL BY NAME ".join(f"SELECT * FROM {rules.ident(t)}" for t in members)
             con.execute(f"CREATE OR REPLACE TABLE {rules.ident(batch)} AS {union}")

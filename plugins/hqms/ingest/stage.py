@@ -5,6 +5,10 @@ VARCHAR columns named by code (trimmed, empty → NULL, missing optional columns
 the staging table's own name (so tables of one dataset can be validated together), ``_row`` =
 the 1-based data row as the hospital counts it (header excluded), ``_uploader_org``.
 
+Files are staged into temporary tables; :func:`persist` then writes ONE table per dataset (with
+``_src`` naming the file) and a view per file — hundreds of small tables would each cost whole
+storage blocks per column on disk.
+
 Fast path: DuckDB ``read_csv`` on the transcoded UTF-8 file; a table created from a scan keeps
 insertion order, so ``rowid + 1`` is the record number. If DuckDB rejects any line (wrong column
 count, broken quoting) the row numbers after it would shift, so the file is re-read through
@@ -133,7 +137,7 @@ def _load_fast(con: duckdb.DuckDBPyConnection, path: Path, names: list[str], ds:
     except duckdb.Error:
         con.execute(f"DROP TABLE IF EXISTS {raw}")
         return False
-    con.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT "
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT "
                 f"{_stage_select(ds, names, org_code, '(rowid + 1)::BIGINT', table)} FROM {raw}")
     con.execute(f"DROP TABLE {raw}")
     return True
@@ -165,7 +169,7 @@ def _load_numbered(con: duckdb.DuckDBPyConnection, path: Path, names: list[str],
                                       f"CSV cannot be parsed: {exc}", row=reader.line_num))
     con.execute(f"DROP TABLE IF EXISTS {table}")
     con.execute(
-        f"CREATE TABLE {table} AS SELECT {_stage_select(ds, names, org_code, 'CAST(_n AS BIGINT)', table)} "
+        f"CREATE TEMP TABLE {table} AS SELECT {_stage_select(ds, names, org_code, 'CAST(_n AS BIGINT)', table)} "
         f"FROM read_csv({_sql_str(str(clean))}, {_csv_options(['_n', *names])})")
     clean.unlink()
     return errors
@@ -219,3 +223,20 @@ def _stage_file(con: duckdb.DuckDBPyConnection, sf: StagedFile, utf8: Path, org_
     if sf.record_count == 0:
         sf.errors.append(_file_error(sf.file_name, "empty_file", "文件没有数据行",
                                      "the file has a header but no data rows", severity="warning"))
+
+
+def persist(con: duckdb.DuckDBPyConnection, files: list[StagedFile]) -> None:
+    """Write the staged temporary tables to the staging file: one ``<dataset>__staged`` table per
+    dataset and, under each file's table name, a view of its rows (what validation and the merge
+    read)."""
+    by_ds: dict[str, list[StagedFile]] = {}
+    for sf in files:
+        if con.execute("SELECT count(*) FROM duckdb_tables() WHERE temporary AND table_name = ?",
+                       [sf.table]).fetchone()[0]:
+            by_ds.setdefault(sf.dataset.id, []).append(sf)
+    for ds_id, members in by_ds.items():
+        union = " UNION ALL BY NAME ".join(f"SELECT * FROM temp.{sf.table}" for sf in members)
+        con.execute(f"CREATE OR REPLACE TABLE {ds_id}__staged AS {union}")
+        for sf in members:
+            con.execute(f"DROP TABLE temp.{sf.table}")
+            con.execute(f"CREATE VIEW {sf.table} AS SELECT * FROM {ds_id}__staged WHERE _src = {_sql_str(sf.table)}")

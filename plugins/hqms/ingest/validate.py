@@ -12,7 +12,7 @@ from pathlib import Path
 import duckdb
 
 from hqms import sqlmacros
-from hqms.ingest.stage import StagedFile, stage_zip
+from hqms.ingest.stage import StagedFile, persist, stage_zip
 from hqms.registry import ErrorRecord, mask_value
 from hqms.rules import Check, compile_checks
 
@@ -82,9 +82,11 @@ def validate_many(zips: list[tuple[str, Path, str]], stage_db: Path, work: Path,
         # The staging file is scratch space: checkpoint it once on close, not after every one of
         # the batch's hundreds of small tables (that cost ~30 ms per table).
         con.execute("SET checkpoint_threshold = '4GB'")
+        con.execute(f"SET temp_directory = '{work / 'duckdb_tmp'}'")
         sqlmacros.install(con)
         for n, (key, zip_path, org_code) in enumerate(zips):
             reports[key].files = stage_zip(zip_path, org_code, con, work / f"u{n}", prefix=f"u{n}_")
+        persist(con, [sf for r in reports.values() for sf in r.files])
     finally:
         con.close()
     tables = [(sf.table, sf.dataset) for r in reports.values() for sf in r.files if not sf.fatal]
