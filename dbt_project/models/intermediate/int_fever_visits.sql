@@ -3,18 +3,8 @@
 
     A lab_ row is an influenza test when one of its item names contains a pattern of the
     fever_flu_tests seed; it is positive when its qualitative result reads positive (阳性, +). -#}
-with ranked as (
-    select
-        f.*,
-        row_number() over (
-            partition by org_code, record_key
-            order by received_at desc, _loaded_at desc
-        ) as version_rank
-    from {{ ref('stg_fever') }} as f
-),
-
-visits as (
-    select * from ranked where version_rank = 1
+with visits as (
+    {{ hqms.latest_version(ref('stg_fever')) }}
 ),
 
 flu_tests as (

@@ -8,18 +8,8 @@
       the English name) of the flu_antivirals seed;
       within 48 h when the earliest such drug started no later than 48 h after the visit time;
     * severe: an ICU stay recorded, a flu pneumonia code (is_pneumonia in flu_icd10), or death. -#}
-with ranked as (
-    select
-        f.*,
-        row_number() over (
-            partition by org_code, record_key
-            order by received_at desc, _loaded_at desc
-        ) as version_rank
-    from {{ ref('stg_flu') }} as f
-),
-
-visits as (
-    select * from ranked where version_rank = 1
+with visits as (
+    {{ hqms.latest_version(ref('stg_flu')) }}
 ),
 
 diagnoses as (

@@ -1,13 +1,7 @@
 {#- One row per outpatient visit (mzsy_, de-duplicated by natural key = JZKH + JZSJ within the org)
     with the ICD-10 chapter of its principal diagnosis. -#}
-with ranked as (
-    select
-        o.*,
-        row_number() over (
-            partition by org_code, record_key
-            order by received_at desc, _loaded_at desc
-        ) as version_rank
-    from {{ ref('stg_outpatient') }} as o
+with latest as (
+    {{ hqms.latest_version(ref('stg_outpatient')) }}
 )
 
 select
@@ -26,7 +20,6 @@ select
     v.self_pay,
     v.antibacterial_fee,
     v._loaded_at
-from ranked as v
+from latest as v
 left join {{ ref('icd10_chapters') }} as ch
     on upper(substr(v.principal_dx_code, 1, 3)) between ch.code_from and ch.code_to
-where v.version_rank = 1
