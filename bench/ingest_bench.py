@@ -1,7 +1,13 @@
 """Ingest throughput and peak memory, side by side with the DuckDB floor, in one run.
 
-    .venv/bin/python bench/ingest_bench.py                      # ≥ 1 M fever-stream records
-    .venv/bin/python bench/ingest_bench.py --scale 2 --days 3   # a quick look
+    .venv/bin/python bench/ingest_bench.py                      # ≥ 1 M records, realistic daily uploads
+    .venv/bin/python bench/ingest_bench.py --shape bulk         # ≥ 1 M records in large uploads
+    .venv/bin/python bench/ingest_bench.py --hospitals 10 --days 7   # a quick look
+
+Shapes: ``daily`` is what hospitals really send (≈ 50 hospitals, one zip of four small CSVs per
+hospital-day: per-file and per-upload costs dominate); ``bulk`` is the same streams with a few
+hospitals at a very high volume (20 MB CSVs: per-row costs dominate, as in stack-notes' 1 M-row
+reference file). ``--hospitals/--days/--scale`` override a shape's preset.
 
 Steps (fresh HQMS_HOME under --work, embedded S3 server):
 1. generate fever-stream uploads (fever_/drug_/lab_/examine_, GBK zips) with ``hqms generate``;
@@ -30,6 +36,12 @@ from pathlib import Path
 
 PY = sys.executable
 
+#: Generator presets, each ≈ 1 M fever-stream records.
+SHAPES = {
+    "daily": {"hospitals": 50, "days": 14, "scale": 17.0},
+    "bulk": {"hospitals": 10, "days": 4, "scale": 250.0},
+}
+
 
 def _hqms(env: dict[str, str], *args: str) -> None:
     subprocess.run([PY, "-m", "hqms.cli", *args], env=env, check=True, stdout=subprocess.DEVNULL)
@@ -47,11 +59,15 @@ def _timed_child(env: dict[str, str], code: str) -> tuple[float, float]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--hospitals", type=int, default=50)
-    ap.add_argument("--days", type=int, default=14)
-    ap.add_argument("--scale", type=float, default=17.0, help="volume multiplier of the generator")
+    ap.add_argument("--shape", choices=sorted(SHAPES), default="daily")
+    ap.add_argument("--hospitals", type=int)
+    ap.add_argument("--days", type=int)
+    ap.add_argument("--scale", type=float, help="volume multiplier of the generator")
     ap.add_argument("--work", type=Path, default=Path("/tmp/hqms-bench"))
     args = ap.parse_args()
+    for name, value in SHAPES[args.shape].items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
 
     shutil.rmtree(args.work, ignore_errors=True)
     args.work.mkdir(parents=True)
@@ -109,7 +125,7 @@ def main() -> int:
         ("hqms ingest (end to end)", wall, peak),
         ("DuckDB read_csv floor", floor_wall, floor_peak),
     ]
-    print(f"\n{records:,} records, {mb:,.1f} MB of CSV (GBK) in {len(plan)} uploads\n")
+    print(f"\n{args.shape} shape: {records:,} records, {mb:,.1f} MB of CSV (GBK) in {len(plan)} uploads\n")
     print(f"{'':28s} {'seconds':>9s} {'records/s':>11s} {'MB/s':>8s} {'peak MB':>9s}")
     for label, secs, mem in rows:
         print(f"{label:28s} {secs:9.1f} {records / secs:11,.0f} {mb / secs:8.1f} {mem:9.0f}")

@@ -1,8 +1,8 @@
-"""Great Expectations really executes the generated suites on a DuckDB staging file.
+"""Great Expectations really executes the generated suites on a DuckDB staging database.
 
 One GX run (module fixture) over a table with known-bad rows, > 200 failures of one check and
 randomly mutated rows; its per-check counts must equal the direct ``failures_sql`` path. A second
-run validates two tables of one dataset as a batch and must attribute every failure to its file.
+run validates a table holding two files of one dataset and must attribute every failure to its file.
 """
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ import json
 import random
 from pathlib import Path
 
-import duckdb
 import pytest
 
-from hqms import cli, quality, rules, sqlmacros
+from hqms import cli, quality, rules
 from hqms.spec import datasets
+from hqms.stagedb import StageDB, open_stage
 from test_rules import BAD_ID, DS, OTHER_ORG, clean_row, stage
 
 TABLE = "t_20250106"
@@ -35,16 +35,16 @@ def _rows() -> list[dict[str, str | None]]:
 
 
 @pytest.fixture(scope="module")
-def staged(tmp_path_factory) -> tuple[Path, Path]:
-    """A stage DB file with the test table and the test dataset's suite in its own folder."""
+def staged(tmp_path_factory) -> tuple[StageDB, Path]:
+    """A stage database with the test table and the test dataset's suite in its own folder."""
     tmp = tmp_path_factory.mktemp("quality")
-    db = tmp / "stage.duckdb"
-    with duckdb.connect(str(db)) as con:
-        stage(con, _rows(), TABLE)
+    db = open_stage(tmp / "duckdb_tmp")
+    stage(db.con, _rows(), TABLE)
     suites = tmp / "suites"
     suites.mkdir()
     quality.suite_path(DS.id, suites).write_text(quality.suite_json(DS), encoding="utf-8")
-    return db, suites
+    yield db, suites
+    db.close()
 
 
 @pytest.fixture(scope="module")
@@ -77,20 +77,18 @@ def test_gx_reports_a_known_bad_row_by_number(result):
 def test_more_than_200_failures_come_back_complete(result, staged):
     by_rule = {r.rule: r for r in result.rules}
     assert by_rule["range"].unexpected_count >= MANY and len(by_rule["range"].sample) == 200
-    with duckdb.connect(str(staged[0]), read_only=True) as con:
-        rows = con.execute(f"SELECT _row FROM {result.failures_table} "
-                           "WHERE check_id = 't.AGE.range' ORDER BY 1").fetchall()
+    rows = staged[0].con.execute(f"SELECT _row FROM {result.failures_table} "
+                                 "WHERE check_id = 't.AGE.range' ORDER BY 1").fetchall()
     assert [r for (r,) in rows] == list(range(101, 101 + MANY))
 
 
 def test_gx_counts_equal_failures_sql(result, staged):
-    with duckdb.connect(str(staged[0]), read_only=True) as con:
-        sqlmacros.install(con, temporary=True)
-        direct = dict(con.execute(f"SELECT check_id, count(*) FROM ({rules.failures_sql(DS, TABLE)}) "
-                                  "GROUP BY ALL").fetchall())
-        stored = con.execute(f"SELECT _row, check_id, \"column\", rule FROM {result.failures_table} "
-                             "ORDER BY ALL").fetchall()
-        expected = con.execute(f"SELECT * FROM ({rules.failures_sql(DS, TABLE)}) ORDER BY ALL").fetchall()
+    con = staged[0].con
+    direct = dict(con.execute(f"SELECT check_id, count(*) FROM ({rules.failures_sql(DS, TABLE)}) "
+                              "GROUP BY ALL").fetchall())
+    stored = con.execute(f"SELECT _row, check_id, \"column\", rule FROM {result.failures_table} "
+                         "ORDER BY ALL").fetchall()
+    expected = con.execute(f"SELECT * FROM ({rules.failures_sql(DS, TABLE)}) ORDER BY ALL").fetchall()
     assert result.counts() == direct
     assert len(direct) >= 15 and result.failure_count == sum(direct.values())
     assert stored == expected
@@ -98,18 +96,17 @@ def test_gx_counts_equal_failures_sql(result, staged):
     assert {r.rule for r in result.rules} == {c.rule for c in rules.compile_checks(DS)}
 
 
-def test_tables_of_one_dataset_validate_as_a_batch(staged, tmp_path):
-    """Two files of one dataset in one GX run: each failure lands on its own file's table."""
+def test_files_of_one_dataset_validate_as_one_table(staged):
+    """Two files of one dataset in one table and one GX run: each failure keeps its file."""
     db, suites = staged
-    with duckdb.connect(str(db)) as con:
-        rows = [clean_row(i) for i in range(20)]
-        stage(con, [{**r, "ID": BAD_ID} if i == 4 else r for i, r in enumerate(rows)], "u0_f0_t")
-        stage(con, [{**r, "AGE": "151"} if i in (0, 19) else r for i, r in enumerate(rows)], "u1_f0_t")
-    results = quality.run_tables(db, [("u0_f0_t", DS), ("u1_f0_t", DS)], run_id="batch", suites_dir=suites)
-    assert [r.counts() for r in results] == [{"t.ID.check": 1}, {"t.AGE.range": 2}]
-    with duckdb.connect(str(db), read_only=True) as con:
-        assert con.execute(f"SELECT _row FROM {results[1].failures_table} ORDER BY 1").fetchall() == [(1,), (20,)]
-        assert con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 't__batch'").fetchone() == (0,)
+    rows = [clean_row(i) for i in range(20)]
+    stage(db.con, [{**r, "ID": BAD_ID} if i == 4 else r for i, r in enumerate(rows)], "u0_f0")
+    stage(db.con, [{**r, "AGE": "151"} if i in (0, 19) else r for i, r in enumerate(rows)], "u1_f0")
+    db.con.execute("CREATE OR REPLACE TABLE two_files AS SELECT * FROM u0_f0 UNION ALL SELECT * FROM u1_f0")
+    result = quality.run(db, "two_files", DS, run_id="batch", suites_dir=suites)
+    assert result.counts() == {"t.ID.check": 1, "t.AGE.range": 2}
+    assert db.con.execute(f"SELECT _src, _row, check_id FROM {result.failures_table} ORDER BY ALL").fetchall() == \
+        [("u0_f0", 5, "t.ID.check"), ("u1_f0", 1, "t.AGE.range"), ("u1_f0", 20, "t.AGE.range")]
 
 
 def test_data_docs_written(result):
@@ -121,8 +118,7 @@ def test_data_docs_written(result):
 def test_an_erroring_expectation_makes_run_raise(staged):
     """A table without column SEX: its expectations error in GX (not fail, not pass)."""
     db, suites = staged
-    with duckdb.connect(str(db)) as con:
-        con.execute(f"CREATE OR REPLACE TABLE no_sex AS SELECT * EXCLUDE (SEX) FROM {TABLE} LIMIT 10")
+    db.con.execute(f"CREATE OR REPLACE TABLE no_sex AS SELECT * EXCLUDE (SEX) FROM {TABLE} LIMIT 10")
     with pytest.raises(quality.QualityError, match=r"expectations raised.*SEX"):
         quality.run(db, "no_sex", DS, run_id="broken", suites_dir=suites)
 

@@ -22,7 +22,7 @@ from hqms.registry import TERMINAL, Registry
 pytestmark = pytest.mark.slow
 
 PROCESS_ALL = ("from hqms.ingest.run import claim, process\n"
-               "for batch in claim(batch_size=3):\n"
+               "for batch in claim():\n"
                "    process(batch)\n")
 
 
@@ -60,7 +60,8 @@ def _submit_all(gen: Path) -> list[str]:
 
 
 def _python(code: str, **extra: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", code], env={**os.environ, **extra},
+    env = {**os.environ, "HQMS_BATCH_MAX_UPLOADS": "3", **extra}
+    return subprocess.Popen([sys.executable, "-c", code], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
@@ -72,12 +73,16 @@ def test_seven_day_resends_and_a_kill_9_leave_one_row_per_key(home):
     ids = _submit_all(gen)
     assert len(ids) >= 10
 
-    # first attempt dies hard part-way through
-    victim = _python(PROCESS_ALL)
-    time.sleep(12)
+    # first attempt dies hard part-way through: right after its first batch finished
+    registry = Registry.from_config()
+    victim = _python(PROCESS_ALL, HQMS_BATCH_MAX_UPLOADS="2")
+    deadline = time.monotonic() + 300
+    while victim.poll() is None and time.monotonic() < deadline:
+        if any(u["status"] in TERMINAL for u in registry.list_uploads()):
+            break
+        time.sleep(0.05)
     victim.send_signal(signal.SIGKILL)
     victim.wait()
-    registry = Registry.from_config()
     assert any(u["status"] == "processing" for u in registry.list_uploads()), "kill came too late to test"
 
     # the next run reclaims the dead claims (stale timeout 0 here) and completes everything

@@ -38,7 +38,7 @@ def test_encodings_decode_to_the_same_rows(tmp_path, encoding):
     text = _csv(list(LIS.codes), [_row(i, "甲型流感病毒抗原阳性（胶体金）") for i in range(1, 4)])
     (sf,), con = _stage(tmp_path, "20250106/lis_20250106.csv", text.encode(encoding))
     assert (sf.record_count, sf.parsed_count, sf.fatal, sf.errors) == (3, 3, False, [])
-    assert con.execute(f'SELECT _row, "P8003" FROM {sf.table} ORDER BY _row').fetchall() == \
+    assert con.execute(f'SELECT _row, "P8003" FROM {sf.table} WHERE _src = ? ORDER BY _row', [sf.src]).fetchall() == \
         [(i, "甲型流感病毒抗原阳性（胶体金）") for i in (1, 2, 3)]
 
 
@@ -47,7 +47,7 @@ def test_multiline_quoted_values_keep_record_numbers(tmp_path):
     rows[1][6] = "第一行\r\n第二行"  # a result text spanning lines is still one record
     (sf,), con = _stage(tmp_path, "lis_1.csv", _csv(list(LIS.codes), rows).encode("gbk"))
     assert sf.record_count == 5 and sf.errors == []
-    assert con.execute(f'SELECT _row, "P8000" FROM {sf.table} ORDER BY _row').fetchall() == \
+    assert con.execute(f'SELECT _row, "P8000" FROM {sf.table} WHERE _src = ? ORDER BY _row', [sf.src]).fetchall() == \
         [(i, f"S{i:05d}") for i in range(1, 6)]
 
 
@@ -60,7 +60,7 @@ def test_malformed_rows_are_reported_by_row_and_the_rest_keep_their_numbers(tmp_
     parse = [(e.row, e.rule) for e in sf.errors]
     assert parse == [(3, "csv_parse"), (5, "csv_parse")]
     assert sf.record_count == 6 and sf.parsed_count == 4
-    assert con.execute(f'SELECT _row, "P8000" FROM {sf.table} ORDER BY _row').fetchall() == \
+    assert con.execute(f'SELECT _row, "P8000" FROM {sf.table} WHERE _src = ? ORDER BY _row', [sf.src]).fetchall() == \
         [(i, f"S{i:05d}") for i in (1, 2, 4, 6)]
 
 
@@ -89,3 +89,39 @@ def test_undecodable_bytes_make_a_file_level_error(tmp_path):
 def test_header_only_file_is_empty_not_an_error(tmp_path):
     (sf,), _ = _stage(tmp_path, "lis_5.csv", (",".join(LIS.codes) + "\r\n").encode("gbk"))
     assert sf.record_count == 0 and [(e.rule, e.severity) for e in sf.errors] == [("empty_file", "warning")]
+
+
+def test_a_batch_of_many_files_keeps_each_files_own_row_numbers(tmp_path):
+    """Files of one dataset are read together; row numbers must still restart per file, also
+    for a file with a malformed row (re-read alone) and one with its columns in another order."""
+    from hqms.ingest.stage import stage_uploads
+
+    uploads, expected = [], {}
+    for u in range(3):
+        zpath = tmp_path / f"u{u}.zip"
+        with zipfile.ZipFile(zpath, "w", zipfile.ZIP_DEFLATED) as zf:
+            for f in range(3):
+                n = 5 + 7 * u + 3 * f
+                rows = [_row(1000 * u + 100 * f + i) for i in range(1, n + 1)]
+                header = list(LIS.codes)
+                lines = [_csv_line(r) for r in rows]
+                if (u, f) == (1, 1):                          # malformed row 3
+                    lines[2] += ',"extra"'
+                if (u, f) == (2, 0):                          # same columns, another order
+                    header = header[::-1]
+                    lines = [_csv_line(r[::-1]) for r in rows]
+                zf.writestr(f"d/lis_{f}.csv", ("\r\n".join([",".join(header), *lines]) + "\r\n").encode("gbk"))
+                expected[(f"k{u}", f"lis_{f}.csv")] = [
+                    (i, f"S{1000 * u + 100 * f + i:05d}") for i in range(1, n + 1) if (u, f, i) != (1, 1, 3)]
+        uploads.append((f"k{u}", zpath, ORG))
+    con = duckdb.connect()
+    staged = stage_uploads(con, uploads, tmp_path / "work")
+    for key, files in staged.items():
+        for sf in files:
+            got = con.execute(f'SELECT _row, "P8000" FROM {sf.table} WHERE _src = ? ORDER BY _row',
+                              [sf.src]).fetchall()
+            assert got == expected[(key, sf.file_name)], (key, sf.file_name)
+            assert sf.record_count == len(expected[(key, sf.file_name)]) + (sf.errors != [])
+    (bad,) = [sf for sf in staged["k1"] if sf.file_name == "lis_1.csv"]
+    assert [(e.row, e.rule) for e in bad.errors] == [(3, "csv_parse")]
+    assert not list((tmp_path / "work").iterdir())

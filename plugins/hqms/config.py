@@ -58,6 +58,9 @@ class Config:
     duckdb_threads: int = 2
     #: A ``processing`` claim older than this is presumed dead (kill -9) and handed out again.
     stale_claim_seconds: int = 7200
+    #: One ingest batch (one mapped task) takes at most this many uploads / zip bytes.
+    batch_max_uploads: int = 200
+    batch_max_bytes: int = 64 * 1024 * 1024
 
     @property
     def embedded_s3(self) -> bool:
@@ -155,4 +158,6 @@ def load() -> Config:
         duckdb_memory_limit=_env("HQMS_DUCKDB_MEMORY_LIMIT", "1GB") or "1GB",
         duckdb_threads=int(_env("HQMS_DUCKDB_THREADS", "2") or 2),
         stale_claim_seconds=int(_env("HQMS_STALE_CLAIM_SECONDS", "7200") or 7200),
+        batch_max_uploads=int(_env("HQMS_BATCH_MAX_UPLOADS", "200") or 200),
+        batch_max_bytes=int(_env("HQMS_BATCH_MAX_BYTES", str(64 * 1024 * 1024)) or 64 * 1024 * 1024),
     )

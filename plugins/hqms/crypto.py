@@ -8,8 +8,9 @@ Which implementation does what, and why:
 * Bulk work (HMAC-SM3 pseudonyms, SM4-GCM) runs on OpenSSL through ``cryptography``: it is
   ~400x faster than pure-Python ``gmssl`` (stack-notes "National crypto") and both agree on the
   GB/T known-answer vectors (the tests check that).
-* SM2 (GB/T 32918.4 public-key encryption) is not in ``cryptography``, so the elliptic-curve
-  scalar multiplication comes from ``gmssl`` (``CryptSM2._kg``). We do **not** call
+* SM2 (GB/T 32918.4 public-key encryption) is not in ``cryptography``; the curve constants come
+  from ``gmssl`` and the scalar multiplication is ours (Jacobian coordinates, ~10x faster than
+  gmssl's ``CryptSM2._kg``, which the tests use as the reference). We do **not** call
   ``CryptSM2.encrypt``/``decrypt`` directly, because gmssl 3.2.2:
   - draws the ephemeral scalar k with :mod:`random` (Mersenne Twister, predictable); whoever
     learns k can unwrap the data key, so we draw k from :mod:`secrets`;
@@ -49,7 +50,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives import hmac as crypto_hmac
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-from gmssl.sm2 import CryptSM2, default_ecc_table
+from gmssl.sm2 import default_ecc_table
 
 SM4_KEY_BYTES = 16
 GCM_NONCE_BYTES = 12
@@ -360,15 +361,74 @@ _COORD_BYTES = 32
 _COORD_HEX = 2 * _COORD_BYTES
 _C1_BYTES = 1 + 2 * _COORD_BYTES  # 04 || x1 || y1
 _C3_BYTES = 32
-_CURVE = CryptSM2(private_key="", public_key="", ecc_table=default_ecc_table)
+
+
+_INFINITY = (1, 1, 0)  # Jacobian (X, Y, Z) with Z = 0
+
+
+def _double(pt: tuple[int, int, int]) -> tuple[int, int, int]:
+    """2·P in Jacobian coordinates, using a = -3 (dbl-2001-b)."""
+    x1, y1, z1 = pt
+    if z1 == 0 or y1 == 0:
+        return _INFINITY
+    delta = z1 * z1 % _P
+    gamma = y1 * y1 % _P
+    beta = x1 * gamma % _P
+    alpha = 3 * (x1 - delta) * (x1 + delta) % _P
+    x3 = (alpha * alpha - 8 * beta) % _P
+    z3 = ((y1 + z1) ** 2 - gamma - delta) % _P
+    y3 = (alpha * (4 * beta - x3) - 8 * gamma * gamma) % _P
+    return x3, y3, z3
+
+
+def _add(p1: tuple[int, int, int], p2: tuple[int, int, int]) -> tuple[int, int, int]:
+    """P1 + P2 in Jacobian coordinates (add-2007-bl), equal and opposite points included."""
+    x1, y1, z1 = p1
+    x2, y2, z2 = p2
+    if z1 == 0:
+        return p2
+    if z2 == 0:
+        return p1
+    z1z1, z2z2 = z1 * z1 % _P, z2 * z2 % _P
+    u1, u2 = x1 * z2z2 % _P, x2 * z1z1 % _P
+    s1, s2 = y1 * z2 * z2z2 % _P, y2 * z1 * z1z1 % _P
+    if u1 == u2:
+        return _double(p1) if s1 == s2 else _INFINITY
+    h = u2 - u1
+    i = 4 * h * h % _P
+    j = h * i % _P
+    r = 2 * (s2 - s1) % _P
+    v = u1 * i % _P
+    x3 = (r * r - j - 2 * v) % _P
+    y3 = (r * (v - x3) - 2 * s1 * j) % _P
+    z3 = ((z1 + z2) ** 2 - z1z1 - z2z2) * h % _P
+    return x3, y3, z3
 
 
 def _scalar_mult(k: int, point_hex: str) -> str:
-    """k·P on the SM2 curve (affine hex x||y in, affine hex x||y out), using gmssl's arithmetic."""
-    result = _CURVE._kg(k, point_hex)
-    if result is None:  # point at infinity: impossible for valid inputs
+    """k·P on the SM2 curve (affine hex x||y in, affine hex x||y out).
+
+    Jacobian coordinates with a 4-bit fixed window: ≈ 1 ms in Python, against ≈ 11 ms for
+    gmssl's ``_kg`` (hex-string arithmetic), which each vaulted upload needs twice. gmssl stays
+    the independent reference: the tests compare both on random scalars and points. Like
+    gmssl's, this is not constant-time; it runs on the ingest host, with public keys only.
+    """
+    base = (int(point_hex[:_COORD_HEX], 16), int(point_hex[_COORD_HEX:], 16), 1)
+    table = [_INFINITY, base]
+    for _ in range(14):
+        table.append(_add(table[-1], base))
+    acc = _INFINITY
+    for shift in range((k.bit_length() + 3) // 4 * 4 - 4, -1, -4):
+        acc = _double(_double(_double(_double(acc))))
+        nibble = (k >> shift) & 0xF
+        if nibble:
+            acc = _add(acc, table[nibble])
+    x, y, z = acc
+    if z == 0:  # point at infinity: impossible for valid inputs
         raise CryptoError("SM2 scalar multiplication reached the point at infinity")
-    return result
+    z_inv = pow(z, -1, _P)
+    z_inv2 = z_inv * z_inv % _P
+    return f"{x * z_inv2 % _P:064x}{y * z_inv2 * z_inv % _P:064x}"
 
 
 def _point_on_curve(point_hex: str) -> bool:

@@ -1,4 +1,4 @@
-"""Great Expectations 1.24 suites generated from the spec, run for real on the DuckDB staging file.
+"""Great Expectations 1.24 suites generated from the spec, run for real on the DuckDB staging database.
 
 Each rule of a dataset (``required``, ``length``, ``type``, ``format``, ``range``, ``code_table``,
 ``check``, ``cross_field``, ``org_mismatch``) becomes one ``UnexpectedRowsExpectation`` whose query
@@ -15,7 +15,9 @@ GX is slow to import, so it is imported inside functions only: DAG files may imp
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -27,9 +29,9 @@ import duckdb
 from hqms import rules, sqlmacros
 from hqms.config import REPO_ROOT
 from hqms.spec import COLUMN_RULES, ROW_RULES, Dataset, datasets
+from hqms.stagedb import StageDB
 
 SUITES_DIR = REPO_ROOT / "expectations"
-
 
 
 class QualityError(RuntimeError):
@@ -48,8 +50,8 @@ class RuleResult:
 
 
 def failures_table(table: str) -> str:
-    """Name of the stage-DB table holding every failing ``(_row, check_id, column, rule)`` of a
-    staged table after :func:`run`."""
+    """Name of the stage-DB table holding every failing ``(_src, _row, check_id, column, rule)``
+    of a staged table after :func:`run`."""
     return f"{table}__failures"
 
 
@@ -194,18 +196,21 @@ def load_suite(dataset_id: str, suites_dir: Path = SUITES_DIR):  # -> gx.Expecta
 
 # ---------------------------------------------------------------- running
 
-def _install_macros(stage_db: Path) -> None:
-    """Persist the validator macros in the stage DB so GX's read-only connection has them."""
-    with duckdb.connect(str(stage_db)) as con:
-        sqlmacros.install(con)
+_preload: threading.Thread | None = None
+
+
+def preload() -> None:
+    """Start importing GX in a background thread (≈ 5 s of Python, once per process) so it
+    overlaps the download, vault and CSV load that come before validation."""
+    global _preload
+    if _preload is None:
+        _preload = threading.Thread(target=importlib.import_module, args=("great_expectations",),
+                                    name="hqms-gx-import", daemon=True)
+        _preload.start()
 
 
 def _release(source) -> None:
-    """Close GX's persisted DuckDB connection so the file can be reopened read-write.
-
-    DuckDB refuses a second connection to one file with a different configuration in the same
-    process, and GX keeps its connection (see :func:`enable_duckdb`) until the engine is disposed.
-    """
+    """Close GX's persisted DuckDB connection (see :func:`enable_duckdb`) and its engines."""
     engine = source.get_execution_engine()
     if engine._connection is not None:
         engine._connection.close()
@@ -214,13 +219,13 @@ def _release(source) -> None:
     source.get_engine().dispose()  # the datasource's own engine, used to look up the table
 
 
-def _gx_validate(stage_db: Path, tables: list[tuple[str, Any]], docs_dir: Path | None,
+def _gx_validate(stage: StageDB, tables: list[tuple[str, Any]], docs_dir: Path | None,
                  run_id: str) -> tuple[list, Path | None]:
-    """Run each (table, suite) with GX in ONE context and checkpoint on a read-only connection.
+    """Run each (table, suite) with GX in ONE context and checkpoint.
 
-    One context per upload, not per file: building a GX context, datasource and checkpoint costs
-    about a second of Python, independent of the data. Returns the validation results in the
-    order of ``tables`` and the Data Docs index.
+    One context per batch, not per table: building a GX context, datasource and checkpoint
+    costs about a second of Python, independent of the data. Returns the validation results in
+    the order of ``tables`` and the Data Docs index.
     """
     import great_expectations as gx
     from great_expectations.core.run_identifier import RunIdentifier
@@ -238,9 +243,7 @@ def _gx_validate(stage_db: Path, tables: list[tuple[str, Any]], docs_dir: Path |
             "store_backend": {"class_name": "TupleFilesystemStoreBackend",
                               "base_directory": str(docs_dir)},
         })
-    source = ctx.data_sources.add_sql(
-        name="stage", connection_string=f"duckdb:///{stage_db}",
-        kwargs={"connect_args": {"read_only": True}})
+    source = ctx.data_sources.add_sql(name="stage", connection_string=stage.sqlalchemy_url)
     try:
         definitions = []
         suites: dict[str, Any] = {}
@@ -306,55 +309,40 @@ def _rule_results(validation_result) -> list[RuleResult]:
     return out
 
 
-def _write_failures(con: duckdb.DuckDBPyConnection, batch_table: str, ds: Dataset,
-                    results: list[RuleResult]) -> None:
-    """Materialise every failing cell of a validated table into ``hqms_failing`` (GX itself
-    returns at most 200 rows per expectation).
+def _write_failures(con: duckdb.DuckDBPyConnection, table: str, ds: Dataset,
+                    results: list[RuleResult]) -> dict[str, int]:
+    """Materialise every failing cell of a validated table into its failures table (GX itself
+    returns at most 200 rows per expectation); returns the count per check id.
 
     Each failed expectation's own query runs again without limit (``{batch}`` → the table); its
     row count must equal GX's count.
     """
+    target = rules.ident(failures_table(table))
+    con.execute(f"CREATE OR REPLACE TABLE {target} "
+                "(_src VARCHAR, _row BIGINT, check_id VARCHAR, \"column\" VARCHAR, rule VARCHAR)")
     con.execute("CREATE OR REPLACE TEMP TABLE hqms_checks (check_id VARCHAR, \"column\" VARCHAR, rule VARCHAR)")
     con.executemany("INSERT INTO hqms_checks VALUES (?, ?, ?)",
                     [(c.check_id, c.column, c.rule) for c in rules.compile_checks(ds)])
     for res in results:
         if res.success:
             continue
-        query = res.query.format(batch=rules.ident(batch_table))
-        (n,) = con.execute(f"INSERT INTO hqms_failing SELECT f._src, f._row, f.check_id, c.\"column\", c.rule "
+        query = res.query.format(batch=rules.ident(table))
+        (n,) = con.execute(f"INSERT INTO {target} SELECT f._src, f._row, f.check_id, c.\"column\", c.rule "
                            f"FROM ({query}) AS f JOIN hqms_checks AS c USING (check_id)").fetchone()
         if n != res.unexpected_count:
             raise QualityError(f"{ds.id}.{res.rule}: GX counted {res.unexpected_count} "
                                f"failing cells, the query returns {n}")
+    return dict(con.execute(f"SELECT check_id, count(*) FROM {target} GROUP BY 1").fetchall())
 
 
-def _batch_tables(stage_db: Path, tables: list[tuple[str, Dataset]]) -> list[tuple[str, Dataset, list[str]]]:
-    """One table per dataset to hand to GX: the union of that dataset's staged tables or views
-    (GX's cost is per expectation and table, not per row, so files of many uploads are validated
-    together; always a real table, because GX's SQL assets expect one)."""
-    by_ds: dict[str, list[str]] = {}
-    datasets_by_id: dict[str, Dataset] = {}
-    for table, ds in tables:
-        by_ds.setdefault(ds.id, []).append(table)
-        datasets_by_id[ds.id] = ds
-    out = []
-    with duckdb.connect(str(stage_db)) as con:
-        for ds_id, members in by_ds.items():
-            batch = f"{ds_id}__batch"
-            union = " UNION ALL BY NAME ".join(f"SELECT * FROM {rules.ident(t)}" for t in members)
-            con.execute(f"CREATE OR REPLACE TABLE {rules.ident(batch)} AS {union}")
-            out.append((batch, datasets_by_id[ds_id], members))
-    return out
-
-
-def run_tables(stage_db: Path, tables: list[tuple[str, Dataset]], *, docs_dir: Path | None = None,
+def run_tables(stage: StageDB, tables: list[tuple[str, Dataset]], *, docs_dir: Path | None = None,
                run_id: str, suites_dir: Path = SUITES_DIR) -> list[QualityResult]:
-    """Validate staged tables (the files of one or many uploads) in one GX checkpoint.
+    """Validate staged tables in one GX checkpoint, each with its dataset's committed suite.
 
-    Tables of the same dataset are validated as one batch with the dataset's committed suite;
-    every failing cell of each staged table is written to the stage-DB table
-    ``failures_table(table)`` (``_row, check_id, column, rule``; replaced on each run). Raises
-    :class:`QualityError` when a suite is out of date with the spec or any expectation errors.
+    A table may hold the files of many uploads (``_src`` tells them apart): GX's cost is per
+    expectation and table, not per row. Every failing cell is written to the stage-DB table
+    ``failures_table(table)`` (replaced on each run). Raises :class:`QualityError` when a suite
+    is out of date with the spec or any expectation errors.
     """
     if not tables:
         return []
@@ -364,41 +352,26 @@ def run_tables(stage_db: Path, tables: list[tuple[str, Dataset]], *, docs_dir: P
     if stale:
         raise QualityError(f"suites {', '.join(stale)} differ from the spec (run `hqms gx suites`)")
     suites = {ds_id: load_suite(ds_id, suites_dir) for ds_id in involved}
-    stage_db = Path(stage_db).resolve()
-    _install_macros(stage_db)
-    batches = _batch_tables(stage_db, tables)
-    validations, index = _gx_validate(stage_db, [(b, suites[ds.id]) for b, ds, _ in batches], docs_dir, run_id)
-    per_table: dict[str, list[RuleResult]] = {}
-    with duckdb.connect(str(stage_db)) as con:
-        con.execute("CREATE OR REPLACE TEMP TABLE hqms_failing "
-                    "(_src VARCHAR, _row BIGINT, check_id VARCHAR, \"column\" VARCHAR, rule VARCHAR)")
-        for (batch, ds, members), validation in zip(batches, validations):
-            results = _rule_results(validation)
-            _write_failures(con, batch, ds, results)
-            for member in members:
-                per_table[member] = results
-            if batch not in members:
-                con.execute(f"DROP TABLE {rules.ident(batch)}")
-        out = []
-        for table, ds in tables:
-            target = rules.ident(failures_table(table))
-            con.execute(f"CREATE OR REPLACE TABLE {target} AS SELECT _row, check_id, \"column\", rule "
-                        f"FROM hqms_failing WHERE _src = ?", [table])
-            counts = dict(con.execute(f"SELECT check_id, count(*) FROM {target} GROUP BY 1").fetchall())
-            out.append(QualityResult(dataset=ds.id, table=table, run_id=run_id,
-                                     failures_table=failures_table(table), rules=per_table[table],
-                                     failure_count=sum(counts.values()), check_counts=counts,
-                                     docs_index=index))
+    sqlmacros.install(stage.con)  # stored in the stage database, so GX's connection sees them
+    validations, index = _gx_validate(stage, [(t, suites[ds.id]) for t, ds in tables], docs_dir, run_id)
+    out = []
+    for (table, ds), validation in zip(tables, validations):
+        results = _rule_results(validation)
+        counts = _write_failures(stage.con, table, ds, results)
+        out.append(QualityResult(dataset=ds.id, table=table, run_id=run_id,
+                                 failures_table=failures_table(table), rules=results,
+                                 failure_count=sum(counts.values()), check_counts=counts,
+                                 docs_index=index))
     elapsed = time.perf_counter() - started
     for result in out:
         result.seconds = elapsed
     return out
 
 
-def run(stage_db: Path, table: str, ds: Dataset, *, docs_dir: Path | None = None,
+def run(stage: StageDB, table: str, ds: Dataset, *, docs_dir: Path | None = None,
         run_id: str, suites_dir: Path = SUITES_DIR) -> QualityResult:
     """Validate one staged table (see :func:`run_tables`)."""
-    (result,) = run_tables(stage_db, [(table, ds)], docs_dir=docs_dir, run_id=run_id, suites_dir=suites_dir)
+    (result,) = run_tables(stage, [(table, ds)], docs_dir=docs_dir, run_id=run_id, suites_dir=suites_dir)
     return result
 
 

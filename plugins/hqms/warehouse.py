@@ -31,7 +31,7 @@ SQL_TYPES = {
 
 #: Lineage and key columns every dw table carries.
 META_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("_nk", "VARCHAR"),            # HMAC-SM3 of (org, natural key values): identity across re-sends
+    ("_nk", "VARCHAR"),            # SHA-256 of (org, de-identified natural key values): identity across re-sends
     ("_org_code", "VARCHAR"),      # uploader's 医疗机构代码 (the key's implicit first part)
     ("_upload_id", "VARCHAR"),     # lineage: the upload the current version came from
     ("_received_at", "TIMESTAMPTZ"),

@@ -3,23 +3,27 @@
 What each spec column becomes is decided by its privacy class (``hqms.warehouse.derived_columns``):
 typed value; keyed HMAC-SM3 pseudonym (+ SM4-GCM ciphertext); birth year and age band; city-level
 region code; two-digit postcode prefix; or nothing. The SELECT is generated from the spec, so one
-code path serves every dataset. Keyed crypto runs as vectorised Arrow UDFs; plaintext identifiers
-never leave the staging file, which is deleted after the upload is merged.
+code path serves every dataset. Keyed crypto runs as vectorised Arrow UDFs, once per distinct
+value of each vector (a lab file repeats one visit's identifiers on every item row); plaintext
+identifiers never leave the batch's in-memory staging database.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from hqms import crypto
 from hqms.keys import Keyring
 from hqms.rules import typed_expr, value_present_sql
 from hqms.spec import Column, Dataset, reference_csv
-from hqms.warehouse import META_COLUMNS, WarehouseColumn, table_columns
+from hqms.warehouse import META_COLUMNS, WarehouseColumn, derived_columns, table_columns
 
 #: Age bands of the flu mart (years at the event date).
 AGE_BANDS = ((0, 4, "0-4"), (5, 14, "5-14"), (15, 24, "15-24"), (25, 59, "25-59"), (60, 200, "60+"))
-#: Separator for composite HMAC inputs: cannot occur in CSV text fields we accept.
+#: Separator of the natural-key parts (pseudonyms are hex; typed values cannot contain it unnoticed).
 SEP = "\x1f"
 
 
@@ -31,6 +35,33 @@ def _lit(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+def _row_keys(columns: list[pa.Array]) -> pa.Array:
+    """An int64 per row, equal exactly when all ``columns`` are equal (NULL equals NULL)."""
+    key: pa.Array | None = None
+    for column in columns:
+        encoded = pc.dictionary_encode(column, null_encoding="encode")
+        codes = encoded.indices.cast(pa.int64())
+        key = codes if key is None else pc.add(pc.multiply(key, len(encoded.dictionary)), codes)
+    return key
+
+
+def on_distinct(fn: Callable[..., pa.Array], *columns: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """``fn(*columns)`` computed once per distinct row of ``columns`` and spread back.
+
+    Same result as calling ``fn`` on every row — for the ciphertext too: every enc column has a
+    pseudonym twin that already shows which cells are equal, so sharing a nonce between equal
+    cells of one vector reveals nothing more.
+    """
+    cols = [c.combine_chunks() if isinstance(c, pa.ChunkedArray) else c for c in columns]
+    key = _row_keys(cols)
+    distinct = pc.unique(key)
+    if len(distinct) == len(key):
+        return fn(*cols)
+    first = pc.index_in(distinct, value_set=key)
+    result = fn(*(pc.take(c, first) for c in cols))
+    return pc.take(result, pc.index_in(key, value_set=distinct))
+
+
 def register_udfs(con: duckdb.DuckDBPyConnection, keyring: Keyring) -> None:
     """Keyed functions used by the generated SELECT (keys stay in this process, never in SQL)."""
     patient = keyring.pseudonym_key("patient")
@@ -38,13 +69,13 @@ def register_udfs(con: duckdb.DuckDBPyConnection, keyring: Keyring) -> None:
     field_id, field_key = keyring.field_key()
 
     def pid_patient(values: pa.Array) -> pa.Array:
-        return crypto.pseudonym_array(patient, values)
+        return on_distinct(lambda v: crypto.pseudonym_array(patient, v), values)
 
     def pid_record(orgs: pa.Array, values: pa.Array) -> pa.Array:
-        return crypto.pseudonym_array(record, values, context=orgs)
+        return on_distinct(lambda o, v: crypto.pseudonym_array(record, v, context=o), orgs, values)
 
     def enc(values: pa.Array, aad: pa.Array) -> pa.Array:
-        return crypto.encrypt_array(field_id, field_key, values, aad)
+        return on_distinct(lambda v, a: crypto.encrypt_array(field_id, field_key, v, a), values, aad)
 
     for name in ("hqms_pid_patient", "hqms_pid_record", "hqms_enc"):
         try:
@@ -129,12 +160,18 @@ def _expr(wc: WarehouseColumn, ds: Dataset) -> str:
 
 
 def natural_key_expr(ds: Dataset) -> str:
-    """HMAC of (org, dataset, typed natural-key values): equal for a record and its re-sends even
-    when the exporter changed a date's format between days."""
-    parts = [_lit(ds.id)] + [f"coalesce(CAST({typed_expr(ds.column(c))} AS VARCHAR), '')"
-                             for c in ds.natural_key]
-    joined = f" || {_lit(SEP)} || ".join(parts)
-    return f"hqms_pid_record(_uploader_org, {joined})"
+    """SHA-256 of (dataset, org, natural-key values) over the *de-identified* output columns:
+    typed values (equal for a record and its re-sends even when the exporter changed a date's
+    format between days) and keyed pseudonyms in place of identifiers. The key therefore holds
+    nothing the row does not already show, and costs no keyed hash of its own."""
+    parts = [_lit(ds.id), '"_org_code"']
+    for code in ds.natural_key:
+        kept = {wc.role: wc.name for wc in derived_columns(ds.column(code))}
+        name = kept.get("pid") or kept.get("value")
+        if name is None:
+            raise ValueError(f"{ds.id}: natural-key column {code} is neither kept nor pseudonymised")
+        parts.append(f"coalesce(CAST(\"{name}\" AS VARCHAR), '')")
+    return "sha256(" + f" || {_lit(SEP)} || ".join(parts) + ")"
 
 
 def select_sql(ds: Dataset, source: str) -> str:
@@ -142,7 +179,6 @@ def select_sql(ds: Dataset, source: str) -> str:
     staged rows that carry ``_uploader_org``, ``_row`` and the :data:`LINEAGE` columns, so the
     files of many uploads go through one statement."""
     meta = {
-        "_nk": natural_key_expr(ds),
         "_org_code": "_uploader_org",
         "_upload_id": "_m_upload_id",
         "_received_at": "CAST(_m_received_at AS TIMESTAMPTZ)",
@@ -151,6 +187,8 @@ def select_sql(ds: Dataset, source: str) -> str:
         "_loaded_at": "now()",
         "_key_id": "getvariable('hqms_field_key_id')",
     }
-    exprs = [f"{meta[name]} AS \"{name}\"" for name, _ in META_COLUMNS]
+    exprs = [f"{meta[name]} AS \"{name}\"" for name, _ in META_COLUMNS if name != "_nk"]
     exprs += [f"{_expr(wc, ds)} AS \"{wc.name}\"" for wc in table_columns(ds)]
-    return "SELECT " + ",\n  ".join(exprs) + f"\nFROM {source}"
+    inner = "SELECT " + ",\n  ".join(exprs) + f"\nFROM {source}"
+    # ``_nk`` is META_COLUMNS[0]: the key leads, ``*`` keeps the rest in the table's order
+    return f"SELECT {natural_key_expr(ds)} AS _nk, *\nFROM ({inner})"

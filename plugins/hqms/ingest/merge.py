@@ -3,10 +3,13 @@
 Hospitals re-send the last 7 days every day, so a record arrives many times. Within ONE DuckDB
 transaction per batch, per dataset: the conforming rows of all the batch's files go through one
 de-identifying SELECT; per natural key the newest version wins (latest receive time, then latest
-upload, then last row); it replaces the stored version unless that came from a *later* upload
-(replaying an old upload never regresses data). The uploads' ``ops`` rows are replaced in the
-same transaction. Re-running a batch (task retry, crash before the registry heard about the
+upload, then last file and row); it replaces the stored version unless that came from a *later*
+upload (replaying an old upload never regresses data). The uploads' ``ops`` rows are replaced in
+the same transaction. Re-running a batch (task retry, crash before the registry heard about the
 commit) deletes and re-inserts the same rows: no duplicates.
+
+The merge runs on the staging database's connection with the warehouse attached (see
+:func:`hqms.ingest.process`): staged rows go from one to the other inside DuckDB.
 """
 from __future__ import annotations
 
@@ -17,8 +20,12 @@ import pyarrow as pa
 
 from hqms.ingest.deidentify import select_sql
 from hqms.ingest.stage import StagedFile
+from hqms.ingest.validate import failing_table
 from hqms.registry import ErrorRecord
 from hqms.spec import Dataset
+
+#: Catalog of the batch's in-memory staging database, as seen from the merge connection.
+STAGE = "memory.main"
 
 
 @dataclass(frozen=True)
@@ -28,7 +35,6 @@ class Part:
     staged: StagedFile
     upload_id: str
     received_at: str   # ISO 8601 with offset
-    failing: str       # subquery of the file's failing _row numbers
     conforming: int    # rows that passed every rule (接口标准达标数)
 
 
@@ -41,20 +47,23 @@ class FileResult:
     period_end: str | None
 
 
-def _lit(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
 def merge_dataset(con: duckdb.DuckDBPyConnection, ds: Dataset, parts: list[Part]) -> list[FileResult]:
     """Upsert the conforming rows of ``parts`` (all of dataset ``ds``); caller owns the transaction."""
-    union = " UNION ALL BY NAME ".join(
-        f"SELECT *, {_lit(p.upload_id)} AS _m_upload_id, {_lit(p.received_at)} AS _m_received_at, "
-        f"{_lit(p.staged.file_name)} AS _m_file FROM stage.{p.staged.table} "
-        f"WHERE _row NOT IN (SELECT _row FROM {p.failing})"
-        for p in parts)
-    con.execute(f"CREATE OR REPLACE TEMP TABLE incoming AS SELECT * FROM ({select_sql(ds, f'({union})')}) "
-                "QUALIFY row_number() OVER (PARTITION BY _nk ORDER BY _received_at DESC, _upload_id DESC, "
-                "_source_row DESC) = 1")
+    lineage = pa.table({
+        "_src": [p.staged.src for p in parts],
+        "_m_upload_id": [p.upload_id for p in parts],
+        "_m_received_at": [p.received_at for p in parts],
+        "_m_file": [p.staged.file_name for p in parts],
+    })
+    con.register("hqms_lineage", lineage)
+    try:
+        source = (f"(SELECT * FROM {STAGE}.{parts[0].staged.table} JOIN hqms_lineage USING (_src) "
+                  f"ANTI JOIN {STAGE}.{failing_table(ds)} USING (_src, _row))")
+        con.execute(f"CREATE OR REPLACE TEMP TABLE incoming AS SELECT * FROM ({select_sql(ds, source)}) "
+                    "QUALIFY row_number() OVER (PARTITION BY _nk ORDER BY _received_at DESC, _upload_id DESC, "
+                    "_source_file DESC, _source_row DESC) = 1")
+    finally:
+        con.unregister("hqms_lineage")
     con.execute(f"""DELETE FROM dw.{ds.id} AS t USING incoming AS i
                     WHERE t._nk = i._nk AND t._received_at <= i._received_at""")
     con.execute(f"""INSERT INTO dw.{ds.id} SELECT i.* FROM incoming AS i

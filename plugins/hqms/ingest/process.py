@@ -5,14 +5,15 @@ Per upload, in this order, and why:
    validate are the bytes the hospital sent;
 2. vault: encrypt the original (SM4-GCM, data key wrapped with SM2), store, verify — before any
    plaintext could be deleted;
-3. stage + validate: all uploads of the batch share one private staging DuckDB file and one Great
-   Expectations checkpoint (GX costs per expectation and table, not per row, so a batch of small
-   daily uploads validates in about the time of one);
-4. de-identify and merge the conforming rows of the whole batch plus the uploads' ops rows in ONE
-   warehouse transaction, one statement per dataset, newest version per natural key winning (the
-   step the ``hqms_warehouse`` pool serialises);
+3. stage + validate: all uploads of the batch share one private in-memory staging database (one
+   table per dataset) and one Great Expectations checkpoint (GX costs per expectation and table,
+   not per row, so a batch of small daily uploads validates in about the time of one);
+4. attach the warehouse to that database and de-identify and merge the conforming rows of the
+   whole batch plus the uploads' ops rows in ONE warehouse transaction, one statement per
+   dataset, newest version per natural key winning (the step the ``hqms_warehouse`` pool
+   serialises; the warehouse file is locked only for this step);
 5. record the outcome (status, counts, every error) in the registry;
-6. delete the plaintext landing object; the staging file goes when the batch is done.
+6. delete the plaintext landing object; the staging database goes when the batch is done.
 
 A kill -9 anywhere leaves the unfinished uploads ``processing``; the next run reclaims them
 (stale claim) and repeats the steps: the vault step is idempotent, the merge replaces the
@@ -25,22 +26,27 @@ from __future__ import annotations
 import logging
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 
 from hqms import config as hqms_config
-from hqms import sqlmacros
+from hqms import quality, sqlmacros
 from hqms.ingest.deidentify import register_udfs
 from hqms.ingest.merge import FileResult, Part, merge_dataset, record_ops
 from hqms.ingest.validate import ValidationReport, validate_many
-from hqms.keys import load_keyring
+from hqms.keys import Keyring, load_keyring
 from hqms.objectstore import ObjectStore
 from hqms.registry import Registry
+from hqms.stagedb import open_stage
 from hqms.warehouse import ensure_schema
 
 log = logging.getLogger(__name__)
+
+#: Uploads downloaded and vaulted concurrently.
+FETCH_THREADS = 4
 
 
 class IntegrityError(RuntimeError):
@@ -85,7 +91,22 @@ def open_warehouse(cfg: hqms_config.Config) -> duckdb.DuckDBPyConnection:
     return con
 
 
-def _fetch(upload: dict, store: ObjectStore, cfg: hqms_config.Config, work: Path) -> Path:
+def attach_warehouse(con: duckdb.DuckDBPyConnection, cfg: hqms_config.Config) -> None:
+    """Make the warehouse file the default catalog of ``con`` (a staging connection), schema
+    and macros in place; :data:`hqms.ingest.merge.STAGE` still names the staged tables."""
+    cfg.warehouse_path.parent.mkdir(parents=True, exist_ok=True)
+    con.execute(f"ATTACH '{cfg.warehouse_path}' AS warehouse")
+    con.execute("USE warehouse")
+    ensure_schema(con)
+    sqlmacros.install(con)
+
+
+def detach_warehouse(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("USE memory")
+    con.execute("DETACH warehouse")
+
+
+def _fetch(upload: dict, store: ObjectStore, cfg: hqms_config.Config, keyring: Keyring, work: Path) -> Path:
     """Steps 1–2: the verified original, vaulted."""
     from hqms import vault
     from hqms.intake.zipcheck import sha256_file
@@ -95,8 +116,25 @@ def _fetch(upload: dict, store: ObjectStore, cfg: hqms_config.Config, work: Path
     if sha256_file(local) != upload["sha256"]:
         raise IntegrityError(f"upload {upload['upload_id']}: stored object does not match the sha256 "
                              "recorded at intake")
-    vault.store_original(store, cfg, upload, local)
+    vault.store_original(store, cfg, upload, local, keyring)
     return local
+
+
+def _fetch_all(uploads: list[dict], store: ObjectStore, cfg: hqms_config.Config, keyring: Keyring,
+               work: Path) -> tuple[list[tuple[dict, Path]], list[str]]:
+    """Steps 1–2 for every upload, a few at a time: each is a handful of S3 round trips and
+    OpenSSL work that releases the GIL. Returns (fetched in claim order, failed upload ids)."""
+    fetched: list[tuple[dict, Path]] = []
+    failed: list[str] = []
+    with ThreadPoolExecutor(max_workers=FETCH_THREADS, thread_name_prefix="hqms-fetch") as pool:
+        futures = [(u, pool.submit(_fetch, u, store, cfg, keyring, work)) for u in uploads]
+        for upload, future in futures:
+            try:
+                fetched.append((upload, future.result()))
+            except Exception:
+                log.exception("upload %s could not be fetched and vaulted; left for retry", upload["upload_id"])
+                failed.append(upload["upload_id"])
+    return fetched, failed
 
 
 def _merge_batch(con: duckdb.DuckDBPyConnection, uploads: list[dict], reports: dict[str, ValidationReport],
@@ -111,8 +149,7 @@ def _merge_batch(con: duckdb.DuckDBPyConnection, uploads: list[dict], reports: d
                 results[upload["upload_id"]].append(FileResult(sf, 0, 0, None, None))
             else:
                 parts.setdefault(sf.dataset.id, []).append(Part(
-                    sf, upload["upload_id"], upload["received_at"], report.failing_rows_sql(sf),
-                    report.conforming(sf)))
+                    sf, upload["upload_id"], upload["received_at"], report.conforming(sf)))
     con.execute("BEGIN TRANSACTION")
     try:
         for dataset_parts in parts.values():
@@ -142,30 +179,26 @@ def process_batch(upload_ids: list[str], cfg: hqms_config.Config | None = None) 
     work = cfg.work_dir / run_id
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
+    quality.preload()
     started = time.perf_counter()
-    failed: list[str] = []
-    fetched: list[tuple[dict, Path]] = []
-    for upload in uploads:
-        try:
-            fetched.append((upload, _fetch(upload, store, cfg, work)))
-        except Exception:
-            log.exception("upload %s could not be fetched and vaulted; left for retry", upload["upload_id"])
-            failed.append(upload["upload_id"])
-
-    stage_db = work / "stage.duckdb"
-    reports = validate_many([(u["upload_id"], path, u["org_code"]) for u, path in fetched], stage_db, work,
-                            docs_dir=cfg.gx_docs_dir / run_id, run_id=run_id)
-    validated = time.perf_counter()
     keyring = load_keyring(cfg)
+    fetched, failed = _fetch_all(uploads, store, cfg, keyring, work)
+
+    fetched_at = time.perf_counter()
     uploads_ok = [u for u, _ in fetched]
-    decisions = {u["upload_id"]: decide_status(reports[u["upload_id"]]) for u in uploads_ok}
-    con = open_warehouse(cfg)
-    try:
-        register_udfs(con, keyring)
-        con.execute(f"ATTACH '{stage_db}' AS stage (READ_ONLY)")
-        _merge_batch(con, uploads_ok, reports, decisions)
-    finally:
-        con.close()
+    with open_stage(work / "duckdb_tmp", memory_limit=cfg.duckdb_memory_limit,
+                    threads=cfg.duckdb_threads) as stage:
+        reports = validate_many(stage, [(u["upload_id"], path, u["org_code"]) for u, path in fetched], work,
+                                docs_dir=cfg.gx_docs_dir / run_id, run_id=run_id)
+        validated = time.perf_counter()
+        decisions = {u["upload_id"]: decide_status(reports[u["upload_id"]]) for u in uploads_ok}
+        register_udfs(stage.con, keyring)
+        attach_warehouse(stage.con, cfg)
+        try:
+            _merge_batch(stage.con, uploads_ok, reports, decisions)
+        finally:
+            detach_warehouse(stage.con)
+    merged = time.perf_counter()
     outcomes: list[Outcome] = []
     for upload in uploads_ok:
         uid = upload["upload_id"]
@@ -178,8 +211,10 @@ def process_batch(upload_ids: list[str], cfg: hqms_config.Config | None = None) 
         n_err = sum(1 for e in report.errors if e.severity == "error")
         outcomes.append(Outcome(uid, upload["stream"], status, report.record_count, report.conforming_count, n_err))
     shutil.rmtree(work, ignore_errors=True)
-    log.info("batch %s: %d uploads; fetch+vault+validate %.1f s, de-identify+merge %.1f s",
-             run_id, len(outcomes), validated - started, time.perf_counter() - validated)
+    log.info("batch %s: %d uploads, %d records; fetch+vault %.1f s, stage+validate %.1f s, "
+             "de-identify+merge %.1f s, record %.1f s", run_id, len(outcomes),
+             sum(o.record_count for o in outcomes), fetched_at - started, validated - fetched_at,
+             merged - validated, time.perf_counter() - merged)
     if failed:
         raise BatchIncomplete(f"{len(failed)} uploads left for retry: {', '.join(failed)}")
     return outcomes

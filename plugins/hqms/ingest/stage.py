@@ -1,17 +1,17 @@
-"""Zip → staging DuckDB file: one table per CSV, columns named by canonical spec codes.
+"""Zips → the batch's staging database: one table per dataset, columns named by spec codes.
 
 The staging contract (what validation and de-identification read) is in ``hqms.rules``:
 VARCHAR columns named by code (trimmed, empty → NULL, missing optional columns NULL), ``_src`` =
-the staging table's own name (so tables of one dataset can be validated together), ``_row`` =
-the 1-based data row as the hospital counts it (header excluded), ``_uploader_org``.
+the file's id within the batch, ``_row`` = the 1-based data row as the hospital counts it
+(header excluded), ``_uploader_org``. Table ``hqms_files`` lists every staged file
+(``_src``, upload key, file name).
 
-Files are staged into temporary tables; :func:`persist` then writes ONE table per dataset (with
-``_src`` naming the file) and a view per file — hundreds of small tables would each cost whole
-storage blocks per column on disk.
-
-Fast path: DuckDB ``read_csv`` on the transcoded UTF-8 file; a table created from a scan keeps
-insertion order, so ``rowid + 1`` is the record number. If DuckDB rejects any line (wrong column
-count, broken quoting) the row numbers after it would shift, so the file is re-read through
+Cost is per batch, not per file: every file is transcoded to UTF-8 in Python (DuckDB's own
+GB18030 decoding is not trusted, see stack-notes), then all files of one dataset that share a
+header layout are read by ONE strict DuckDB ``read_csv`` over the list of files. A table created
+from that scan keeps insertion order, file after file, so ``rowid`` minus the file's first
+``rowid`` is the record number. If DuckDB rejects a line (wrong column count, broken quoting) the
+list is split in halves until the offending file is alone; that file is re-read through
 Python's csv module, which numbers every record and reports the malformed ones by row.
 """
 from __future__ import annotations
@@ -29,6 +29,12 @@ from hqms.spec import Dataset, dataset_for_filename
 
 #: Header spellings exporters add that carry no data (Java serialisation artefacts).
 KNOWN_JUNK_HEADERS = {"SERIALVERSIONUID"}
+FILES_TABLE = "hqms_files"
+
+
+def staging_table(ds: Dataset) -> str:
+    """The batch's table of staged rows of ``ds``."""
+    return f"{ds.id}__staged"
 
 
 @dataclass
@@ -38,7 +44,8 @@ class StagedFile:
     entry: str
     file_name: str
     dataset: Dataset
-    table: str
+    src: str                   # ``_src`` of its rows: unique within the batch
+    upload: str                # key of the upload it came from
     record_count: int = 0      # data rows as the hospital counts them (malformed ones included)
     parsed_count: int = 0      # rows that reached the staging table
     encoding: str = ""
@@ -46,6 +53,10 @@ class StagedFile:
     errors: list[ErrorRecord] = field(default_factory=list)
     #: A fatal file (missing required column, undecodable) has no conforming row at all.
     fatal: bool = False
+
+    @property
+    def table(self) -> str:
+        return staging_table(self.dataset)
 
 
 def _file_error(file_name: str, rule: str, zh: str, en: str, column: str | None = None,
@@ -115,38 +126,50 @@ def _csv_options(names: list[str]) -> str:
             f"columns={columns}, parallel=true")
 
 
-def _stage_select(ds: Dataset, names: list[str], org_code: str, row_expr: str, table: str) -> str:
+def _create_tables(con: duckdb.DuckDBPyConnection, datasets: list[Dataset]) -> None:
+    con.execute(f"CREATE TABLE IF NOT EXISTS {FILES_TABLE} "
+                "(_src VARCHAR, upload VARCHAR, file_name VARCHAR, path VARCHAR, _uploader_org VARCHAR)")
+    for ds in datasets:
+        cols = ", ".join(f'"{c}" VARCHAR' for c in ds.codes)
+        con.execute(f"CREATE TABLE IF NOT EXISTS {staging_table(ds)} "
+                    f"(_src VARCHAR, _row BIGINT, _uploader_org VARCHAR, {cols})")
+
+
+def _insert(con: duckdb.DuckDBPyConnection, ds: Dataset, names: list[str], source: str, row_expr: str) -> None:
+    """Append rows of ``source`` (a relation with a ``path`` column) to the dataset's table:
+    trimmed, empty → NULL, absent optional columns NULL, ``_src``/org from ``hqms_files``."""
     present = set(names)
-    cols = [f"{_sql_str(table)} AS _src", f"{row_expr} AS _row", f"{_sql_str(org_code)} AS _uploader_org"]
-    for col in ds.columns:
-        if col.code in present:
-            cols.append(f'NULLIF(TRIM("{col.code}"), \'\') AS "{col.code}"')
-        else:
-            cols.append(f'NULL::VARCHAR AS "{col.code}"')
-    return ", ".join(cols)
+    cols = ["f._src", f"{row_expr} AS _row", "f._uploader_org"]
+    cols += [f'NULLIF(TRIM(r."{c}"), \'\') AS "{c}"' if c in present else f'NULL AS "{c}"' for c in ds.codes]
+    con.execute(f"INSERT INTO {staging_table(ds)} SELECT {', '.join(cols)} FROM {source} "
+                f"JOIN {FILES_TABLE} AS f USING (path)")
 
 
-def _load_fast(con: duckdb.DuckDBPyConnection, path: Path, names: list[str], ds: Dataset,
-               org_code: str, table: str) -> bool:
-    """Strict DuckDB read into a temporary (in-memory) table, then the staging table in file order;
-    False when DuckDB refuses any line (the caller falls back to the numbered path)."""
-    raw = f"{table}__raw"
+def _load_group(con: duckdb.DuckDBPyConnection, ds: Dataset, names: list[str], paths: list[Path],
+                on_rejected) -> None:
+    """One strict ``read_csv`` over ``paths`` (same dataset and header layout); halves the list
+    while DuckDB refuses it and hands a lone refused file to ``on_rejected``."""
     try:
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {raw} AS SELECT * FROM "
-                    f"read_csv({_sql_str(str(path))}, {_csv_options(names)})")
+        con.execute(f"CREATE OR REPLACE TEMP TABLE hqms_raw AS SELECT * FROM "
+                    f"read_csv(?, {_csv_options(names)}, filename = 'path')", [[str(p) for p in paths]])
     except duckdb.Error:
-        con.execute(f"DROP TABLE IF EXISTS {raw}")
-        return False
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT "
-                f"{_stage_select(ds, names, org_code, '(rowid + 1)::BIGINT', table)} FROM {raw}")
-    con.execute(f"DROP TABLE {raw}")
-    return True
+        if len(paths) == 1:
+            on_rejected(paths[0])
+            return
+        half = len(paths) // 2
+        _load_group(con, ds, names, paths[:half], on_rejected)
+        _load_group(con, ds, names, paths[half:], on_rejected)
+        return
+    source = ("hqms_raw AS r JOIN (SELECT path, min(rowid) AS first FROM hqms_raw GROUP BY path) AS o "
+              "USING (path)")
+    _insert(con, ds, names, source, "(r.rowid - o.first + 1)::BIGINT")
+    con.execute("DROP TABLE hqms_raw")
 
 
 def _load_numbered(con: duckdb.DuckDBPyConnection, path: Path, names: list[str], ds: Dataset,
-                   org_code: str, table: str, work: Path, file_name: str) -> list[ErrorRecord]:
+                   file_name: str) -> list[ErrorRecord]:
     """Slow, exact path: number every record in Python, keep the well-formed ones."""
-    clean = work / f"{table}__numbered.csv"
+    clean = path.with_suffix(".numbered.csv")
     errors: list[ErrorRecord] = []
     width = len(names)
     with path.open(encoding="utf-8", newline="") as src, clean.open("w", encoding="utf-8", newline="") as dst:
@@ -167,76 +190,102 @@ def _load_numbered(con: duckdb.DuckDBPyConnection, path: Path, names: list[str],
         except csv.Error as exc:
             errors.append(_file_error(file_name, "csv_parse", f"无法解析 CSV：{exc}",
                                       f"CSV cannot be parsed: {exc}", row=reader.line_num))
-    con.execute(f"DROP TABLE IF EXISTS {table}")
-    con.execute(
-        f"CREATE TEMP TABLE {table} AS SELECT {_stage_select(ds, names, org_code, 'CAST(_n AS BIGINT)', table)} "
-        f"FROM read_csv({_sql_str(str(clean))}, {_csv_options(['_n', *names])})")
+    source = (f"(SELECT *, {_sql_str(str(path))} AS path FROM "
+              f"read_csv({_sql_str(str(clean))}, {_csv_options(['_n', *names])})) AS r")
+    _insert(con, ds, names, source, "CAST(r._n AS BIGINT)")
     clean.unlink()
     return errors
 
 
-def stage_zip(zip_path: Path, org_code: str, con: duckdb.DuckDBPyConnection, work: Path,
-              prefix: str = "") -> list[StagedFile]:
-    """Stage every CSV entry of an (already safety-checked) zip into tables of ``con``; table
-    names start with ``prefix`` so several uploads can share one staging file."""
-    staged: list[StagedFile] = []
+def _count_records(path: Path) -> int:
+    """Records of a file that is not staged (fatal header): counted, so the report is complete."""
+    with path.open(encoding="utf-8", newline="") as fh:
+        reader = csv.reader(fh, strict=False)
+        next(reader, None)
+        try:
+            return sum(1 for record in reader if record)
+        except csv.Error:
+            return reader.line_num
+
+
+def stage_uploads(con: duckdb.DuckDBPyConnection, uploads: list[tuple[str, Path, str]],
+                  work: Path) -> dict[str, list[StagedFile]]:
+    """Stage every CSV entry of (already safety-checked) zips — (upload key, zip path, uploader
+    org) — into the dataset tables of ``con``; returns the staged files per upload key."""
     work.mkdir(parents=True, exist_ok=True)
-    with zipfile.ZipFile(zip_path) as zf:
-        entries = [i for i in zf.infolist() if not i.is_dir()]
-        for n, info in enumerate(entries):
-            file_name = info.filename.replace("\\", "/").rsplit("/", 1)[-1]
-            ds = dataset_for_filename(info.filename)
-            if ds is None:  # intake refuses these; kept as a guard for files landed by other means
-                raise ValueError(f"{file_name}: not a file of the interface standard")
-            sf = StagedFile(entry=info.filename, file_name=file_name, dataset=ds, table=f"{prefix}f{n}_{ds.id}")
-            staged.append(sf)
-            utf8 = work / f"{sf.table}.csv"
-            try:
-                sf.encoding = transcode(lambda: zf.open(info), utf8).encoding
-            except DecodeError as exc:
-                sf.fatal = True
-                sf.errors.append(_file_error(
-                    file_name, "encoding", f"文件编码无法识别（第 {exc.line} 行附近既非 UTF-8 也非 GBK）",
-                    f"unreadable encoding near line {exc.line} (neither UTF-8 nor GBK)"))
-                continue
-            _stage_file(con, sf, utf8, org_code, work)
-            utf8.unlink(missing_ok=True)
-    return staged
+    out: dict[str, list[StagedFile]] = {key: [] for key, _, _ in uploads}
+    groups: dict[tuple[str, tuple[str, ...]], list[tuple[StagedFile, Path]]] = {}
+    registered: list[tuple[str, str, str, str, str]] = []
+    for n, (key, zip_path, org_code) in enumerate(uploads):
+        with zipfile.ZipFile(zip_path) as zf:
+            entries = [i for i in zf.infolist() if not i.is_dir()]
+            for i, info in enumerate(entries):
+                file_name = info.filename.replace("\\", "/").rsplit("/", 1)[-1]
+                ds = dataset_for_filename(info.filename)
+                if ds is None:  # intake refuses these; kept as a guard for files landed by other means
+                    raise ValueError(f"{file_name}: not a file of the interface standard")
+                sf = StagedFile(entry=info.filename, file_name=file_name, dataset=ds, src=f"u{n}_f{i}", upload=key)
+                out[key].append(sf)
+                utf8 = work / f"{sf.src}.csv"
+                try:
+                    sf.encoding = transcode(lambda: zf.open(info), utf8).encoding
+                except DecodeError as exc:
+                    sf.fatal = True
+                    sf.errors.append(_file_error(
+                        file_name, "encoding", f"文件编码无法识别（第 {exc.line} 行附近既非 UTF-8 也非 GBK）",
+                        f"unreadable encoding near line {exc.line} (neither UTF-8 nor GBK)"))
+                    continue
+                header = _read_header(utf8)
+                if not header:
+                    sf.fatal = True
+                    sf.errors.append(_file_error(file_name, "empty_file", "文件为空（没有表头）",
+                                                 "the file is empty (no header row)"))
+                    continue
+                names, problems, fatal = map_header(header, ds, file_name)
+                sf.errors.extend(problems)
+                if fatal:
+                    sf.fatal = True
+                    sf.record_count = _count_records(utf8)
+                    continue
+                registered.append((sf.src, key, file_name, str(utf8), org_code))
+                groups.setdefault((ds.id, tuple(names)), []).append((sf, utf8))
+    staged = [sf for files in out.values() for sf in files]
+    _create_tables(con, list({sf.dataset.id: sf.dataset for sf in staged}.values()))
+    if registered:
+        con.executemany(f"INSERT INTO {FILES_TABLE} VALUES (?, ?, ?, ?, ?)", registered)
+    for (_, names), members in groups.items():
+        by_path = {str(path): sf for sf, path in members}
+        ds = members[0][0].dataset
+
+        def rejected(path: Path, names: list[str] = list(names), ds: Dataset = ds) -> None:
+            sf = by_path[str(path)]
+            sf.errors.extend(_load_numbered(con, path, names, ds, sf.file_name))
+
+        _load_group(con, ds, list(names), [path for _, path in members], rejected)
+    _count(con, staged)
+    for sf in staged:
+        (work / f"{sf.src}.csv").unlink(missing_ok=True)
+    return out
 
 
-def _stage_file(con: duckdb.DuckDBPyConnection, sf: StagedFile, utf8: Path, org_code: str, work: Path) -> None:
-    header = _read_header(utf8)
-    if not header:
-        sf.fatal = True
-        sf.errors.append(_file_error(sf.file_name, "empty_file", "文件为空（没有表头）",
-                                     "the file is empty (no header row)"))
-        return
-    names, problems, fatal = map_header(header, sf.dataset, sf.file_name)
-    sf.errors.extend(problems)
-    if not _load_fast(con, utf8, names, sf.dataset, org_code, sf.table):
-        sf.errors.extend(_load_numbered(con, utf8, names, sf.dataset, org_code, sf.table, work, sf.file_name))
-    parsed = con.execute(f"SELECT count(*), coalesce(max(_row), 0) FROM {sf.table}").fetchone()
-    malformed = sum(1 for e in sf.errors if e.rule == "csv_parse")
-    sf.parsed_count = parsed[0]
-    sf.record_count = max(parsed[1], parsed[0] + malformed)
-    sf.fatal = sf.fatal or fatal
-    if sf.record_count == 0:
-        sf.errors.append(_file_error(sf.file_name, "empty_file", "文件没有数据行",
-                                     "the file has a header but no data rows", severity="warning"))
+def _count(con: duckdb.DuckDBPyConnection, staged: list[StagedFile]) -> None:
+    """Parsed rows and record counts per file, one query per dataset table."""
+    counts: dict[str, tuple[int, int]] = {}
+    for table in {sf.table for sf in staged if not sf.fatal}:
+        counts.update({src: (n, last) for src, n, last in con.execute(
+            f"SELECT _src, count(*), max(_row) FROM {table} GROUP BY _src").fetchall()})
+    for sf in staged:
+        if sf.fatal:
+            continue
+        parsed, last = counts.get(sf.src, (0, 0))
+        malformed = sum(1 for e in sf.errors if e.rule == "csv_parse")
+        sf.parsed_count = parsed
+        sf.record_count = max(last, parsed + malformed)
+        if sf.record_count == 0:
+            sf.errors.append(_file_error(sf.file_name, "empty_file", "文件没有数据行",
+                                         "the file has a header but no data rows", severity="warning"))
 
 
-def persist(con: duckdb.DuckDBPyConnection, files: list[StagedFile]) -> None:
-    """Write the staged temporary tables to the staging file: one ``<dataset>__staged`` table per
-    dataset and, under each file's table name, a view of its rows (what validation and the merge
-    read)."""
-    by_ds: dict[str, list[StagedFile]] = {}
-    for sf in files:
-        if con.execute("SELECT count(*) FROM duckdb_tables() WHERE temporary AND table_name = ?",
-                       [sf.table]).fetchone()[0]:
-            by_ds.setdefault(sf.dataset.id, []).append(sf)
-    for ds_id, members in by_ds.items():
-        union = " UNION ALL BY NAME ".join(f"SELECT * FROM temp.{sf.table}" for sf in members)
-        con.execute(f"CREATE OR REPLACE TABLE {ds_id}__staged AS {union}")
-        for sf in members:
-            con.execute(f"DROP TABLE temp.{sf.table}")
-            con.execute(f"CREATE VIEW {sf.table} AS SELECT * FROM {ds_id}__staged WHERE _src = {_sql_str(sf.table)}")
+def stage_zip(zip_path: Path, org_code: str, con: duckdb.DuckDBPyConnection, work: Path) -> list[StagedFile]:
+    """Stage one zip (see :func:`stage_uploads`)."""
+    return stage_uploads(con, [("upload", zip_path, org_code)], work)["upload"]
