@@ -147,10 +147,3 @@ def test_concurrent_writers_and_readers(hqms_home: Path) -> None:
     assert len(registry.list_uploads()) == 100
     assert len(claimed) == len(set(claimed)) == 40
 
-
-def test_batches_respect_both_limits() -> None:
-    from hqms.ingest.run import batches
-
-    uploads = [{"upload_id": f"u{i}", "size_bytes": size} for i, size in enumerate([5, 5, 5, 30, 1, 1, 1, 1])]
-    assert batches(uploads, max_uploads=3, max_bytes=12) == [["u0", "u1"], ["u2"], ["u3"], ["u4", "u5", "u6"], ["u7"]]
-    assert batches([], 3, 12) == []

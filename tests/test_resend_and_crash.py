@@ -86,7 +86,8 @@ def test_seven_day_resends_and_a_kill_9_leave_one_row_per_key(home):
     assert any(u["status"] == "processing" for u in registry.list_uploads()), "kill came too late to test"
 
     # the next run reclaims the dead claims (stale timeout 0 here) and completes everything
-    done = _python(PROCESS_ALL, HQMS_STALE_CLAIM_SECONDS="0")
+    # (rounds of one upload each: every round is its own staging database and transaction)
+    done = _python(PROCESS_ALL, HQMS_STALE_CLAIM_SECONDS="0", HQMS_BATCH_MAX_BYTES="1")
     assert done.wait(timeout=900) == 0
     statuses = {u["upload_id"]: u["status"] for u in registry.list_uploads()}
     assert set(statuses) == set(ids) and all(s in TERMINAL for s in statuses.values())

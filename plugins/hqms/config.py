@@ -54,13 +54,14 @@ class Config:
     max_zip_bytes: int = 20 * 1024 * 1024
     max_uncompressed_bytes: int = 2 * 1024 * 1024 * 1024
     max_ratio: int = 200
-    duckdb_memory_limit: str = "1GB"
+    duckdb_memory_limit: str = "768MB"
     duckdb_threads: int = 2
     #: A ``processing`` claim older than this is presumed dead (kill -9) and handed out again.
     stale_claim_seconds: int = 7200
-    #: One ingest batch (one mapped task) takes at most this many uploads / zip bytes.
+    #: One ingest batch (one mapped task) takes at most this many uploads, and stages at most
+    #: this many bytes of CSV at a time (DuckDB holds staged text at ≈ 6x its CSV size).
     batch_max_uploads: int = 200
-    batch_max_bytes: int = 64 * 1024 * 1024
+    batch_max_bytes: int = 128 * 1024 * 1024
 
     @property
     def embedded_s3(self) -> bool:
@@ -155,9 +156,9 @@ def load() -> Config:
         max_zip_bytes=int(_env("HQMS_MAX_ZIP_BYTES", str(20 * 1024 * 1024)) or 0),
         max_uncompressed_bytes=int(_env("HQMS_MAX_UNCOMPRESSED_BYTES", str(2 * 1024**3)) or 0),
         max_ratio=int(_env("HQMS_MAX_RATIO", "200") or 200),
-        duckdb_memory_limit=_env("HQMS_DUCKDB_MEMORY_LIMIT", "1GB") or "1GB",
+        duckdb_memory_limit=_env("HQMS_DUCKDB_MEMORY_LIMIT", "768MB") or "768MB",
         duckdb_threads=int(_env("HQMS_DUCKDB_THREADS", "2") or 2),
         stale_claim_seconds=int(_env("HQMS_STALE_CLAIM_SECONDS", "7200") or 7200),
         batch_max_uploads=int(_env("HQMS_BATCH_MAX_UPLOADS", "200") or 200),
-        batch_max_bytes=int(_env("HQMS_BATCH_MAX_BYTES", str(64 * 1024 * 1024)) or 64 * 1024 * 1024),
+        batch_max_bytes=int(_env("HQMS_BATCH_MAX_BYTES", str(128 * 1024 * 1024)) or 128 * 1024 * 1024),
     )

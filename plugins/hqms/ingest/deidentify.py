@@ -3,17 +3,13 @@
 What each spec column becomes is decided by its privacy class (``hqms.warehouse.derived_columns``):
 typed value; keyed HMAC-SM3 pseudonym (+ SM4-GCM ciphertext); birth year and age band; city-level
 region code; two-digit postcode prefix; or nothing. The SELECT is generated from the spec, so one
-code path serves every dataset. Keyed crypto runs as vectorised Arrow UDFs, once per distinct
-value of each vector (a lab file repeats one visit's identifiers on every item row); plaintext
-identifiers never leave the batch's in-memory staging database.
+code path serves every dataset. Keyed crypto runs once per distinct identifier per batch
+(:func:`build_keyed`); plaintext identifiers never leave the batch's in-memory staging database.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import duckdb
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from hqms import crypto
 from hqms.keys import Keyring
@@ -35,61 +31,89 @@ def _lit(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def _row_keys(columns: list[pa.Array]) -> pa.Array:
-    """An int64 per row, equal exactly when all ``columns`` are equal (NULL equals NULL)."""
-    key: pa.Array | None = None
-    for column in columns:
-        encoded = pc.dictionary_encode(column, null_encoding="encode")
-        codes = encoded.indices.cast(pa.int64())
-        key = codes if key is None else pc.add(pc.multiply(key, len(encoded.dictionary)), codes)
-    return key
+#: Output SQL type per identifier kind.
+KEYED_TYPES = {"patient": "VARCHAR", "record": "VARCHAR", "enc": "BLOB"}
 
 
-def on_distinct(fn: Callable[..., pa.Array], *columns: pa.Array | pa.ChunkedArray) -> pa.Array:
-    """``fn(*columns)`` computed once per distinct row of ``columns`` and spread back.
+def keyed_table(ds: Dataset, wc: WarehouseColumn) -> str:
+    """Temporary table of one keyed column's distinct inputs and their outputs."""
+    return f"hqms_keyed_{ds.id}_{wc.name}"
 
-    Same result as calling ``fn`` on every row — for the ciphertext too: every enc column has a
-    pseudonym twin that already shows which cells are equal, so sharing a nonce between equal
-    cells of one vector reveals nothing more.
+
+def _keyed_input(wc: WarehouseColumn) -> tuple[str, str, str] | None:
+    """(kind, context SQL, value SQL) of a column computed with a key, else None."""
+    col = wc.source
+    if wc.role == "pid":
+        if col.pseudonym == "patient":
+            return "patient", "''", _normalised(col)
+        return "record", "_uploader_org", _normalised(col)
+    if wc.role == "enc":
+        return "enc", _lit(col.code), f'"{col.code}"'
+    return None
+
+
+class KeyedMemo:
+    """HMAC-SM3 pseudonyms and SM4-GCM ciphertext, each computed once per distinct input per batch.
+
+    One visit's identifiers recur on every prescription, lab and examination row and in each of
+    those files; the memo makes every repeat a dictionary lookup. Sharing one ciphertext between
+    equal cells reveals nothing new: every encrypted column has a pseudonym twin that already
+    shows which cells are equal. A ``<col>_enc`` cell's GCM additional data is its column code
+    (e.g. ``P13``), so a ciphertext cannot be moved to another column. The memo lives for one
+    batch, whose size the claim limits bound.
     """
-    cols = [c.combine_chunks() if isinstance(c, pa.ChunkedArray) else c for c in columns]
-    key = _row_keys(cols)
-    distinct = pc.unique(key)
-    if len(distinct) == len(key):
-        return fn(*cols)
-    first = pc.index_in(distinct, value_set=key)
-    result = fn(*(pc.take(c, first) for c in cols))
-    return pc.take(result, pc.index_in(key, value_set=distinct))
+
+    def __init__(self, keyring: Keyring) -> None:
+        patient = keyring.pseudonym_key("patient")
+        record = keyring.pseudonym_key("record")
+        self.field_id, field_key = keyring.field_key()
+        self.compute = {
+            "patient": lambda ctx, v: crypto.pseudonym_array(patient, v),
+            "record": lambda ctx, v: crypto.pseudonym_array(record, v, context=ctx),
+            "enc": lambda ctx, v: crypto.encrypt_array(self.field_id, field_key, v, ctx),
+        }
+        self.cache: dict[str, dict[tuple[str, str], object]] = {kind: {} for kind in KEYED_TYPES}
+
+    def outputs(self, kind: str, ctx: list[str], values: list[str]) -> list:
+        cache = self.cache[kind]
+        pairs = list(zip(ctx, values))
+        missing = [pair for pair in pairs if pair not in cache]
+        if missing:
+            out = self.compute[kind](pa.array([c for c, _ in missing], pa.string()),
+                                     pa.array([v for _, v in missing], pa.string())).to_pylist()
+            cache.update(zip(missing, out))
+        return [cache[pair] for pair in pairs]
 
 
-def register_udfs(con: duckdb.DuckDBPyConnection, keyring: Keyring) -> None:
-    """Keyed functions used by the generated SELECT (keys stay in this process, never in SQL)."""
-    patient = keyring.pseudonym_key("patient")
-    record = keyring.pseudonym_key("record")
-    field_id, field_key = keyring.field_key()
+def build_keyed(con: duckdb.DuckDBPyConnection, memo: KeyedMemo, ds: Dataset, source: str) -> None:
+    """Fill one :func:`keyed_table` per keyed column of ``ds`` from the distinct inputs in
+    ``source`` (its conforming rows).
 
-    def pid_patient(values: pa.Array) -> pa.Array:
-        return on_distinct(lambda v: crypto.pseudonym_array(patient, v), values)
+    Why tables and not a Python UDF inside the SELECT: a UDF runs per row vector on DuckDB's
+    worker threads, which then queue on the GIL; here the crypto runs once per distinct input,
+    and :func:`select_sql` joins small per-column tables.
+    """
+    for wc in table_columns(ds):
+        spec = _keyed_input(wc)
+        if spec is None:
+            continue
+        kind, ctx, value = spec
+        table = keyed_table(ds, wc)
+        distinct = con.execute(f"SELECT DISTINCT {ctx} AS ctx, {value} AS v FROM {source} "
+                               f"WHERE {value_present_sql(wc.source)}").fetch_arrow_table()
+        ctx_list, values = distinct["ctx"].to_pylist(), distinct["v"].to_pylist()
+        out_type = pa.string() if KEYED_TYPES[kind] == "VARCHAR" else pa.binary()
+        rows = pa.table({"ctx": pa.array(ctx_list, pa.string()), "v": pa.array(values, pa.string()),
+                         "out": pa.array(memo.outputs(kind, ctx_list, values), out_type)})
+        con.register("hqms_keyed_rows", rows)
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT * FROM hqms_keyed_rows")
+        con.unregister("hqms_keyed_rows")
+    con.execute(f"SET VARIABLE hqms_field_key_id = {_lit(memo.field_id)}")
 
-    def pid_record(orgs: pa.Array, values: pa.Array) -> pa.Array:
-        return on_distinct(lambda o, v: crypto.pseudonym_array(record, v, context=o), orgs, values)
 
-    def enc(values: pa.Array, aad: pa.Array) -> pa.Array:
-        return on_distinct(lambda v, a: crypto.encrypt_array(field_id, field_key, v, a), values, aad)
-
-    for name in ("hqms_pid_patient", "hqms_pid_record", "hqms_enc"):
-        try:
-            con.remove_function(name)
-        except duckdb.InvalidInputException:
-            pass
-    con.create_function("hqms_pid_patient", pid_patient, ["VARCHAR"], "VARCHAR", type="arrow",
-                        null_handling="special", side_effects=False)
-    con.create_function("hqms_pid_record", pid_record, ["VARCHAR", "VARCHAR"], "VARCHAR", type="arrow",
-                        null_handling="special", side_effects=False)
-    con.create_function("hqms_enc", enc, ["VARCHAR", "VARCHAR"], "BLOB", type="arrow",
-                        null_handling="special", side_effects=True)
+def install_functions(con: duckdb.DuckDBPyConnection) -> None:
+    """Unkeyed helpers the generated SELECT uses (the region macro)."""
     _install_regions(con)
-    con.execute(f"SET VARIABLE hqms_field_key_id = {_lit(field_id)}")
 
 
 def _install_regions(con: duckdb.DuckDBPyConnection) -> None:
@@ -134,17 +158,13 @@ def _age_band(age: str) -> str:
     return f"CASE {whens} END"
 
 
-def _expr(wc: WarehouseColumn, ds: Dataset) -> str:
+def _expr(wc: WarehouseColumn, ds: Dataset, keyed_alias: str | None) -> str:
     col = wc.source
     present = value_present_sql(col)
+    if keyed_alias is not None:
+        return f"CASE WHEN {present} THEN {keyed_alias}.out END"
     if wc.role == "value":
         return typed_expr(col)
-    if wc.role == "pid":
-        if col.pseudonym == "patient":
-            return f"CASE WHEN {present} THEN hqms_pid_patient({_normalised(col)}) END"
-        return f"CASE WHEN {present} THEN hqms_pid_record(_uploader_org, {_normalised(col)}) END"
-    if wc.role == "enc":
-        return f"CASE WHEN {present} THEN hqms_enc(\"{col.code}\", {_lit(ds.id + '.' + col.code)}) END"
     if wc.role == "year":
         return f"year({typed_expr(col)})::INTEGER"
     if wc.role == "age_band":
@@ -177,7 +197,8 @@ def natural_key_expr(ds: Dataset) -> str:
 def select_sql(ds: Dataset, source: str) -> str:
     """SELECT producing dw.<dataset> rows (META_COLUMNS order, then the derived columns) from
     staged rows that carry ``_uploader_org``, ``_row`` and the :data:`LINEAGE` columns, so the
-    files of many uploads go through one statement."""
+    files of many uploads go through one statement; pseudonyms and ciphertext are looked up in
+    the tables :func:`build_keyed` filled from the same ``source``."""
     meta = {
         "_org_code": "_uploader_org",
         "_upload_id": "_m_upload_id",
@@ -188,7 +209,15 @@ def select_sql(ds: Dataset, source: str) -> str:
         "_key_id": "getvariable('hqms_field_key_id')",
     }
     exprs = [f"{meta[name]} AS \"{name}\"" for name, _ in META_COLUMNS if name != "_nk"]
-    exprs += [f"{_expr(wc, ds)} AS \"{wc.name}\"" for wc in table_columns(ds)]
-    inner = "SELECT " + ",\n  ".join(exprs) + f"\nFROM {source}"
+    joins = []
+    for i, wc in enumerate(table_columns(ds)):
+        spec = _keyed_input(wc)
+        alias = None
+        if spec:
+            kind, ctx, value = spec
+            alias = f"k{i}"
+            joins.append(f"LEFT JOIN {keyed_table(ds, wc)} AS {alias} ON {alias}.ctx = {ctx} AND {alias}.v = {value}")
+        exprs.append(f"{_expr(wc, ds, alias)} AS \"{wc.name}\"")
+    inner = "SELECT " + ",\n  ".join(exprs) + f"\nFROM {source} AS s\n" + "\n".join(joins)
     # ``_nk`` is META_COLUMNS[0]: the key leads, ``*`` keeps the rest in the table's order
     return f"SELECT {natural_key_expr(ds)} AS _nk, *\nFROM ({inner})"

@@ -18,9 +18,10 @@ from dataclasses import dataclass
 import duckdb
 import pyarrow as pa
 
-from hqms.ingest.deidentify import select_sql
+from hqms.ingest.deidentify import KeyedMemo, build_keyed, install_functions, select_sql
 from hqms.ingest.stage import StagedFile
 from hqms.ingest.validate import failing_table
+from hqms.keys import Keyring
 from hqms.registry import ErrorRecord
 from hqms.spec import Dataset
 
@@ -47,23 +48,44 @@ class FileResult:
     period_end: str | None
 
 
-def merge_dataset(con: duckdb.DuckDBPyConnection, ds: Dataset, parts: list[Part]) -> list[FileResult]:
-    """Upsert the conforming rows of ``parts`` (all of dataset ``ds``); caller owns the transaction."""
+def conforming_table(ds: Dataset) -> str:
+    """Temporary table of the batch's conforming rows of ``ds``, with their lineage (read once
+    per keyed column and once by the merge, so materialised rather than a view)."""
+    return f"hqms_conforming_{ds.id}"
+
+
+def prepare(con: duckdb.DuckDBPyConnection, keyring: Keyring, parts: dict[str, list[Part]]) -> None:
+    """Everything the merge needs that does not touch the warehouse, so the warehouse is
+    attached only for the merge statements: lineage per file, one table per dataset of its
+    conforming rows, and every pseudonym and ciphertext of the batch (:func:`build_keyed`)."""
     lineage = pa.table({
-        "_src": [p.staged.src for p in parts],
-        "_m_upload_id": [p.upload_id for p in parts],
-        "_m_received_at": [p.received_at for p in parts],
-        "_m_file": [p.staged.file_name for p in parts],
+        "_src": [p.staged.src for ps in parts.values() for p in ps],
+        "_m_upload_id": [p.upload_id for ps in parts.values() for p in ps],
+        "_m_received_at": [p.received_at for ps in parts.values() for p in ps],
+        "_m_file": [p.staged.file_name for ps in parts.values() for p in ps],
     })
-    con.register("hqms_lineage", lineage)
-    try:
-        source = (f"(SELECT * FROM {STAGE}.{parts[0].staged.table} JOIN hqms_lineage USING (_src) "
-                  f"ANTI JOIN {STAGE}.{failing_table(ds)} USING (_src, _row))")
-        con.execute(f"CREATE OR REPLACE TEMP TABLE incoming AS SELECT * FROM ({select_sql(ds, source)}) "
-                    "QUALIFY row_number() OVER (PARTITION BY _nk ORDER BY _received_at DESC, _upload_id DESC, "
-                    "_source_file DESC, _source_row DESC) = 1")
-    finally:
-        con.unregister("hqms_lineage")
+    con.register("hqms_lineage_rows", lineage)
+    con.execute("CREATE OR REPLACE TEMP TABLE hqms_lineage AS SELECT * FROM hqms_lineage_rows")
+    con.unregister("hqms_lineage_rows")
+    install_functions(con)
+    memo = KeyedMemo(keyring)
+    for dataset_parts in parts.values():
+        ds = dataset_parts[0].staged.dataset
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {conforming_table(ds)} AS SELECT * FROM "
+                    f"{STAGE}.{dataset_parts[0].staged.table} JOIN temp.main.hqms_lineage USING (_src) "
+                    f"ANTI JOIN {STAGE}.{failing_table(ds)} USING (_src, _row)")
+        build_keyed(con, memo, ds, conforming_table(ds))
+
+
+def merge_dataset(con: duckdb.DuckDBPyConnection, ds: Dataset, parts: list[Part]) -> list[FileResult]:
+    """Upsert the conforming rows of ``parts`` (all of dataset ``ds``, after :func:`prepare`);
+    caller owns the transaction."""
+    con.execute(f"CREATE OR REPLACE TEMP TABLE incoming AS {select_sql(ds, conforming_table(ds))}")
+    con.execute(f"DROP TABLE {conforming_table(ds)}")
+    rows, keys = con.execute("SELECT count(*), count(DISTINCT _nk) FROM incoming").fetchone()
+    if rows != keys:  # a record sent more than once in this batch: keep its newest version
+        con.execute("DELETE FROM incoming WHERE rowid NOT IN (SELECT arg_max(rowid, "
+                    "(_received_at, _upload_id, _source_file, _source_row)) FROM incoming GROUP BY _nk)")
     con.execute(f"""DELETE FROM dw.{ds.id} AS t USING incoming AS i
                     WHERE t._nk = i._nk AND t._received_at <= i._received_at""")
     con.execute(f"""INSERT INTO dw.{ds.id} SELECT i.* FROM incoming AS i

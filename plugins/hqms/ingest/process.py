@@ -5,13 +5,15 @@ Per upload, in this order, and why:
    validate are the bytes the hospital sent;
 2. vault: encrypt the original (SM4-GCM, data key wrapped with SM2), store, verify — before any
    plaintext could be deleted;
-3. stage + validate: all uploads of the batch share one private in-memory staging database (one
+3. stage + validate: the uploads of one *round* (up to ``HQMS_BATCH_MAX_BYTES`` of CSV, so memory
+   stays bounded however large the batch) share one private in-memory staging database (one
    table per dataset) and one Great Expectations checkpoint (GX costs per expectation and table,
-   not per row, so a batch of small daily uploads validates in about the time of one);
-4. attach the warehouse to that database and de-identify and merge the conforming rows of the
-   whole batch plus the uploads' ops rows in ONE warehouse transaction, one statement per
-   dataset, newest version per natural key winning (the step the ``hqms_warehouse`` pool
-   serialises; the warehouse file is locked only for this step);
+   not per row, so a round of small daily uploads validates in about the time of one);
+4. compute the round's pseudonyms and ciphertext (once per distinct identifier), attach the
+   warehouse and de-identify and merge the conforming rows of the whole round plus the uploads'
+   ops rows in ONE warehouse transaction, one statement per dataset, newest version per natural
+   key winning (the ``hqms_warehouse`` pool serialises ingest tasks; the warehouse file is
+   locked only for this step);
 5. record the outcome (status, counts, every error) in the registry;
 6. delete the plaintext landing object; the staging database goes when the batch is done.
 
@@ -26,6 +28,7 @@ from __future__ import annotations
 import logging
 import shutil
 import time
+import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,8 +37,7 @@ import duckdb
 
 from hqms import config as hqms_config
 from hqms import quality, sqlmacros
-from hqms.ingest.deidentify import register_udfs
-from hqms.ingest.merge import FileResult, Part, merge_dataset, record_ops
+from hqms.ingest.merge import FileResult, Part, merge_dataset, prepare, record_ops
 from hqms.ingest.validate import ValidationReport, validate_many
 from hqms.keys import Keyring, load_keyring
 from hqms.objectstore import ObjectStore
@@ -137,19 +139,26 @@ def _fetch_all(uploads: list[dict], store: ObjectStore, cfg: hqms_config.Config,
     return fetched, failed
 
 
-def _merge_batch(con: duckdb.DuckDBPyConnection, uploads: list[dict], reports: dict[str, ValidationReport],
-                 decisions: dict[str, tuple[str, str, str]]) -> None:
-    """Step 4 for the whole batch, in one transaction: one merge statement per dataset."""
+def _parts(uploads: list[dict], reports: dict[str, ValidationReport]) -> dict[str, list[Part]]:
+    """The batch's non-fatal files per dataset, with what the merge records about them."""
     parts: dict[str, list[Part]] = {}
-    results: dict[str, list[FileResult]] = {u["upload_id"]: [] for u in uploads}
     for upload in uploads:
         report = reports[upload["upload_id"]]
         for sf in report.files:
-            if sf.fatal:
-                results[upload["upload_id"]].append(FileResult(sf, 0, 0, None, None))
-            else:
+            if not sf.fatal:
                 parts.setdefault(sf.dataset.id, []).append(Part(
                     sf, upload["upload_id"], upload["received_at"], report.conforming(sf)))
+    return parts
+
+
+def _merge_batch(con: duckdb.DuckDBPyConnection, uploads: list[dict], reports: dict[str, ValidationReport],
+                 decisions: dict[str, tuple[str, str, str]], parts: dict[str, list[Part]]) -> None:
+    """Step 4 for the whole batch, in one transaction: one merge statement per dataset."""
+    results: dict[str, list[FileResult]] = {u["upload_id"]: [] for u in uploads}
+    for upload in uploads:
+        for sf in reports[upload["upload_id"]].files:
+            if sf.fatal:
+                results[upload["upload_id"]].append(FileResult(sf, 0, 0, None, None))
     con.execute("BEGIN TRANSACTION")
     try:
         for dataset_parts in parts.values():
@@ -166,8 +175,70 @@ def _merge_batch(con: duckdb.DuckDBPyConnection, uploads: list[dict], reports: d
         raise
 
 
+def _csv_bytes(path: Path) -> int:
+    with zipfile.ZipFile(path) as zf:
+        return sum(info.file_size for info in zf.infolist())
+
+
+def _rounds(fetched: list[tuple[dict, Path]], max_bytes: int) -> list[list[tuple[dict, Path]]]:
+    """Consecutive groups of uploads whose CSVs total at most ``max_bytes`` (an upload larger
+    than that is a group of its own): one staging database at a time, so memory is bounded by
+    the budget, not by how much a batch happens to hold."""
+    rounds: list[list[tuple[dict, Path]]] = []
+    size = 0
+    for item in fetched:
+        n = _csv_bytes(item[1])
+        if not rounds or (rounds[-1] and size + n > max_bytes):
+            rounds.append([])
+            size = 0
+        rounds[-1].append(item)
+        size += n
+    return rounds
+
+
+def _process_round(fetched: list[tuple[dict, Path]], cfg: hqms_config.Config, registry: Registry,
+                   store: ObjectStore, keyring: Keyring, run_id: str, work: Path) -> list[Outcome]:
+    """Steps 3–6 for fetched and vaulted uploads: one staging database, one GX checkpoint, one
+    warehouse transaction."""
+    started = time.perf_counter()
+    uploads = [u for u, _ in fetched]
+    with open_stage(work / "duckdb_tmp", memory_limit=cfg.duckdb_memory_limit,
+                    threads=cfg.duckdb_threads) as stage:
+        reports = validate_many(stage, [(u["upload_id"], path, u["org_code"]) for u, path in fetched], work,
+                                docs_dir=cfg.gx_docs_dir / run_id, run_id=run_id)
+        validated = time.perf_counter()
+        decisions = {u["upload_id"]: decide_status(reports[u["upload_id"]]) for u in uploads}
+        parts = _parts(uploads, reports)
+        prepare(stage.con, keyring, parts)
+        prepared = time.perf_counter()
+        attach_warehouse(stage.con, cfg)
+        try:
+            _merge_batch(stage.con, uploads, reports, decisions, parts)
+        finally:
+            detach_warehouse(stage.con)
+    merged = time.perf_counter()
+    outcomes: list[Outcome] = []
+    for upload in uploads:
+        uid = upload["upload_id"]
+        report = reports[uid]
+        status, msg_zh, msg_en = decisions[uid]
+        registry.replace_errors(uid, report.errors)
+        registry.set_status(uid, status, message_zh=msg_zh, message_en=msg_en,
+                            record_count=report.record_count, conforming_count=report.conforming_count)
+        store.delete(cfg.buckets["landing"], upload["object_key"])
+        n_err = sum(1 for e in report.errors if e.severity == "error")
+        outcomes.append(Outcome(uid, upload["stream"], status, report.record_count, report.conforming_count, n_err))
+    log.info("round %s: %d uploads, %d records; stage+validate %.1f s, keyed crypto %.1f s, "
+             "de-identify+merge %.1f s, record %.1f s", run_id, len(outcomes),
+             sum(o.record_count for o in outcomes), validated - started, prepared - validated,
+             merged - prepared, time.perf_counter() - merged)
+    return outcomes
+
+
 def process_batch(upload_ids: list[str], cfg: hqms_config.Config | None = None) -> list[Outcome]:
-    """Run steps 1–6 for uploads already claimed as ``processing`` by the caller."""
+    """Run steps 1–6 for uploads already claimed as ``processing`` by the caller: fetch and
+    vault them all, then stage, validate and merge them in rounds of at most
+    ``cfg.batch_max_bytes`` of CSV."""
     cfg = cfg or hqms_config.load()
     cfg.ensure_dirs()
     registry = Registry.from_config(cfg)
@@ -183,38 +254,14 @@ def process_batch(upload_ids: list[str], cfg: hqms_config.Config | None = None) 
     started = time.perf_counter()
     keyring = load_keyring(cfg)
     fetched, failed = _fetch_all(uploads, store, cfg, keyring, work)
-
-    fetched_at = time.perf_counter()
-    uploads_ok = [u for u, _ in fetched]
-    with open_stage(work / "duckdb_tmp", memory_limit=cfg.duckdb_memory_limit,
-                    threads=cfg.duckdb_threads) as stage:
-        reports = validate_many(stage, [(u["upload_id"], path, u["org_code"]) for u, path in fetched], work,
-                                docs_dir=cfg.gx_docs_dir / run_id, run_id=run_id)
-        validated = time.perf_counter()
-        decisions = {u["upload_id"]: decide_status(reports[u["upload_id"]]) for u in uploads_ok}
-        register_udfs(stage.con, keyring)
-        attach_warehouse(stage.con, cfg)
-        try:
-            _merge_batch(stage.con, uploads_ok, reports, decisions)
-        finally:
-            detach_warehouse(stage.con)
-    merged = time.perf_counter()
+    log.info("batch %s: %d uploads fetched and vaulted in %.1f s", run_id, len(fetched),
+             time.perf_counter() - started)
+    rounds = _rounds(fetched, cfg.batch_max_bytes)
     outcomes: list[Outcome] = []
-    for upload in uploads_ok:
-        uid = upload["upload_id"]
-        report = reports[uid]
-        status, msg_zh, msg_en = decisions[uid]
-        registry.replace_errors(uid, report.errors)
-        registry.set_status(uid, status, message_zh=msg_zh, message_en=msg_en,
-                            record_count=report.record_count, conforming_count=report.conforming_count)
-        store.delete(cfg.buckets["landing"], upload["object_key"])
-        n_err = sum(1 for e in report.errors if e.severity == "error")
-        outcomes.append(Outcome(uid, upload["stream"], status, report.record_count, report.conforming_count, n_err))
+    for n, round_ in enumerate(rounds):
+        round_id = run_id if len(rounds) == 1 else f"{run_id}.{n + 1}"
+        outcomes += _process_round(round_, cfg, registry, store, keyring, round_id, work / f"round{n + 1}")
     shutil.rmtree(work, ignore_errors=True)
-    log.info("batch %s: %d uploads, %d records; fetch+vault %.1f s, stage+validate %.1f s, "
-             "de-identify+merge %.1f s, record %.1f s", run_id, len(outcomes),
-             sum(o.record_count for o in outcomes), fetched_at - started, validated - fetched_at,
-             merged - validated, time.perf_counter() - merged)
     if failed:
         raise BatchIncomplete(f"{len(failed)} uploads left for retry: {', '.join(failed)}")
     return outcomes

@@ -30,30 +30,16 @@ def sweep_landing(cfg: hqms_config.Config, registry: Registry, store: ObjectStor
     return removed
 
 
-def batches(uploads: list[dict], max_uploads: int, max_bytes: int) -> list[list[str]]:
-    """Consecutive groups of upload ids, each within both limits (an upload larger than
-    ``max_bytes`` forms its own batch). Many small daily uploads share the per-batch costs
-    (GX context, merge statements); the byte limit bounds a batch's staging data."""
-    out: list[list[str]] = []
-    size = 0
-    for upload in uploads:
-        n = int(upload.get("size_bytes") or 0)
-        if not out or len(out[-1]) >= max_uploads or (out[-1] and size + n > max_bytes):
-            out.append([])
-            size = 0
-        out[-1].append(upload["upload_id"])
-        size += n
-    return out
-
-
 def claim() -> list[list[str]]:
     """Claim every pending upload (stale claims of dead runs included), oldest first, in
-    batches (see :func:`batches`); each batch is one mapped DAG task."""
+    batches of at most ``HQMS_BATCH_MAX_UPLOADS``; each batch is one mapped DAG task."""
     cfg = hqms_config.load()
     registry = Registry.from_config(cfg)
     sweep_landing(cfg, registry, ObjectStore.from_config(cfg))
     stale = timedelta(seconds=cfg.stale_claim_seconds)
-    return batches(registry.claim_pending(stale_after=stale), cfg.batch_max_uploads, cfg.batch_max_bytes)
+    ids = [u["upload_id"] for u in registry.claim_pending(stale_after=stale)]
+    size = cfg.batch_max_uploads
+    return [ids[i:i + size] for i in range(0, len(ids), size)]
 
 
 def process(upload_ids: list[str]) -> list[dict]:
