@@ -115,7 +115,10 @@ def main() -> int:
              "header=true, all_varchar=true, union_by_name=true)\")\n")
     floor_wall, floor_peak = _timed_child(env, floor)
 
-    ingest = ("import logging\nlogging.disable(logging.INFO)\n"
+    log = args.work / "ingest.log"
+    ingest = ("import logging\n"
+              f"logging.basicConfig(filename={str(log)!r}, level=logging.WARNING, format='%(asctime)s %(message)s')\n"
+              "logging.getLogger('hqms.ingest').setLevel(logging.INFO)\n"
               "from hqms.ingest.run import claim, process\n"
               "for batch in claim():\n    process(batch)\n")
     wall, peak = _timed_child(env, ingest)
@@ -130,6 +133,7 @@ def main() -> int:
     for label, secs, mem in rows:
         print(f"{label:28s} {secs:9.1f} {records / secs:11,.0f} {mb / secs:8.1f} {mem:9.0f}")
     print(f"\nratio ingest / floor: {wall / floor_wall:.1f}x the time, {peak / floor_peak:.1f}x the memory")
+    print(f"per-round timings: {log}")
     print(f"measured {datetime.now().isoformat(timespec='seconds')} on {os.cpu_count()} cores")
     return 0
 

@@ -36,3 +36,13 @@ def test_memoised_ciphertext_decrypts_to_each_value_under_its_column(hqms_home: 
     field_keys = ring.field_keys()
     assert crypto.decrypt_field(field_keys, cells[0], "P13") == "110101199003071234"
     assert crypto.decrypt_field(field_keys, cells[1], "P7502") == "MZ1"
+
+
+def test_a_full_memo_starts_over_and_still_answers_right(hqms_home: Path) -> None:
+    ring = _ring(hqms_home)
+    memo = KeyedMemo(ring, limit=3)
+    patient = ring.pseudonym_key("patient")
+    for values in (["a", "b"], ["b", "c", "d"], ["e", "f", "g", "h"], ["a"]):
+        expected = [crypto.pseudonym(patient, v) for v in values]
+        assert memo.outputs("patient", [""] * len(values), values) == expected
+        assert len(memo.cache["patient"]) <= 3

@@ -52,42 +52,57 @@ def _keyed_input(wc: WarehouseColumn) -> tuple[str, str, str] | None:
     return None
 
 
+#: Distinct identifiers remembered per kind, and handled per call: bounds the memo's memory
+#: (≈ 300 bytes per entry) whatever the size of a round.
+MEMO_LIMIT = 200_000
+KEYED_CHUNK = 100_000
+
+
 class KeyedMemo:
-    """HMAC-SM3 pseudonyms and SM4-GCM ciphertext, each computed once per distinct input per batch.
+    """HMAC-SM3 pseudonyms and SM4-GCM ciphertext, each computed once per distinct input.
 
     One visit's identifiers recur on every prescription, lab and examination row and in each of
     those files; the memo makes every repeat a dictionary lookup. Sharing one ciphertext between
     equal cells reveals nothing new: every encrypted column has a pseudonym twin that already
     shows which cells are equal. A ``<col>_enc`` cell's GCM additional data is its column code
     (e.g. ``P13``), so a ciphertext cannot be moved to another column. The memo lives for one
-    batch, whose size the claim limits bound.
+    round and holds at most ``limit`` entries per kind (it starts over when full).
     """
 
-    def __init__(self, keyring: Keyring) -> None:
+    def __init__(self, keyring: Keyring, limit: int = MEMO_LIMIT) -> None:
         patient = keyring.pseudonym_key("patient")
         record = keyring.pseudonym_key("record")
         self.field_id, field_key = keyring.field_key()
-        self.compute = {
+        self.limit = limit
+        self._compute = {
             "patient": lambda ctx, v: crypto.pseudonym_array(patient, v),
             "record": lambda ctx, v: crypto.pseudonym_array(record, v, context=ctx),
             "enc": lambda ctx, v: crypto.encrypt_array(self.field_id, field_key, v, ctx),
         }
         self.cache: dict[str, dict[tuple[str, str], object]] = {kind: {} for kind in KEYED_TYPES}
 
+    def _run(self, kind: str, pairs: list[tuple[str, str]]) -> list:
+        return self._compute[kind](pa.array([c for c, _ in pairs], pa.string()),
+                                   pa.array([v for _, v in pairs], pa.string())).to_pylist()
+
     def outputs(self, kind: str, ctx: list[str], values: list[str]) -> list:
+        """Outputs for (context, value) pairs, in order."""
         cache = self.cache[kind]
         pairs = list(zip(ctx, values))
         missing = [pair for pair in pairs if pair not in cache]
+        if len(cache) + len(missing) > self.limit:
+            cache.clear()
+            if len(pairs) > self.limit:
+                return self._run(kind, pairs)
+            missing = pairs
         if missing:
-            out = self.compute[kind](pa.array([c for c, _ in missing], pa.string()),
-                                     pa.array([v for _, v in missing], pa.string())).to_pylist()
-            cache.update(zip(missing, out))
+            cache.update(zip(missing, self._run(kind, missing)))
         return [cache[pair] for pair in pairs]
 
 
 def build_keyed(con: duckdb.DuckDBPyConnection, memo: KeyedMemo, ds: Dataset, source: str) -> None:
     """Fill one :func:`keyed_table` per keyed column of ``ds`` from the distinct inputs in
-    ``source`` (its conforming rows).
+    ``source`` (its conforming rows), :data:`KEYED_CHUNK` inputs at a time.
 
     Why tables and not a Python UDF inside the SELECT: a UDF runs per row vector on DuckDB's
     worker threads, which then queue on the GIL; here the crypto runs once per distinct input,
@@ -99,15 +114,19 @@ def build_keyed(con: duckdb.DuckDBPyConnection, memo: KeyedMemo, ds: Dataset, so
             continue
         kind, ctx, value = spec
         table = keyed_table(ds, wc)
+        out_type = pa.string() if KEYED_TYPES[kind] == "VARCHAR" else pa.binary()
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {table} (ctx VARCHAR, v VARCHAR, out {KEYED_TYPES[kind]})")
         distinct = con.execute(f"SELECT DISTINCT {ctx} AS ctx, {value} AS v FROM {source} "
                                f"WHERE {value_present_sql(wc.source)}").fetch_arrow_table()
-        ctx_list, values = distinct["ctx"].to_pylist(), distinct["v"].to_pylist()
-        out_type = pa.string() if KEYED_TYPES[kind] == "VARCHAR" else pa.binary()
-        rows = pa.table({"ctx": pa.array(ctx_list, pa.string()), "v": pa.array(values, pa.string()),
-                         "out": pa.array(memo.outputs(kind, ctx_list, values), out_type)})
-        con.register("hqms_keyed_rows", rows)
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT * FROM hqms_keyed_rows")
-        con.unregister("hqms_keyed_rows")
+        for start in range(0, distinct.num_rows, KEYED_CHUNK):
+            part = distinct.slice(start, KEYED_CHUNK)
+            ctx_list, values = part["ctx"].to_pylist(), part["v"].to_pylist()
+            rows = pa.table({"ctx": part["ctx"], "v": part["v"],
+                             "out": pa.array(memo.outputs(kind, ctx_list, values), out_type)})
+            con.register("hqms_keyed_rows", rows)
+            con.execute(f"INSERT INTO {table} SELECT * FROM hqms_keyed_rows")
+            con.unregister("hqms_keyed_rows")
+        del distinct
     con.execute(f"SET VARIABLE hqms_field_key_id = {_lit(memo.field_id)}")
 
 

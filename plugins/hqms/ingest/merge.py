@@ -105,38 +105,73 @@ def merge_dataset(con: duckdb.DuckDBPyConnection, ds: Dataset, parts: list[Part]
     return out
 
 
-def record_ops(con: duckdb.DuckDBPyConnection, upload: dict, status: str, message: tuple[str, str],
-               results: list[FileResult], errors: list[ErrorRecord]) -> None:
-    """Replace the upload's rows in ops.uploads / ops.upload_files / ops.upload_errors."""
-    uid = upload["upload_id"]
+@dataclass(frozen=True)
+class UploadRecord:
+    """What ``ops`` keeps of one processed upload."""
+
+    upload: dict
+    status: str
+    message: tuple[str, str]   # (zh, en)
+    results: list[FileResult]
+    errors: list[ErrorRecord]
+
+
+def _insert_rows(con: duckdb.DuckDBPyConnection, table: str, rows: pa.Table, select: str = "*") -> None:
+    con.register("hqms_ops_rows", rows)
+    con.execute(f"INSERT INTO ops.{table} SELECT {select} FROM hqms_ops_rows")
+    con.unregister("hqms_ops_rows")
+
+
+def record_ops(con: duckdb.DuckDBPyConnection, records: list[UploadRecord]) -> None:
+    """Replace the uploads' rows in ops.uploads / ops.upload_files / ops.upload_errors: one
+    DELETE and one INSERT per table for the whole round (per-upload statements each scanned
+    the tables again)."""
+    ids = [r.upload["upload_id"] for r in records]
+    con.register("hqms_ops_ids", pa.table({"upload_id": ids}))
     for table in ("uploads", "upload_files", "upload_errors"):
-        con.execute(f"DELETE FROM ops.{table} WHERE upload_id = ?", [uid])
-    record_count = sum(r.staged.record_count for r in results)
-    conforming = sum(r.conforming for r in results)
-    n_err = sum(1 for e in errors if e.severity == "error")
-    con.execute(
-        "INSERT INTO ops.uploads VALUES (?, ?, ?, ?, ?, ?, ?, CAST(? AS TIMESTAMPTZ), ?, ?, ?, ?, ?, ?, ?, now())",
-        [uid, upload["stream"], upload["org_code"], upload.get("channel"), upload["file_name"],
-         upload["sha256"], upload["size_bytes"], upload["received_at"], status, message[0], message[1],
-         record_count, conforming, n_err, len(errors) - n_err])
-    con.executemany(
-        "INSERT INTO ops.upload_files VALUES (?, ?, ?, ?, ?, ?, CAST(? AS DATE), CAST(? AS DATE))",
-        [[uid, r.staged.file_name, r.staged.dataset.id, r.staged.dataset.stream, r.staged.record_count,
-          r.conforming, r.period_start, r.period_end] for r in results])
+        con.execute(f"DELETE FROM ops.{table} WHERE upload_id IN (SELECT upload_id FROM hqms_ops_ids)")
+    con.unregister("hqms_ops_ids")
+    uploads = [(r, sum(1 for e in r.errors if e.severity == "error")) for r in records]
+    _insert_rows(con, "uploads", pa.table({
+        "upload_id": ids,
+        "stream": [r.upload["stream"] for r in records],
+        "org_code": [r.upload["org_code"] for r in records],
+        "channel": [r.upload.get("channel") for r in records],
+        "file_name": [r.upload["file_name"] for r in records],
+        "sha256": [r.upload["sha256"] for r in records],
+        "size_bytes": pa.array([r.upload["size_bytes"] for r in records], pa.int64()),
+        "received_at": [r.upload["received_at"] for r in records],
+        "status": [r.status for r in records],
+        "message_zh": [r.message[0] for r in records],
+        "message_en": [r.message[1] for r in records],
+        "record_count": pa.array([sum(f.staged.record_count for f in r.results) for r in records], pa.int64()),
+        "conforming_count": pa.array([sum(f.conforming for f in r.results) for r in records], pa.int64()),
+        "error_count": pa.array([n for _, n in uploads], pa.int64()),
+        "warning_count": pa.array([len(r.errors) - n for r, n in uploads], pa.int64()),
+    }), select="* REPLACE (CAST(received_at AS TIMESTAMPTZ) AS received_at), now()")
+    files = [(r.upload["upload_id"], f) for r in records for f in r.results]
+    _insert_rows(con, "upload_files", pa.table({
+        "upload_id": [u for u, _ in files],
+        "file_name": [f.staged.file_name for _, f in files],
+        "dataset": [f.staged.dataset.id for _, f in files],
+        "stream": [f.staged.dataset.stream for _, f in files],
+        "record_count": pa.array([f.staged.record_count for _, f in files], pa.int64()),
+        "conforming_count": pa.array([f.conforming for _, f in files], pa.int64()),
+        "period_start": pa.array([f.period_start for _, f in files], pa.string()).cast(pa.date32()),
+        "period_end": pa.array([f.period_end for _, f in files], pa.string()).cast(pa.date32()),
+    }))
+    errors = [(r.upload["upload_id"], seq, e) for r in records for seq, e in enumerate(r.errors, start=1)]
     if errors:
-        batch = pa.table({
-            "upload_id": [uid] * len(errors),
-            "seq": list(range(1, len(errors) + 1)),
-            "file_name": [e.file_name for e in errors],
-            "row": pa.array([e.row for e in errors], pa.int64()),
-            "column_code": [e.column for e in errors],
-            "rule": [e.rule for e in errors],
-            "check_id": [e.check_id for e in errors],
-            "severity": [e.severity for e in errors],
-            "message_zh": [e.message_zh for e in errors],
-            "message_en": [e.message_en for e in errors],
-            "value_masked": [e.value_masked for e in errors],
-        })
-        con.register("hqms_err_batch", batch)
-        con.execute("INSERT INTO ops.upload_errors SELECT * FROM hqms_err_batch")
-        con.unregister("hqms_err_batch")
+        _insert_rows(con, "upload_errors", pa.table({
+            "upload_id": [u for u, _, _ in errors],
+            "seq": pa.array([n for _, n, _ in errors], pa.int64()),
+            "file_name": [e.file_name for _, _, e in errors],
+            "row": pa.array([e.row for _, _, e in errors], pa.int64()),
+            "column_code": pa.array([e.column for _, _, e in errors], pa.string()),
+            "rule": [e.rule for _, _, e in errors],
+            "check_id": pa.array([e.check_id for _, _, e in errors], pa.string()),
+            "severity": [e.severity for _, _, e in errors],
+            "message_zh": [e.message_zh for _, _, e in errors],
+            "message_en": [e.message_en for _, _, e in errors],
+            "value_masked": pa.array([e.value_masked for _, _, e in errors], pa.string()),
+        }))

@@ -37,7 +37,7 @@ import duckdb
 
 from hqms import config as hqms_config
 from hqms import quality, sqlmacros
-from hqms.ingest.merge import FileResult, Part, merge_dataset, prepare, record_ops
+from hqms.ingest.merge import FileResult, Part, UploadRecord, merge_dataset, prepare, record_ops
 from hqms.ingest.validate import ValidationReport, validate_many
 from hqms.keys import Keyring, load_keyring
 from hqms.objectstore import ObjectStore
@@ -165,10 +165,8 @@ def _merge_batch(con: duckdb.DuckDBPyConnection, uploads: list[dict], reports: d
             for part, result in zip(dataset_parts, merge_dataset(con, dataset_parts[0].staged.dataset,
                                                                  dataset_parts)):
                 results[part.upload_id].append(result)
-        for upload in uploads:
-            uid = upload["upload_id"]
-            status, msg_zh, msg_en = decisions[uid]
-            record_ops(con, upload, status, (msg_zh, msg_en), results[uid], reports[uid].errors)
+        record_ops(con, [UploadRecord(u, decisions[u["upload_id"]][0], decisions[u["upload_id"]][1:],
+                                      results[u["upload_id"]], reports[u["upload_id"]].errors) for u in uploads])
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
