@@ -25,7 +25,6 @@ import argparse
 import csv
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -48,13 +47,16 @@ def _hqms(env: dict[str, str], *args: str) -> None:
 
 
 def _timed_child(env: dict[str, str], code: str) -> tuple[float, float]:
-    """Run ``code`` in a fresh interpreter; (wall seconds, peak RSS MB of that child)."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    """Run ``code`` in a fresh interpreter; (wall seconds, peak RSS MB of that child alone —
+    ``wait4`` reports the one child, where RUSAGE_CHILDREN would keep the largest so far)."""
     t = time.perf_counter()
-    subprocess.run([PY, "-c", code], env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    child = subprocess.Popen([PY, "-c", code], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(child.pid, 0)
     wall = time.perf_counter() - t
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return wall, max(peak, before) / 1024
+    child.returncode = os.waitstatus_to_exitcode(status)
+    if child.returncode:
+        raise subprocess.CalledProcessError(child.returncode, "bench child")
+    return wall, usage.ru_maxrss / 1024
 
 
 def main() -> int:
@@ -106,7 +108,6 @@ def main() -> int:
     subprocess.run([PY, "-c", submit], env=env, check=True)
     print(f"submitted {len(plan)} zips in {time.perf_counter() - t:.1f} s")
 
-    # floor first: RUSAGE_CHILDREN keeps the maximum over all children so far
     floor = ("import duckdb, sys\n"
              f"con = duckdb.connect({str(args.work / 'floor.duckdb')!r})\n"
              "con.execute(\"SET threads = 2\")\n"

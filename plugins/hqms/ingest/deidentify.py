@@ -235,7 +235,8 @@ def select_sql(ds: Dataset, source: str) -> str:
         if spec:
             kind, ctx, value = spec
             alias = f"k{i}"
-            joins.append(f"LEFT JOIN {keyed_table(ds, wc)} AS {alias} ON {alias}.ctx = {ctx} AND {alias}.v = {value}")
+            joins.append(f"LEFT JOIN {keyed_table(ds, wc)} AS {alias} "
+                         f"ON {alias}.ctx = {ctx} AND {alias}.v = {value}")
         exprs.append(f"{_expr(wc, ds, alias)} AS \"{wc.name}\"")
     inner = "SELECT " + ",\n  ".join(exprs) + f"\nFROM {source} AS s\n" + "\n".join(joins)
     # ``_nk`` is META_COLUMNS[0]: the key leads, ``*`` keeps the rest in the table's order

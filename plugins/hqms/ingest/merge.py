@@ -1,15 +1,15 @@
-"""Merge a batch of uploads' de-identified rows into the warehouse, exactly once.
+"""Merge a round of uploads' de-identified rows into the warehouse, exactly once.
 
 Hospitals re-send the last 7 days every day, so a record arrives many times. Within ONE DuckDB
-transaction per batch, per dataset: the conforming rows of all the batch's files go through one
-de-identifying SELECT; per natural key the newest version wins (latest receive time, then latest
-upload, then last file and row); it replaces the stored version unless that came from a *later*
+transaction per round of uploads, per dataset: the conforming rows of all the round's files go
+through one de-identifying SELECT; per natural key the newest version wins (latest receive time,
+then latest upload, then last file and row); it replaces the stored version unless that came from a *later*
 upload (replaying an old upload never regresses data). The uploads' ``ops`` rows are replaced in
-the same transaction. Re-running a batch (task retry, crash before the registry heard about the
+the same transaction. Re-running a round (task retry, crash before the registry heard about the
 commit) deletes and re-inserts the same rows: no duplicates.
 
 The merge runs on the staging database's connection with the warehouse attached (see
-:func:`hqms.ingest.process`): staged rows go from one to the other inside DuckDB.
+:mod:`hqms.ingest.process`): staged rows go from one to the other inside DuckDB.
 """
 from __future__ import annotations
 
