@@ -72,12 +72,15 @@ class KeyedMemo:
     def __init__(self, keyring: Keyring, limit: int = MEMO_LIMIT) -> None:
         patient = keyring.pseudonym_key("patient")
         record = keyring.pseudonym_key("record")
-        self.field_id, field_key = keyring.field_key()
+        field_id, field_key = keyring.field_key()
+        self.field_id = field_id
         self.limit = limit
+        # the functions must not refer to ``self``: a reference cycle would keep each round's
+        # memo (hundreds of MB) alive until Python's occasional full garbage collection
         self._compute = {
             "patient": lambda ctx, v: crypto.pseudonym_array(patient, v),
             "record": lambda ctx, v: crypto.pseudonym_array(record, v, context=ctx),
-            "enc": lambda ctx, v: crypto.encrypt_array(self.field_id, field_key, v, ctx),
+            "enc": lambda ctx, v: crypto.encrypt_array(field_id, field_key, v, ctx),
         }
         self.cache: dict[str, dict[tuple[str, str], object]] = {kind: {} for kind in KEYED_TYPES}
 
