@@ -141,11 +141,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _cli_reprocess(args: argparse.Namespace) -> int:
-    try:
-        private_hex = args.private_key.read_text(encoding="ascii").strip()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"cannot read private key file {args.private_key}: {type(exc).__name__}") from None
-    done = reprocess(args.upload_id, private_hex)
+    from hqms.vault import read_private_key_file
+
+    done = reprocess(args.upload_id, read_private_key_file(args.private_key))
     print(f"{done.upload_id}: was {done.previous_status}; original restored and landed again "
           f"({done.size_bytes} bytes); the next hqms_ingest run processes it")
     return 0

@@ -270,11 +270,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     ver.set_defaults(func=_cli_verify)
 
 
-def _cli_decrypt(args: argparse.Namespace) -> int:
+def read_private_key_file(path: Path) -> str:
+    """The SM2 private key hex an investigator passes with ``--private-key`` (the error names
+    the file and the problem, never the content)."""
     try:
-        private_hex = args.private_key.read_text(encoding="ascii").strip()
+        return path.read_text(encoding="ascii").strip()
     except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"cannot read private key file {args.private_key}: {type(exc).__name__}") from None
+        raise UserError(f"cannot read private key file {path}: {type(exc).__name__}") from None
+
+
+def _cli_decrypt(args: argparse.Namespace) -> int:
+    private_hex = read_private_key_file(args.private_key)
     if args.out.exists():
         raise UserError(f"{args.out} exists; not overwriting it")
     cfg = config.load()
