@@ -133,12 +133,7 @@ def build_keyed(con: duckdb.DuckDBPyConnection, memo: KeyedMemo, ds: Dataset, so
     con.execute(f"SET VARIABLE hqms_field_key_id = {_lit(memo.field_id)}")
 
 
-def install_functions(con: duckdb.DuckDBPyConnection) -> None:
-    """Unkeyed helpers the generated SELECT uses (the region macro)."""
-    _install_regions(con)
-
-
-def _install_regions(con: duckdb.DuckDBPyConnection) -> None:
+def install_regions(con: duckdb.DuckDBPyConnection) -> None:
     """``hqms_region_of(address)``: city-level GB/T 2260 code (province when no city matches).
 
     Provinces are recognised by the first two characters of the address (unique among the 34
