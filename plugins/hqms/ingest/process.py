@@ -205,6 +205,9 @@ def _process_round(fetched: list[tuple[dict, Path]], cfg: hqms_config.Config, re
         reports = validate_many(stage, [(u["upload_id"], path, u["org_code"]) for u, path in fetched], work,
                                 docs_dir=cfg.gx_docs_dir / run_id, run_id=run_id)
         validated = time.perf_counter()
+        # staging numbers rows by insertion order; from here on no step depends on row order,
+        # and without it DuckDB builds and writes tables in parallel (merge ≈ 2× faster)
+        stage.con.execute("SET preserve_insertion_order = false")
         decisions = {u["upload_id"]: decide_status(reports[u["upload_id"]]) for u in uploads}
         parts = _parts(uploads, reports)
         prepare(stage.con, keyring, parts)
