@@ -125,3 +125,38 @@ def test_a_batch_of_many_files_keeps_each_files_own_row_numbers(tmp_path):
     (bad,) = [sf for sf in staged["k1"] if sf.file_name == "lis_1.csv"]
     assert [(e.row, e.rule) for e in bad.errors] == [(3, "csv_parse")]
     assert not list((tmp_path / "work").iterdir())
+
+
+def test_a_stray_quote_costs_one_row_and_the_rest_are_staged(tmp_path):
+    """An unquoted export with a value starting with '"' far into the file: DuckDB refuses the
+    file (its error text, cut mid-character, is not even decodable), the exact path must then
+    report that one row and stage every other row with its own number."""
+    rows = [",".join(_row(i, "阴性（胶体金法）")) for i in range(1, 401)]
+    rows[249] = rows[249].replace(",S00250,", ',"S00250,', 1)
+    text = ",".join(LIS.codes) + "\r\n" + "\r\n".join(rows) + "\r\n"
+    (sf,), con = _stage(tmp_path, "lis_3.csv", text.encode("gbk"))
+    assert [(e.row, e.rule) for e in sf.errors] == [(250, "csv_parse")]
+    assert (sf.record_count, sf.parsed_count) == (400, 399)
+    staged = con.execute(f'SELECT _row, "P8000" FROM {sf.table} ORDER BY _row').fetchall()
+    assert staged == [(i, f"S{i:05d}") for i in range(1, 401) if i != 250]
+
+
+def test_a_huge_cell_is_staged_for_the_length_rule_and_later_rows_are_kept(tmp_path):
+    """A 3 MB cell is over DuckDB's line limit and Python's default field limit; the row is
+    staged (the length rule reports it) and no row after it goes missing."""
+    rows = [_row(i) for i in range(1, 11)]
+    rows[4][6] = "阳" * 1_000_000
+    (sf,), con = _stage(tmp_path, "lis_4.csv", _csv(list(LIS.codes), rows).encode("gbk"))
+    assert (sf.record_count, sf.parsed_count, sf.errors) == (10, 10, [])
+    assert con.execute(f'SELECT _row, length("P8003") FROM {sf.table} ORDER BY _row').fetchall() == \
+        [(i, 1_000_000 if i == 5 else 2) for i in range(1, 11)]
+
+
+def test_null_markers_and_blanks_of_other_exporters_stage_as_null(tmp_path):
+    rows = [_row(i) for i in range(1, 7)]
+    for row, marker in zip(rows, ["NULL", "null", "\\N", " Null ", "\t", "\u3000"]):
+        row[7] = marker
+    rows[0][6] = "\t阴性\t"
+    (sf,), con = _stage(tmp_path, "lis_5.csv", _csv(list(LIS.codes), rows, quote_all=False).encode("gbk"))
+    assert con.execute(f'SELECT _row, "P8003", "P8004" FROM {sf.table} ORDER BY _row').fetchall() == \
+        [(1, "阴性", None)] + [(i, "阴性", None) for i in range(2, 7)]

@@ -18,8 +18,12 @@ from __future__ import annotations
 
 import csv
 import zipfile
+from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TextIO
 
 import duckdb
 
@@ -126,7 +130,19 @@ def _csv_options(names: list[str]) -> str:
             f"columns={columns}, parallel=true")
 
 
+#: What a staged cell holds: the value without surrounding blanks (spaces, tabs, CR/LF, the
+#: full-width space U+3000, no-break space), and NULL for an empty cell or a null marker other
+#: exporters write (``NULL``/``null``/``Null`` from SQL Server and Oracle tools, ``\N`` from
+#: MySQL dumps) — such a marker is never a real value, and pseudonymising it would merge records.
+_BLANKS = " \t\r\n\u3000\u00a0"
+CELL_MACRO = (
+    f"CREATE OR REPLACE TEMP MACRO hqms_cell(x) AS CASE "
+    f"WHEN trim(x, '{_BLANKS}') IN ('', 'NULL', 'null', 'Null', '\\N') THEN NULL "
+    f"ELSE trim(x, '{_BLANKS}') END")
+
+
 def _create_tables(con: duckdb.DuckDBPyConnection, datasets: list[Dataset]) -> None:
+    con.execute(CELL_MACRO)
     con.execute(f"CREATE TABLE IF NOT EXISTS {FILES_TABLE} "
                 "(_src VARCHAR, upload VARCHAR, file_name VARCHAR, path VARCHAR, _uploader_org VARCHAR)")
     for ds in datasets:
@@ -137,10 +153,10 @@ def _create_tables(con: duckdb.DuckDBPyConnection, datasets: list[Dataset]) -> N
 
 def _insert(con: duckdb.DuckDBPyConnection, ds: Dataset, names: list[str], source: str, row_expr: str) -> None:
     """Append rows of ``source`` (a relation with a ``path`` column) to the dataset's table:
-    trimmed, empty → NULL, absent optional columns NULL, ``_src``/org from ``hqms_files``."""
+    cells through :data:`CELL_MACRO`, absent optional columns NULL, ``_src``/org from ``hqms_files``."""
     present = set(names)
     cols = ["f._src", f"{row_expr} AS _row", "f._uploader_org"]
-    cols += [f'NULLIF(TRIM(r."{c}"), \'\') AS "{c}"' if c in present else f'NULL AS "{c}"' for c in ds.codes]
+    cols += [f'hqms_cell(r."{c}") AS "{c}"' if c in present else f'NULL AS "{c}"' for c in ds.codes]
     con.execute(f"INSERT INTO {staging_table(ds)} SELECT {', '.join(cols)} FROM {source} "
                 f"JOIN {FILES_TABLE} AS f USING (path)")
 
@@ -152,7 +168,9 @@ def _load_group(con: duckdb.DuckDBPyConnection, ds: Dataset, names: list[str], p
     try:
         con.execute(f"CREATE OR REPLACE TEMP TABLE hqms_raw AS SELECT * FROM "
                     f"read_csv(?, {_csv_options(names)}, filename = 'path')", [[str(p) for p in paths]])
-    except duckdb.Error:
+    except (duckdb.Error, UnicodeDecodeError):
+        # DuckDB cuts a long error text at a fixed byte count, possibly inside a multi-byte
+        # character; the binding then fails to decode its own message (UnicodeDecodeError)
         if len(paths) == 1:
             on_rejected(paths[0])
             return
@@ -166,46 +184,109 @@ def _load_group(con: duckdb.DuckDBPyConnection, ds: Dataset, names: list[str], p
     con.execute("DROP TABLE hqms_raw")
 
 
+#: DuckDB's default longest line (bytes); a file with a longer one comes to the exact path.
+DUCKDB_MAX_LINE = 2_000_000
+#: Largest cell the exact path accepts. DuckDB refuses lines over 2 MB, so such files come here;
+#: a bigger cell is reported as its row's error (the length rule would refuse it anyway), and
+#: the limit keeps one unbalanced quote from pulling a whole file into memory as one value.
+MAX_CELL_CHARS = 16 * 1024 * 1024
+
+
+@contextmanager
+def _cell_limit() -> Iterator[None]:
+    """The csv module's field limit (process-wide) raised to :data:`MAX_CELL_CHARS` meanwhile."""
+    previous = csv.field_size_limit(MAX_CELL_CHARS)
+    try:
+        yield
+    finally:
+        csv.field_size_limit(previous)
+
+
+class _Lines:
+    """A file's physical lines for the csv module, with lines pushed back read again first."""
+
+    def __init__(self, fh: TextIO) -> None:
+        self.fh = fh
+        self.pending: deque[str] = deque()
+        self.taken: list[str] = []   # lines the current record consumed
+
+    def __iter__(self) -> _Lines:
+        return self
+
+    def __next__(self) -> str:
+        line = self.pending.popleft() if self.pending else next(self.fh)
+        self.taken.append(line)
+        return line
+
+
+def _records(fh: TextIO, width: int) -> Iterator[tuple[int, list[str] | None, str | None]]:
+    """``(data row number, fields or None, problem or None)`` for every record after the header.
+
+    A stray quotation mark (an exporter that does not quote, a value starting with ``"``) makes
+    the csv module read on across line ends until the next quote, swallowing the records after
+    it. When a record that spans several lines comes out malformed (wrong field count, or the
+    field limit hit), only its first line is reported and the other lines are read again as
+    records of their own — so one bad row costs one row, and every other row is numbered right.
+    """
+    lines = _Lines(fh)
+    reader = csv.reader(lines, strict=False)
+    next(reader, None)
+    n = 0
+    while True:
+        lines.taken = []
+        try:
+            record: list[str] | None = next(reader)
+            problem = None
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            record, problem = None, str(exc)
+        if record == []:
+            continue
+        n += 1
+        if (record is None or len(record) != width) and len(lines.taken) > 1:
+            lines.pending.extendleft(reversed(lines.taken[1:]))
+            record, problem = None, "unbalanced quotation mark (the quoted value does not end)"
+        yield n, record, problem
+
+
 def _load_numbered(con: duckdb.DuckDBPyConnection, path: Path, names: list[str], ds: Dataset,
                    file_name: str) -> list[ErrorRecord]:
-    """Slow, exact path: number every record in Python, keep the well-formed ones."""
+    """Slow, exact path: number every record in Python, keep the well-formed ones, report each
+    malformed one by its data row number."""
     clean = path.with_suffix(".numbered.csv")
     errors: list[ErrorRecord] = []
     width = len(names)
-    with path.open(encoding="utf-8", newline="") as src, clean.open("w", encoding="utf-8", newline="") as dst:
-        reader = csv.reader(src, strict=False)
+    with _cell_limit(), path.open(encoding="utf-8", newline="") as src, \
+            clean.open("w", encoding="utf-8", newline="") as dst:
         writer = csv.writer(dst, lineterminator="\n")
-        next(reader, None)
         writer.writerow(["_n", *names])
-        try:
-            for n, record in enumerate(reader, start=1):
-                if len(record) == width:
-                    writer.writerow([n, *record])
-                elif record:
-                    errors.append(_file_error(
-                        file_name, "csv_parse",
-                        f"第 {n} 行有 {len(record)} 列，表头有 {width} 列（引号或分隔符错误）",
-                        f"row {n} has {len(record)} fields, the header has {width} (quoting or delimiter error)",
-                        row=n))
-        except csv.Error as exc:
-            errors.append(_file_error(file_name, "csv_parse", f"无法解析 CSV：{exc}",
-                                      f"CSV cannot be parsed: {exc}", row=reader.line_num))
+        longest = 0
+        for n, record, problem in _records(src, width):
+            if record is not None and len(record) == width:
+                writer.writerow([n, *record])
+                longest = max(longest, sum(map(len, record)))
+            elif record is not None:
+                errors.append(_file_error(
+                    file_name, "csv_parse",
+                    f"第 {n} 行有 {len(record)} 列，表头有 {width} 列（引号或分隔符错误）",
+                    f"row {n} has {len(record)} fields, the header has {width} (quoting or delimiter error)",
+                    row=n))
+            else:
+                errors.append(_file_error(file_name, "csv_parse", f"第 {n} 行无法解析：{problem}",
+                                          f"row {n} cannot be parsed: {problem}", row=n))
     source = (f"(SELECT *, {_sql_str(str(path))} AS path FROM "
-              f"read_csv({_sql_str(str(clean))}, {_csv_options(['_n', *names])})) AS r")
+              f"read_csv({_sql_str(str(clean))}, {_csv_options(['_n', *names])}, "
+              f"max_line_size = {max(DUCKDB_MAX_LINE, 4 * longest + 3 * width + 64)})) AS r")
     _insert(con, ds, names, source, "CAST(r._n AS BIGINT)")
     clean.unlink()
     return errors
 
 
-def _count_records(path: Path) -> int:
+def _count_records(path: Path, width: int) -> int:
     """Records of a file that is not staged (fatal header): counted, so the report is complete."""
-    with path.open(encoding="utf-8", newline="") as fh:
-        reader = csv.reader(fh, strict=False)
-        next(reader, None)
-        try:
-            return sum(1 for record in reader if record)
-        except csv.Error:
-            return reader.line_num
+    with _cell_limit(), path.open(encoding="utf-8", newline="") as fh:
+        return sum(1 for _ in _records(fh, width))
 
 
 def stage_uploads(con: duckdb.DuckDBPyConnection, uploads: list[tuple[str, Path, str]],
@@ -245,7 +326,7 @@ def stage_uploads(con: duckdb.DuckDBPyConnection, uploads: list[tuple[str, Path,
                 sf.errors.extend(problems)
                 if fatal:
                     sf.fatal = True
-                    sf.record_count = _count_records(utf8)
+                    sf.record_count = _count_records(utf8, len(header))
                     continue
                 registered.append((sf.src, key, file_name, str(utf8), org_code))
                 groups.setdefault((ds.id, tuple(names)), []).append((sf, utf8))
