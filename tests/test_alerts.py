@@ -150,9 +150,14 @@ def test_stuck_uploads_alert_lists_ids_only(hqms_home: Path, webhook, org_code: 
     assert alert is not None and alert.kind == "stuck_uploads"
     assert {i["upload_id"] for i in alert.items} == {landed, processing}
     assert alert.details["by_status"] == {"landed": 1, "processing": 1}
+    # an upload the ingest gave up on is reported at once, whatever the threshold
+    registry.set_status(done, "failed")
+    alert = alerts.check_stuck(threshold=timedelta(minutes=30), channels=[channel])
+    assert alert is not None and [i["upload_id"] for i in alert.items] == [done]
+    assert alert.details["by_status"] == {"failed": 1}
     assert all(set(i) == set(alerts.UPLOAD_FIELDS) for i in alert.items)
     sent = json.dumps(posts, ensure_ascii=False)
-    assert len(posts) == 1 and "flu_1.zip" not in sent and "user1" not in sent
+    assert len(posts) == 2 and "flu_1.zip" not in sent and "user1" not in sent
 
 
 def test_cli_check_exit_code(hqms_home: Path, org_code: str, capsys: pytest.CaptureFixture) -> None:

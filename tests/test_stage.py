@@ -152,11 +152,12 @@ def test_a_huge_cell_is_staged_for_the_length_rule_and_later_rows_are_kept(tmp_p
         [(i, 1_000_000 if i == 5 else 2) for i in range(1, 11)]
 
 
-def test_null_markers_and_blanks_of_other_exporters_stage_as_null(tmp_path):
+@pytest.mark.parametrize("quote_all", [False, True])
+def test_null_markers_of_other_exporters_stage_as_null(tmp_path, quote_all):
     rows = [_row(i) for i in range(1, 7)]
-    for row, marker in zip(rows, ["NULL", "null", "\\N", " Null ", "\t", "\u3000"]):
+    for row, marker in zip(rows, ["NULL", "null", "\\N", "Null", "\u3000", "NULLS"]):
         row[7] = marker
-    rows[0][6] = "\t阴性\t"
-    (sf,), con = _stage(tmp_path, "lis_5.csv", _csv(list(LIS.codes), rows, quote_all=False).encode("gbk"))
+    rows[0][6] = "\u3000阴性 "
+    (sf,), con = _stage(tmp_path, "lis_5.csv", _csv(list(LIS.codes), rows, quote_all=quote_all).encode("gbk"))
     assert con.execute(f'SELECT _row, "P8003", "P8004" FROM {sf.table} ORDER BY _row').fetchall() == \
-        [(1, "阴性", None)] + [(i, "阴性", None) for i in range(2, 7)]
+        [(i, "阴性", None) for i in range(1, 6)] + [(6, "阴性", "NULLS")]

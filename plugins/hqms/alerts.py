@@ -38,6 +38,8 @@ ENV_VARS = ("HQMS_ALERT_WEBHOOK_URL", "HQMS_ALERT_SMTP_HOST", "HQMS_ALERT_SMTP_P
 DEFAULT_STUCK_MINUTES = 180
 #: Registry states an upload passes through on its way to a terminal one.
 NON_TERMINAL = ("landed", "processing")
+#: The state of an upload the ingest gave up on: it waits for a person (``hqms reprocess``).
+FAILED = "failed"
 #: The only upload fields an alert may carry (no file name, uploader or message text).
 UPLOAD_FIELDS = ("upload_id", "org_code", "stream", "status", "updated_at", "attempts")
 WEBHOOK_TIMEOUT_S = 10
@@ -182,12 +184,14 @@ def stuck_minutes(env: Mapping[str, str] | None = None) -> int:
 
 
 def stuck_uploads(registry, threshold: timedelta, now: datetime | None = None) -> list[dict]:
-    """Uploads in a non-terminal state whose last change is older than ``threshold``."""
+    """Uploads in a non-terminal state whose last change is older than ``threshold``, and every
+    ``failed`` one (until an operator reprocesses it, however old)."""
     from hqms.registry import utc_iso
 
     cutoff = utc_iso((now or datetime.now(UTC)) - threshold)
     stuck = [u for status in NON_TERMINAL for u in registry.list_uploads(status=status)
              if u["updated_at"] <= cutoff]
+    stuck += registry.list_uploads(status=FAILED)
     return sorted(({k: u[k] for k in UPLOAD_FIELDS} for u in stuck), key=lambda u: u["updated_at"])
 
 
@@ -202,9 +206,9 @@ def check_stuck(cfg: config.Config | None = None, threshold: timedelta | None = 
     if not stuck:
         return None
     minutes = int(threshold.total_seconds() // 60)
-    alert = Alert("stuck_uploads", f"{len(stuck)} upload(s) not finished after {minutes} min",
-                  {"threshold_minutes": minutes,
-                   "by_status": {s: sum(u["status"] == s for u in stuck) for s in NON_TERMINAL}},
+    by_status = {s: n for s in (*NON_TERMINAL, FAILED) if (n := sum(u["status"] == s for u in stuck))}
+    alert = Alert("stuck_uploads", f"{len(stuck)} upload(s) not finished after {minutes} min or failed",
+                  {"threshold_minutes": minutes, "by_status": by_status},
                   tuple(stuck))
     send(alert, channels)
     return alert
@@ -215,7 +219,7 @@ def check_stuck(cfg: config.Config | None = None, threshold: timedelta | None = 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("alerts", help="failure alerts: check for stuck uploads, send a test alert")
     verbs = p.add_subparsers(dest="alerts_command", required=True, metavar="ACTION")
-    check = verbs.add_parser("check", help="alert on uploads stuck in landed/processing (exit 1 if any)")
+    check = verbs.add_parser("check", help="alert on uploads stuck in landed/processing or failed (exit 1 if any)")
     check.add_argument("--minutes", type=int, help=f"threshold (default $HQMS_ALERT_STUCK_MINUTES "
                                                    f"or {DEFAULT_STUCK_MINUTES})")
     check.set_defaults(func=_cli_check)

@@ -23,7 +23,7 @@ from hqms import config
 from hqms.cli import UserError
 
 #: States an upload can be reprocessed from: it was landed once (so the vault holds it).
-REPROCESSABLE = ("processed", "partially_accepted", "rejected", "processing", "landed")
+REPROCESSABLE = ("processed", "partially_accepted", "rejected", "processing", "landed", "failed")
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ Status life cycle::
     intake ── rejected                      (zip rules, bad org code; nothing landed)
            ── duplicate                     (same bytes already accepted for the org)
            ── landed → processing → processed | partially_accepted | rejected   (ingest)
+                            └──→ failed   (crashed HQMS_MAX_ATTEMPTS times: the data team's turn)
 
 At most one *accepted* upload (landed, processing, processed, partially_accepted) exists per
 (org_code, sha256): a partial unique index enforces it, so two concurrent submits of the same
@@ -33,7 +34,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from hqms import config
 
-STATUSES = ("landed", "processing", "processed", "partially_accepted", "rejected", "duplicate")
+STATUSES = ("landed", "processing", "processed", "partially_accepted", "rejected", "duplicate", "failed")
 TERMINAL = ("processed", "partially_accepted", "rejected", "duplicate")
 #: Statuses that "own" their bytes: a later upload of the same sha256 by the org is a duplicate.
 ACCEPTED = ("landed", "processing", "processed", "partially_accepted")
@@ -257,6 +258,26 @@ class Registry:
             query = query.limit(limit)
         with self.engine.connect() as con:
             return [dict(r._mapping) for r in con.execute(query)]
+
+    def fail_exhausted(self, max_attempts: int, stale_after: timedelta = DEFAULT_STALE_AFTER) -> list[dict]:
+        """Give up on ``processing`` uploads whose claim went stale ``max_attempts`` times.
+
+        Without this, an upload that crashes the ingest (a bug meeting an unforeseen file) would be
+        claimed again every ``stale_after`` for ever. ``failed`` is not terminal for the landing
+        object (it stays until the upload is reprocessed) and it is not *accepted*: the hospital
+        reads that we failed, not that it did, and an operator's ``hqms reprocess`` takes it up.
+        """
+        stale = utc_iso(datetime.now(UTC) - stale_after)
+        exhausted = sa.and_(uploads.c.status == "processing", uploads.c.updated_at <= stale,
+                            uploads.c.attempts >= max_attempts)
+        stmt = (uploads.update().where(exhausted)
+                .values(status="failed", stage="ingest", updated_at=utc_iso(),
+                        message_zh="多次处理均未成功，已通知数据管理团队处理，无需重新上传",
+                        message_en="processing failed repeatedly; the data team has been alerted and "
+                                   "will reprocess it — there is no need to send it again")
+                .returning(*uploads.c))
+        with self._write() as con:
+            return [dict(r._mapping) for r in con.execute(stmt)]
 
     def claim_pending(self, limit: int | None = None,
                       stale_after: timedelta = DEFAULT_STALE_AFTER) -> list[dict]:

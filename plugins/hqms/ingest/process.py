@@ -28,6 +28,7 @@ from __future__ import annotations
 import logging
 import shutil
 import time
+import traceback
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -236,6 +237,35 @@ def _process_round(fetched: list[tuple[dict, Path]], cfg: hqms_config.Config, re
     return outcomes
 
 
+def _log_failure(what: str, exc: BaseException) -> None:
+    """Log where processing failed, without the exception's message: DuckDB and the csv module
+    quote the offending line of the upload there, and logs must never hold personal data."""
+    log.error("%s: %s (message withheld: it may quote uploaded data)\n%s", what, type(exc).__name__,
+              "".join(traceback.format_tb(exc.__traceback__)).rstrip())
+
+
+def _process_isolated(round_: list[tuple[dict, Path]], cfg: hqms_config.Config, registry: Registry,
+                      store: ObjectStore, keyring: Keyring, round_id: str, work: Path,
+                      failed: list[str]) -> list[Outcome]:
+    """A round, and if it fails, each of its uploads as a round of its own: one upload that
+    breaks the ingest must not hold back the others. An upload that fails alone stays
+    ``processing`` (added to ``failed``) for the next claim, which gives up after
+    ``HQMS_MAX_ATTEMPTS`` (:meth:`Registry.fail_exhausted`)."""
+    try:
+        return _process_round(round_, cfg, registry, store, keyring, round_id, work)
+    except Exception as exc:  # noqa: BLE001 — isolate whatever broke, report it, go on
+        if len(round_) == 1:
+            _log_failure(f"upload {round_[0][0]['upload_id']} could not be processed; left for retry", exc)
+            failed.append(round_[0][0]["upload_id"])
+            return []
+        _log_failure(f"round {round_id} failed; processing its {len(round_)} uploads one at a time", exc)
+    outcomes: list[Outcome] = []
+    for n, item in enumerate(round_):
+        outcomes += _process_isolated([item], cfg, registry, store, keyring, f"{round_id}.u{n + 1}",
+                                      work.with_name(f"{work.name}.u{n + 1}"), failed)
+    return outcomes
+
+
 def process_batch(upload_ids: list[str], cfg: hqms_config.Config | None = None) -> list[Outcome]:
     """Run steps 1–6 for uploads already claimed as ``processing`` by the caller: fetch and
     vault them all, then stage, validate and merge them in rounds of at most
@@ -261,7 +291,8 @@ def process_batch(upload_ids: list[str], cfg: hqms_config.Config | None = None) 
     outcomes: list[Outcome] = []
     for n, round_ in enumerate(rounds):
         round_id = run_id if len(rounds) == 1 else f"{run_id}.{n + 1}"
-        outcomes += _process_round(round_, cfg, registry, store, keyring, round_id, work / f"round{n + 1}")
+        outcomes += _process_isolated(round_, cfg, registry, store, keyring, round_id, work / f"round{n + 1}",
+                                      failed)
     shutil.rmtree(work, ignore_errors=True)
     if failed:
         raise BatchIncomplete(f"{len(failed)} uploads left for retry: {', '.join(failed)}")

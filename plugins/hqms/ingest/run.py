@@ -37,6 +37,9 @@ def claim() -> list[list[str]]:
     registry = Registry.from_config(cfg)
     sweep_landing(cfg, registry, ObjectStore.from_config(cfg))
     stale = timedelta(seconds=cfg.stale_claim_seconds)
+    for upload in registry.fail_exhausted(cfg.max_attempts, stale_after=stale):
+        log.error("upload %s of %s failed %d times and is marked failed; see `hqms reprocess`",
+                  upload["upload_id"], upload["org_code"], upload["attempts"])
     ids = [u["upload_id"] for u in registry.claim_pending(stale_after=stale)]
     size = cfg.batch_max_uploads
     return [ids[i:i + size] for i in range(0, len(ids), size)]

@@ -127,22 +127,18 @@ def _sql_str(value: str) -> str:
 def _csv_options(names: list[str]) -> str:
     columns = "{" + ", ".join(f"{_sql_str(n)}: 'VARCHAR'" for n in names) + "}"
     return (f"delim=',', quote='\"', escape='\"', header=true, auto_detect=false, "
-            f"columns={columns}, parallel=true")
+            f"columns={columns}, parallel=true, nullstr=[{', '.join(map(_sql_str, NULL_MARKERS))}]")
 
 
-#: What a staged cell holds: the value without surrounding blanks (spaces, tabs, CR/LF, the
-#: full-width space U+3000, no-break space), and NULL for an empty cell or a null marker other
-#: exporters write (``NULL``/``null``/``Null`` from SQL Server and Oracle tools, ``\N`` from
-#: MySQL dumps) — such a marker is never a real value, and pseudonymising it would merge records.
-_BLANKS = " \t\r\n\u3000\u00a0"
-CELL_MACRO = (
-    f"CREATE OR REPLACE TEMP MACRO hqms_cell(x) AS CASE "
-    f"WHEN trim(x, '{_BLANKS}') IN ('', 'NULL', 'null', 'Null', '\\N') THEN NULL "
-    f"ELSE trim(x, '{_BLANKS}') END")
+#: Cells that mean "no value": empty, and the null markers other exporters write (``NULL`` /
+#: ``null`` / ``Null`` from SQL Server and Oracle tools, ``\N`` from MySQL dumps), quoted or
+#: not. Such a marker is never a real value, and pseudonymising it would merge records. DuckDB's
+#: reader maps them to NULL at no cost; values are then trimmed of spaces (Unicode ones too:
+#: the full-width U+3000, no-break space).
+NULL_MARKERS = ("", "NULL", "null", "Null", "\\N")
 
 
 def _create_tables(con: duckdb.DuckDBPyConnection, datasets: list[Dataset]) -> None:
-    con.execute(CELL_MACRO)
     con.execute(f"CREATE TABLE IF NOT EXISTS {FILES_TABLE} "
                 "(_src VARCHAR, upload VARCHAR, file_name VARCHAR, path VARCHAR, _uploader_org VARCHAR)")
     for ds in datasets:
@@ -153,10 +149,10 @@ def _create_tables(con: duckdb.DuckDBPyConnection, datasets: list[Dataset]) -> N
 
 def _insert(con: duckdb.DuckDBPyConnection, ds: Dataset, names: list[str], source: str, row_expr: str) -> None:
     """Append rows of ``source`` (a relation with a ``path`` column) to the dataset's table:
-    cells through :data:`CELL_MACRO`, absent optional columns NULL, ``_src``/org from ``hqms_files``."""
+    trimmed, empty → NULL, absent optional columns NULL, ``_src``/org from ``hqms_files``."""
     present = set(names)
     cols = ["f._src", f"{row_expr} AS _row", "f._uploader_org"]
-    cols += [f'hqms_cell(r."{c}") AS "{c}"' if c in present else f'NULL AS "{c}"' for c in ds.codes]
+    cols += [f'NULLIF(TRIM(r."{c}"), \'\') AS "{c}"' if c in present else f'NULL AS "{c}"' for c in ds.codes]
     con.execute(f"INSERT INTO {staging_table(ds)} SELECT {', '.join(cols)} FROM {source} "
                 f"JOIN {FILES_TABLE} AS f USING (path)")
 

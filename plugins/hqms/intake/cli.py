@@ -29,7 +29,8 @@ EXIT_REFUSED = 1
 EXIT_UNAVAILABLE = 3
 
 STATUS_ZH = {"landed": "等待处理", "processing": "处理中", "processed": "处理完成",
-             "partially_accepted": "部分达标", "rejected": "已拒收", "duplicate": "重复上传"}
+             "partially_accepted": "部分达标", "rejected": "已拒收", "duplicate": "重复上传",
+             "failed": "处理失败"}
 ERROR_FIELDS = ("file_name", "row", "column", "rule", "severity", "message_zh", "message_en",
                 "value_masked", "check_id")
 CSV_HEADER = ("文件名 file", "行号 row", "数据项 column", "规则 rule", "级别 severity",

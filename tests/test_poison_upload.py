@@ -1,0 +1,86 @@
+"""One upload that breaks the ingest must not hold back the others, must not leak into the logs,
+and must end in a recorded state (``failed``) instead of being retried for ever."""
+from __future__ import annotations
+
+import csv
+import logging
+import os
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from hqms import config, embedded_s3
+from hqms.cli import main as hqms
+from hqms.ingest import process as process_mod
+from hqms.ingest.process import BatchIncomplete
+from hqms.ingest.run import claim, process
+from hqms.objectstore import ObjectStore
+from hqms.registry import Registry
+
+#: What a DuckDB error would quote from the offending CSV line (built, so that no source line of
+#: the traceback contains it either).
+SECRET = "1101011990" + "03077777"
+NAME = "张" + "三"
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    for name in [k for k in os.environ if k.startswith("HQMS_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("HQMS_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("HQMS_STALE_CLAIM_SECONDS", "0")
+    monkeypatch.setenv("HQMS_MAX_ATTEMPTS", "2")
+    yield tmp_path
+    embedded_s3.stop(config.load())
+
+
+def _submit(tmp_path: Path) -> list[str]:
+    from hqms.intake.submit import submit
+
+    gen = tmp_path / "gen"
+    assert hqms(["generate", "--hospitals", "3", "--start", "2025-01-06", "--days", "1", "--seed", "5",
+                 "--streams", "flu", "--out", str(gen), "--quiet"]) == 0
+    assert hqms(["keys", "init"]) == 0
+    with (gen / "upload_plan.csv").open(encoding="utf-8") as fh:
+        return [submit(gen / r["zip"], r["org_code"], r["uploader"],
+                       received_at=datetime.fromisoformat(r["planned_received_at"])).upload_id
+                for r in csv.DictReader(fh)]
+
+
+def test_a_poison_upload_is_isolated_then_marked_failed(home, monkeypatch, caplog):
+    ids = _submit(home)
+    poison = ids[1]
+    real_validate = process_mod.validate_many
+
+    def validate_many(stage, zips, *args, **kwargs):
+        if any(key == poison for key, _, _ in zips):
+            line = f"{SECRET},{NAME}"
+            raise RuntimeError(f"CSV Error on line 7: {line}")
+        return real_validate(stage, zips, *args, **kwargs)
+
+    monkeypatch.setattr(process_mod, "validate_many", validate_many)
+    caplog.set_level(logging.INFO)
+    (batch,) = claim()
+    assert sorted(batch) == sorted(ids)
+    with pytest.raises(BatchIncomplete, match=poison):
+        process(batch)
+
+    registry = Registry.from_config(config.load())
+    states = {i: registry.get(i)["status"] for i in ids}
+    assert states[poison] == "processing"
+    assert all(s == "processed" for i, s in states.items() if i != poison), states
+    assert SECRET not in caplog.text and NAME not in caplog.text
+    assert "RuntimeError" in caplog.text and poison in caplog.text
+
+    # second claim (attempt 2 of 2) fails again; the claim after that gives up on it
+    assert claim() == [[poison]]
+    with pytest.raises(BatchIncomplete):
+        process([poison])
+    assert claim() == []
+    upload = registry.get(poison)
+    assert (upload["status"], upload["attempts"]) == ("failed", 2)
+    assert "data team" in upload["message_en"]
+    # the hospital's bytes are still there for an operator's reprocess
+    cfg = config.load()
+    assert upload["object_key"] in set(ObjectStore.from_config(cfg).list(cfg.buckets["landing"]))
