@@ -12,7 +12,7 @@ from pathlib import Path
 
 import duckdb
 
-from hqms.ingest.stage import StagedFile, stage_uploads
+from hqms.ingest.stage import FILES_TABLE, StagedFile, stage_uploads
 from hqms.registry import ErrorRecord, mask_value
 from hqms.rules import Check, compile_checks
 from hqms.spec import Dataset
@@ -67,6 +67,37 @@ def _row_errors(con: duckdb.DuckDBPyConnection, ds: Dataset, table: str, failure
                 message_en=check.en, check_id=check_id, value_masked=shown))
 
 
+def _duplicate_keys(con: duckdb.DuckDBPyConnection, ds: Dataset, table: str) -> list[tuple[str, int]]:
+    """Conforming rows whose natural key repeats an earlier conforming row of the same upload
+    (file order, then row order): each such later row gets a ``duplicate_key`` error and joins
+    :func:`failing_table`, so the first one is kept.
+
+    Why here and not silently in the merge: the merge keeps one row per key, so an export that
+    wrote a record twice (or a whole file twice) would otherwise be counted conforming and then
+    vanish. Keys compare as sent, trimmed and case-folded (identifiers are pseudonymised upper-case).
+    """
+    if not ds.natural_key:
+        return []
+    keys = ", ".join(f'upper(s."{c}")' for c in ds.natural_key)
+    dups = con.execute(
+        f"SELECT _src, _row FROM (SELECT s._src, s._row, row_number() OVER "
+        f"(PARTITION BY f.upload, {keys} ORDER BY f.rowid, s._row) AS k "
+        f"FROM {table} AS s JOIN {FILES_TABLE} AS f USING (_src) "
+        f"ANTI JOIN {failing_table(ds)} AS x USING (_src, _row)) WHERE k > 1 ORDER BY _src, _row").fetchall()
+    if dups:
+        con.executemany(f"INSERT INTO {failing_table(ds)} VALUES (?, ?)", dups)
+    return dups
+
+
+def _duplicate_error(ds: Dataset, file_name: str, row: int) -> ErrorRecord:
+    cols = "+".join(ds.natural_key)
+    return ErrorRecord(
+        file_name=file_name, row=row, column=None, rule="duplicate_key",
+        message_zh=f"与本次上传中前面一行的主键（{cols}）重复，只保留第一条",
+        message_en=f"repeats the natural key ({cols}) of an earlier row of this upload; only the first is kept",
+        check_id=f"{ds.id}.duplicate_key")
+
+
 def validate_many(stage: StageDB, zips: list[tuple[str, Path, str]], work: Path, *,
                   docs_dir: Path | None, run_id: str) -> dict[str, ValidationReport]:
     """Stage several uploads (key, zip path, uploader org) into ``stage`` and validate them in
@@ -85,6 +116,8 @@ def validate_many(stage: StageDB, zips: list[tuple[str, Path, str]], work: Path,
         ds = by_table[result.table]
         con.execute(f"CREATE OR REPLACE TABLE {failing_table(ds)} AS "
                     f"SELECT DISTINCT _src, _row FROM {result.failures_table}")
+        for src, row in _duplicate_keys(con, ds, result.table):
+            reports[files[src].upload].errors.append(_duplicate_error(ds, files[src].file_name, row))
         for src, n in con.execute(f"SELECT _src, count(*) FROM {failing_table(ds)} GROUP BY 1").fetchall():
             reports[files[src].upload].failing[src] = n
         checks = {c.check_id: c for c in compile_checks(ds)}

@@ -38,7 +38,7 @@ COLUMN_RULES = ("required", "length", "type", "format", "range", "code_table", "
 #: Row- and file-level rule names.
 ROW_RULES = ("cross_field", "org_mismatch")
 FILE_RULES = ("missing_column", "unknown_column", "csv_parse", "encoding", "empty_file",
-              "unknown_file")
+              "unknown_file", "duplicate_key")
 
 
 class SpecError(ValueError):
