@@ -84,3 +84,14 @@ def test_a_poison_upload_is_isolated_then_marked_failed(home, monkeypatch, caplo
     # the hospital's bytes are still there for an operator's reprocess
     cfg = config.load()
     assert upload["object_key"] in set(ObjectStore.from_config(cfg).list(cfg.buckets["landing"]))
+
+
+def test_missing_keys_stop_the_claim_before_any_attempt_is_spent(home):
+    from hqms.keys import KeyringError, keyring_path
+
+    ids = _submit(home)
+    keyring_path(config.load()).unlink()
+    with pytest.raises(KeyringError):
+        claim()
+    registry = Registry.from_config(config.load())
+    assert {(registry.get(i)["status"], registry.get(i)["attempts"]) for i in ids} == {("landed", 0)}

@@ -51,9 +51,11 @@ def _ingest(args: argparse.Namespace) -> int:
     """Operators' path: process one upload that is landed (or stuck processing) right now."""
     from hqms.cli import UserError
     from hqms.ingest.process import process_upload
+    from hqms.keys import load_keyring
     from hqms.registry import Registry
 
     cfg = hqms_config.load()
+    load_keyring(cfg)  # a missing key stops here, before the upload is claimed
     registry = Registry.from_config(cfg)
     upload = registry.get(args.upload_id)
     if upload is None or upload["status"] not in ("landed", "processing"):

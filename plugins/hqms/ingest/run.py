@@ -33,7 +33,12 @@ def sweep_landing(cfg: hqms_config.Config, registry: Registry, store: ObjectStor
 def claim() -> list[list[str]]:
     """Claim every pending upload (stale claims of dead runs included), oldest first, in
     batches of at most ``HQMS_BATCH_MAX_UPLOADS``; each batch is one mapped DAG task."""
+    from hqms.keys import load_keyring
+
     cfg = hqms_config.load()
+    # missing keys are a configuration fault, not the uploads': fail before claiming any, so
+    # their attempt counters (HQMS_MAX_ATTEMPTS) do not run down while the keys are fixed
+    load_keyring(cfg)
     registry = Registry.from_config(cfg)
     sweep_landing(cfg, registry, ObjectStore.from_config(cfg))
     stale = timedelta(seconds=cfg.stale_claim_seconds)
