@@ -161,3 +161,36 @@ def test_null_markers_of_other_exporters_stage_as_null(tmp_path, quote_all):
     (sf,), con = _stage(tmp_path, "lis_5.csv", _csv(list(LIS.codes), rows, quote_all=quote_all).encode("gbk"))
     assert con.execute(f'SELECT _row, "P8003", "P8004" FROM {sf.table} ORDER BY _row').fetchall() == \
         [(i, "阴性", None) for i in range(1, 6)] + [(6, "阴性", "NULLS")]
+
+
+@pytest.mark.parametrize("delim", ["\t", ";", "|"])
+def test_a_file_separated_by_another_character_gets_one_clear_error(tmp_path, delim):
+    text = "\r\n".join(delim.join(r) for r in [list(LIS.codes), _row(1), _row(2)]) + "\r\n"
+    (sf,), _ = _stage(tmp_path, "lis_6.csv", text.encode("gbk"))
+    assert sf.fatal and sf.record_count == 2
+    assert [(e.rule, e.row) for e in sf.errors] == [("csv_parse", None)]
+    assert "commas" in sf.errors[0].message_en
+
+
+def test_a_repeated_header_line_is_one_row_error_not_a_record(tmp_path):
+    header = ",".join(LIS.codes)
+    text = "\r\n".join([header, ",".join(_row(1)), ",".join(_row(2)), header.lower(), ",".join(_row(3))]) + "\r\n"
+    (sf,), con = _stage(tmp_path, "lis_7.csv", text.encode("gbk"))
+    assert [(e.rule, e.row) for e in sf.errors] == [("csv_parse", 3)]
+    assert (sf.record_count, sf.parsed_count) == (4, 3)
+    assert con.execute(f"SELECT _row FROM {sf.table} ORDER BY _row").fetchall() == [(1,), (2,), (4,)]
+
+
+def test_windows_zip_names_and_os_artefacts(tmp_path):
+    """A GBK-named entry without the UTF-8 flag, in a backslash folder, beside macOS artefacts."""
+    zpath = tmp_path / "u.zip"
+    payload = _csv(list(LIS.codes), [_row(1)]).encode("gbk")
+    with zipfile.ZipFile(zpath, "w") as zf:
+        zf.writestr("SJ\\lis_JYJY_20250106.csv", payload)  # placeholders as long as the GBK bytes
+        zf.writestr("__MACOSX/SJ/._lis_20250106.csv", b"\x00\x05\x16\x07")
+        zf.writestr(".DS_Store", b"\x00\x00\x00\x01Bud1")
+    raw = zpath.read_bytes().replace(b"JYJY", "检验".encode("gbk")).replace(b"SJ\\", "数".encode("gbk") + b"\\")
+    zpath.write_bytes(raw)
+    con = duckdb.connect(str(tmp_path / "stage.duckdb"))
+    (sf,) = stage_zip(zpath, ORG, con, tmp_path / "work")
+    assert (sf.file_name, sf.record_count, sf.errors) == ("lis_检验_20250106.csv", 1, [])

@@ -2,14 +2,17 @@
 from __future__ import annotations
 
 import os
+import random
 import struct
+import zipfile
 from pathlib import Path
 
 import pytest
 from conftest import BAD_ZIP_CASES, csv_bytes, make_zip, synthetic_org_code, write_bytes
 
 from hqms import config
-from hqms.intake.zipcheck import INTAKE_RULES, ZipRejected, check_zip, sha256_file
+from hqms.intake.zipcheck import (INTAKE_RULES, RATIO_MIN_BYTES, ZipRejected, check_zip,
+                                  data_entries, entry_basename, sha256_file)
 
 ORG = synthetic_org_code(1)
 
@@ -90,3 +93,217 @@ def test_legacy_gbk_entry_names_are_shown_as_written(tmp_path: Path, hqms_home: 
         check_zip(path, **_limits())
     assert (info.value.rule, info.value.entry) == ("unknown_prefix", "病例_1.csv")
     assert "病例_1.csv" in info.value.message_zh
+
+
+# --- damaged entry data ---------------------------------------------------------------------------
+
+def _damage(data: bytearray, how: str) -> None:
+    """Break the first entry's data so that its decompressor notices (see the cases below)."""
+    name_len, extra_len = struct.unpack_from("<HH", data, 26)
+    at = 30 + name_len + extra_len  # first byte of the entry's data
+    if how == "stored":
+        data[at + 100] ^= 0xFF  # content: the CRC no longer matches
+    elif how == "deflate":
+        data[at] |= 0b110  # block type 3, reserved
+    elif how == "bzip2":
+        data[at] ^= 0xFF  # the "BZh" stream magic
+    elif how == "lzma":
+        data[at + 9] ^= 0xFF  # after zip's 4-byte LZMA header and 5 properties: must be 0
+    elif how == "deflate64":  # method 9 in the local and central headers; zipfile cannot read it
+        struct.pack_into("<H", data, 8, 9)
+        struct.pack_into("<H", data, data.find(b"PK\x01\x02") + 10, 9)
+
+
+@pytest.mark.parametrize(("how", "method"), [
+    ("stored", zipfile.ZIP_STORED),  # zipfile.BadZipFile: bad CRC
+    ("deflate", zipfile.ZIP_DEFLATED),  # zlib.error
+    ("bzip2", zipfile.ZIP_BZIP2),  # OSError
+    ("lzma", zipfile.ZIP_LZMA),  # lzma.LZMAError
+    ("deflate64", zipfile.ZIP_DEFLATED),  # NotImplementedError
+], ids=["stored", "deflate", "bzip2", "lzma", "deflate64"])
+def test_damaged_entry_data_is_a_corrupt_zip(tmp_path: Path, hqms_home: Path, how: str,
+                                             method: int) -> None:
+    """Whatever the decompressor raises on damaged data, the upload is refused as corrupt and
+    the message names the damaged entry; nothing escapes as a crash."""
+    path = make_zip(tmp_path / "damaged.zip", [("data/flu_1.csv", csv_bytes("flu_", ORG, rows=50)),
+                                               ("data/flu_2.csv", csv_bytes("flu_", ORG))], method)
+    data = bytearray(path.read_bytes())
+    _damage(data, how)
+    path.write_bytes(bytes(data))
+    with pytest.raises(ZipRejected) as info:
+        check_zip(path, **_limits())
+    assert (info.value.rule, info.value.entry) == ("corrupt_zip", "damaged.zip")
+    assert "data/flu_1.csv" in info.value.message_en and "data/flu_1.csv" in info.value.message_zh
+
+
+@pytest.mark.parametrize("method", [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2,
+                                    zipfile.ZIP_LZMA], ids=["stored", "deflate", "bzip2", "lzma"])
+def test_random_damage_is_refused_not_a_crash(tmp_path: Path, hqms_home: Path,
+                                              method: int) -> None:
+    """Seeded byte flips anywhere in a small zip: each check ends in a verdict (a summary or a
+    ZipRejected), never in a decompressor's or zipfile's own exception."""
+    rnd = random.Random(method)
+    original = make_zip(tmp_path / "src.zip", [("flu_1.csv", csv_bytes("flu_", ORG, rows=30)),
+                                               ("flu_2.csv", csv_bytes("flu_", ORG))],
+                        method).read_bytes()
+    path = tmp_path / "flipped.zip"
+    for _ in range(60):
+        data = bytearray(original)
+        for _ in range(rnd.randint(1, 3)):
+            data[rnd.randrange(len(data))] ^= 1 << rnd.randrange(8)
+        path.write_bytes(bytes(data))
+        try:
+            check_zip(path, **_limits())
+        except ZipRejected:
+            pass
+
+
+# --- zip-bomb ratio over the whole archive --------------------------------------------------------
+
+def _many_small_bombs(path: Path, count: int = 40) -> Path:
+    """``count`` entries of exactly RATIO_MIN_BYTES of one repeated CSV row (each ~400:1): no
+    single entry is large enough for the per-entry ratio check."""
+    row = f"{ORG},1,2025-01-06 08:00:00,,,,,,\r\n".encode()
+    content = (row * (RATIO_MIN_BYTES // len(row) + 1))[:RATIO_MIN_BYTES]
+    return make_zip(path, [(f"flu_{i}.csv", content) for i in range(count)])
+
+
+def test_many_entries_under_the_ratio_floor_are_still_a_bomb(tmp_path: Path,
+                                                             hqms_home: Path) -> None:
+    path = _many_small_bombs(tmp_path / "bomb.zip")
+    with pytest.raises(ZipRejected) as info:
+        check_zip(path, **_limits())
+    assert (info.value.rule, info.value.entry) == ("compression_ratio", "bomb.zip")
+    assert f"> {config.load().max_ratio}:1" in info.value.message_en
+
+
+def test_overstated_compressed_sizes_do_not_dilute_the_ratio(tmp_path: Path,
+                                                             hqms_home: Path) -> None:
+    """Central records claiming 1 MB of compressed data each (the archive is ~100 KB): the
+    archive's compressed total counts at most the zip's own size."""
+    path = _many_small_bombs(tmp_path / "liar.zip")
+    data = bytearray(path.read_bytes())
+    start = 0
+    while (central := data.find(b"PK\x01\x02", start)) >= 0:
+        struct.pack_into("<I", data, central + 20, 1_000_000)  # compressed size
+        start = central + 4
+    path.write_bytes(bytes(data))
+    with pytest.raises(ZipRejected) as info:
+        check_zip(path, **_limits())
+    assert (info.value.rule, info.value.entry) == ("compression_ratio", "liar.zip")
+
+
+def test_compressible_real_csv_passes_the_ratio_checks(tmp_path: Path, hqms_home: Path) -> None:
+    """Real extracts compress 5-15:1; three files under 1 MB each, 1.5 MB in all, must pass."""
+    rnd = random.Random(7)
+    files = []
+    for n in range(3):
+        rows = [f"{ORG},{rnd.randrange(10**9):09d},2025-01-{rnd.randint(1, 28):02d} "
+                f"{rnd.randrange(24):02d}:{rnd.randrange(60):02d}:00,{rnd.choice('12')},"
+                f"{rnd.randint(0, 99)},J{rnd.randint(0, 99):02d}.{rnd.randint(0, 9)},"
+                f"{rnd.uniform(36, 41):.1f},,{rnd.choice(['流感', '发热', '咳嗽', ''])}\r\n"
+                for _ in range(7000)]
+        files.append((f"flu_{n}.csv", "".join(rows).encode("gbk")))
+    path = make_zip(tmp_path / "real.zip", files)
+    summary = check_zip(path, **_limits())
+    ratio = summary.uncompressed_bytes / sum(e.compressed_size for e in summary.entries)
+    assert summary.uncompressed_bytes > RATIO_MIN_BYTES and 3 < ratio < 20
+    assert all(e.size < RATIO_MIN_BYTES for e in summary.entries)
+
+
+# --- OS artefacts ---------------------------------------------------------------------------------
+
+def test_os_artefacts_are_ignored(tmp_path: Path, hqms_home: Path) -> None:
+    """A folder zipped on a Mac or by Windows Explorer: the junk is skipped, the CSVs count."""
+    csv = csv_bytes("flu_", ORG)
+    path = make_zip(tmp_path / "mac.zip", [
+        ("data/", b""), ("data/flu_2.csv", csv), ("data/.DS_Store", b"\0\0\0\1Bud1"),
+        ("data/._flu_2.csv", b"\0\5\26\7"), ("__MACOSX/", b""), ("__MACOSX/data/", b""),
+        ("__MACOSX/data/._flu_2.csv", b"\0\5\26\7"), ("data/flu_1.csv", csv),
+        ("Thumbs.db", b"\xd0\xcf"), ("data\\Desktop.ini", b"[.ShellClassInfo]"),
+        ("old/__MACOSX/notes.txt", b"x")])
+    summary = check_zip(path, **_limits())
+    assert [e.name for e in summary.entries] == ["data/flu_2.csv", "data/flu_1.csv"]
+    with zipfile.ZipFile(path) as zf:
+        assert [i.filename for i in data_entries(zf.infolist())] == ["data/flu_2.csv",
+                                                                      "data/flu_1.csv"]
+
+
+def test_data_entries_skips_folders_of_either_separator(tmp_path: Path) -> None:
+    path = make_zip(tmp_path / "win.zip", [("data\\", b""), ("data/", b""),
+                                           ("data\\fever_1.csv", b"a"), ("notes.txt", b"b")])
+    with zipfile.ZipFile(path) as zf:
+        assert [i.filename for i in data_entries(zf.infolist())] == ["data\\fever_1.csv",
+                                                                      "notes.txt"]
+
+
+def test_only_os_artefacts_is_an_empty_zip(tmp_path: Path, hqms_home: Path) -> None:
+    path = make_zip(tmp_path / "junk.zip", {"__MACOSX/._flu_1.csv": b"x", ".DS_Store": b"x"})
+    with pytest.raises(ZipRejected) as info:
+        check_zip(path, **_limits())
+    assert info.value.rule == "empty_zip"
+
+
+def test_ignored_entries_must_still_be_safe(tmp_path: Path, hqms_home: Path) -> None:
+    """The archive is kept as uploaded and may be unpacked whole later: an artefact's name is
+    held to the same path rules."""
+    path = make_zip(tmp_path / "slip.zip", [("flu_1.csv", csv_bytes("flu_", ORG)),
+                                            ("__MACOSX/../../._flu_1.csv", b"x")])
+    with pytest.raises(ZipRejected) as info:
+        check_zip(path, **_limits())
+    assert (info.value.rule, info.value.entry) == ("unsafe_path", "__MACOSX/../../._flu_1.csv")
+
+
+# --- Windows backslashes --------------------------------------------------------------------------
+
+def test_backslash_separates_folders(tmp_path: Path, hqms_home: Path) -> None:
+    """Windows zip tools write ``data\\fever_20250106.csv``: a file in folder ``data``."""
+    path = make_zip(tmp_path / "win.zip", [("data\\", b""), ("data\\fever_20250106.csv",
+                                                             csv_bytes("fever_", ORG))])
+    summary = check_zip(path, **_limits())
+    assert summary.stream == "fever"
+    assert [(e.name, e.base_name) for e in summary.entries] == [
+        ("data\\fever_20250106.csv", "fever_20250106.csv")]
+
+
+@pytest.mark.parametrize("name", ["..\\flu_1.csv", "data\\..\\..\\flu_1.csv", "C:\\flu_1.csv",
+                                  "\\flu_1.csv", "\\\\server\\share\\flu_1.csv", "data\\..\\"])
+def test_backslash_tricks_stay_unsafe(tmp_path: Path, hqms_home: Path, name: str) -> None:
+    path = make_zip(tmp_path / "trick.zip", [("flu_0.csv", csv_bytes("flu_", ORG)), (name, b"")])
+    with pytest.raises(ZipRejected) as info:
+        check_zip(path, **_limits())
+    assert (info.value.rule, info.value.entry) == ("unsafe_path", name)
+
+
+def test_duplicates_are_found_across_separators(tmp_path: Path, hqms_home: Path) -> None:
+    csv = csv_bytes("flu_", ORG)
+    path = make_zip(tmp_path / "dup.zip", [("a/flu_1.csv", csv), ("a\\FLU_1.csv", csv)])
+    with pytest.raises(ZipRejected) as info:
+        check_zip(path, **_limits())
+    assert (info.value.rule, info.value.entry) == ("duplicate_entry", "a\\FLU_1.csv")
+
+
+def _gbk_named_zip(path: Path, placeholder: str, name: str, data: bytes) -> Path:
+    """A zip whose entry name is stored as GBK bytes without the UTF-8 flag (Chinese Windows
+    tools), made by swapping same-length ASCII placeholders for the GBK bytes."""
+    make_zip(path, {placeholder: data}, zipfile.ZIP_STORED)
+    raw = path.read_bytes()
+    assert raw.count(placeholder.encode()) == 2  # local and central header, nowhere else
+    path.write_bytes(raw.replace(placeholder.encode(), name.encode("gbk")))
+    return path
+
+
+def test_entry_basename_of_a_gbk_name_in_a_windows_folder(tmp_path: Path) -> None:
+    path = _gbk_named_zip(tmp_path / "gbk.zip", "QQQQ\\WWWW_1.csv", "数据\\病例_1.csv", b"a\r\n")
+    with zipfile.ZipFile(path) as zf:
+        [info] = zf.infolist()
+    assert entry_basename(info) == "病例_1.csv"
+
+
+def test_gbk_byte_0x5c_inside_a_character_is_not_a_separator(tmp_path: Path,
+                                                              hqms_home: Path) -> None:
+    """The second GBK byte of 誠 is 0x5C (a backslash in ASCII): split the decoded name."""
+    path = _gbk_named_zip(tmp_path / "gbk.zip", "flu_QQ.csv", "flu_誠.csv",
+                          csv_bytes("flu_", ORG))
+    summary = check_zip(path, **_limits())
+    assert [(e.name, e.base_name) for e in summary.entries] == [("flu_誠.csv", "flu_誠.csv")]

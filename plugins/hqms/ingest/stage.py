@@ -28,6 +28,7 @@ from typing import TextIO
 import duckdb
 
 from hqms.ingest.decode import DecodeError, transcode
+from hqms.intake.zipcheck import data_entries, entry_basename
 from hqms.registry import ErrorRecord
 from hqms.spec import Dataset, dataset_for_filename
 
@@ -113,6 +114,35 @@ def map_header(fields: list[str], ds: Dataset, file_name: str) -> tuple[list[str
                 f"column {col.code} ({col.name}) is missing; treated as empty",
                 column=col.code, severity="warning"))
     return names, problems, fatal
+
+
+#: Separators some exporters use instead of the standard's comma, as they are named to the user.
+FOREIGN_DELIMITERS = {"\t": ("制表符", "TAB"), ";": ("分号", "semicolon ';'"), "|": ("竖线", "vertical bar '|'")}
+
+
+def foreign_delimiter(header: list[str], ds: Dataset) -> str | None:
+    """The separator a one-column header really uses, when splitting by it yields known
+    column codes (a TAB- or semicolon-separated export); else None."""
+    if len(header) != 1:
+        return None
+    aliases = ds.alias_map
+    for delim in FOREIGN_DELIMITERS:
+        tokens = [t.strip().strip('"').lstrip("\ufeff").upper() for t in header[0].split(delim)]
+        if len(tokens) > 1 and sum(t in aliases for t in tokens) >= 2:
+            return delim
+    return None
+
+
+def _repeated_headers(con: duckdb.DuckDBPyConnection, ds: Dataset, names: list[str]) -> list[tuple[str, int]]:
+    """``(_src, _row)`` of staged rows that are the header line again (exports concatenated
+    with their headers): the first three named columns each hold a spelling of their own code."""
+    aliases = ds.alias_map
+    codes = [n for n in names if n in ds.codes][:3]
+    if not codes:
+        return []
+    cond = " AND ".join(
+        f'upper("{c}") IN ({", ".join(_sql_str(a) for a, code in aliases.items() if code == c)})' for c in codes)
+    return con.execute(f"SELECT _src, _row FROM {staging_table(ds)} WHERE {cond}").fetchall()
 
 
 def _read_header(utf8_path: Path) -> list[str]:
@@ -295,10 +325,10 @@ def stage_uploads(con: duckdb.DuckDBPyConnection, uploads: list[tuple[str, Path,
     registered: list[tuple[str, str, str, str, str]] = []
     for n, (key, zip_path, org_code) in enumerate(uploads):
         with zipfile.ZipFile(zip_path) as zf:
-            entries = [i for i in zf.infolist() if not i.is_dir()]
+            entries = data_entries(zf.infolist())  # the entries intake accepted: no folders, no OS artefacts
             for i, info in enumerate(entries):
-                file_name = info.filename.replace("\\", "/").rsplit("/", 1)[-1]
-                ds = dataset_for_filename(info.filename)
+                file_name = entry_basename(info)  # GBK names of Windows zips read as Chinese
+                ds = dataset_for_filename(file_name)
                 if ds is None:  # intake refuses these; kept as a guard for files landed by other means
                     raise ValueError(f"{file_name}: not a file of the interface standard")
                 sf = StagedFile(entry=info.filename, file_name=file_name, dataset=ds, src=f"u{n}_f{i}", upload=key)
@@ -317,6 +347,15 @@ def stage_uploads(con: duckdb.DuckDBPyConnection, uploads: list[tuple[str, Path,
                     sf.fatal = True
                     sf.errors.append(_file_error(file_name, "empty_file", "文件为空（没有表头）",
                                                  "the file is empty (no header row)"))
+                    continue
+                if delim := foreign_delimiter(header, ds):
+                    zh, en = FOREIGN_DELIMITERS[delim]
+                    sf.fatal = True
+                    sf.errors.append(_file_error(
+                        file_name, "csv_parse", f"文件以{zh}分隔，接口标准要求逗号分隔（CSV），整个文件未能接收",
+                        f"the file is separated by {en}; the interface standard requires commas (CSV), "
+                        "so the file cannot be accepted"))
+                    sf.record_count = _count_records(utf8, 1)
                     continue
                 names, problems, fatal = map_header(header, ds, file_name)
                 sf.errors.extend(problems)
@@ -339,6 +378,13 @@ def stage_uploads(con: duckdb.DuckDBPyConnection, uploads: list[tuple[str, Path,
             sf.errors.extend(_load_numbered(con, path, names, ds, sf.file_name))
 
         _load_group(con, ds, list(names), [path for _, path in members], rejected)
+        srcs = {sf.src: sf for sf, _ in members}
+        for src, row in _repeated_headers(con, ds, list(names)):
+            if src in srcs:
+                srcs[src].errors.append(_file_error(
+                    srcs[src].file_name, "csv_parse", f"第 {row} 行是重复的表头（文件被拼接？），不是记录",
+                    f"row {row} repeats the header line (files concatenated?); it is not a record", row=row))
+                con.execute(f"DELETE FROM {staging_table(ds)} WHERE _src = ? AND _row = ?", [src, row])
     _count(con, staged)
     for sf in staged:
         (work / f"{sf.src}.csv").unlink(missing_ok=True)

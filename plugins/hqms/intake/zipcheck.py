@@ -5,14 +5,22 @@ The national system accepts "a zip of CSV files, at most 20 MB, named by prefix"
 no encryption, no path tricks (zip slip), no symlinks, no nested archives, no duplicate names,
 and zip-bomb limits on declared sizes *and* while streaming.
 
+Files an operating system adds when a folder is zipped (``__MACOSX/``, ``.DS_Store``, ...) are
+not data: :func:`data_entries` leaves them out, here and in ingest staging, so a hospital is not
+refused for zipping on a Mac. They still have to be harmless (safe names, no links, sizes within
+the limits), since the archive is kept as uploaded and may be unpacked whole later.
+
 Each refusal is a :class:`ZipRejected` with a reason code (the ``rule`` in the upload's error
 list), the offending entry, and a message in Chinese and English a data manager can act on.
 """
 from __future__ import annotations
 
 import hashlib
+import lzma
+import re
 import stat
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -20,16 +28,27 @@ from hqms import spec
 
 #: Intake rule names (reason codes), in the order they are checked.
 INTAKE_RULES = ("bad_org_code", "not_zip_name", "zip_too_large", "not_a_zip", "corrupt_zip",
-                "empty_zip", "encrypted", "unsafe_path", "symlink", "duplicate_entry",
+                "unsafe_path", "symlink", "empty_zip", "encrypted", "duplicate_entry",
                 "nested_archive", "not_csv", "unknown_prefix", "mixed_streams", "stream_mismatch",
                 "too_much_data", "compression_ratio")
 #: Entry extensions that are archives (refused as nested archives rather than "not CSV").
 ARCHIVE_SUFFIXES = {".zip", ".rar", ".7z", ".gz", ".tgz", ".tar", ".bz2", ".xz", ".jar", ".cab"}
 #: Magic numbers of archives hidden behind a .csv name.
 ARCHIVE_MAGIC = (b"PK\x03\x04", b"Rar!", b"7z\xbc\xaf", b"\x1f\x8b", b"BZh", b"\xfd7zXZ")
-#: The ratio limit only applies to entries larger than this: a 50 KB CSV of repeated rows can
-#: compress 300x, and a small entry cannot exhaust anything.
+#: The ratio limit only applies to entries (and archives) larger than this: a 50 KB CSV of
+#: repeated rows can compress 300x, and a small upload cannot exhaust anything.
 RATIO_MIN_BYTES = 1024 * 1024
+#: Base names (lower case) of files Windows and macOS drop into folders: thumbnail cache, folder
+#: view settings, Finder state. AppleDouble resource forks (``._name``) and everything under a
+#: ``__MACOSX`` folder are artefacts too (see :func:`_is_os_artefact`).
+OS_ARTEFACT_NAMES = frozenset({"thumbs.db", "desktop.ini", ".ds_store"})
+#: What decompressing damaged or unreadable entry data raises: bad CRC, header or file-name
+#: mismatch (BadZipFile), data ending early (EOFError), damaged deflate (zlib.error), bzip2
+#: (OSError) or LZMA (LZMAError) streams, a compression method zipfile cannot read such as
+#: deflate64 (NotImplementedError), an undecodable local-header name (UnicodeDecodeError).
+#: Deliberately not ``Exception``: anything else is a bug here, not a bad upload.
+_DAMAGED = (zipfile.BadZipFile, EOFError, OSError, zlib.error, lzma.LZMAError,
+            NotImplementedError, UnicodeDecodeError)
 CHUNK = 1024 * 1024
 
 _MESSAGES: dict[str, tuple[str, str]] = {
@@ -49,8 +68,8 @@ _MESSAGES: dict[str, tuple[str, str]] = {
     "encrypted": ("压缩包内文件已加密（设置了密码），请去掉密码后上传：{entry}",
                   "the entry is encrypted (password-protected); upload it without a password: "
                   "{entry}"),
-    "unsafe_path": ("压缩包内文件路径不安全（绝对路径、“..”或反斜杠）：{entry}",
-                    "unsafe path inside the zip (absolute, '..' or backslash): {entry}"),
+    "unsafe_path": ("压缩包内文件路径不安全（绝对路径、盘符或“..”）：{entry}",
+                    "unsafe path inside the zip (absolute, drive letter or '..'): {entry}"),
     "symlink": ("压缩包内不允许包含符号链接：{entry}", "symbolic links are not allowed: {entry}"),
     "duplicate_entry": ("压缩包内文件重名：{entry}", "two entries have the same name: {entry}"),
     "nested_archive": ("压缩包内不允许再包含压缩包，请直接放入 csv 文件：{entry}",
@@ -127,12 +146,42 @@ def display_name(info: zipfile.ZipInfo) -> str:
         return info.filename
 
 
+def _path_parts(name: str) -> list[str]:
+    """Folders and base name of an entry name. Windows zip tools write ``data\\x.csv``, so a
+    backslash separates folders just like a slash (a name ending in either is a folder)."""
+    return re.split(r"[/\\]", name)
+
+
+def entry_basename(info: zipfile.ZipInfo) -> str:
+    """The entry's file name without its folders, as the hospital wrote it (GBK decoded, either
+    separator). Split after decoding: a GBK character's second byte can be 0x5C, a backslash."""
+    return _path_parts(display_name(info))[-1]
+
+
+def _is_os_artefact(info: zipfile.ZipInfo) -> bool:
+    """Files an operating system adds when zipping a folder, which hold no data of ours."""
+    *folders, base = (part.lower() for part in _path_parts(display_name(info)))
+    return "__macosx" in folders or base in OS_ARTEFACT_NAMES or base.startswith("._")
+
+
+def data_entries(infos: list[zipfile.ZipInfo]) -> list[zipfile.ZipInfo]:
+    """The entries that carry data, in zip order: not folders, not OS artefacts. Intake checks
+    these and ingest stages these; this is the one definition both use, so they cannot drift."""
+    return [i for i in infos if entry_basename(i) and not _is_os_artefact(i)]
+
+
 def _unsafe(name: str) -> bool:
-    if "\\" in name or "\x00" in name or name.startswith("/"):
+    """Would some unzip tool write ``name`` outside the folder it extracts into (zip slip)?"""
+    if "\x00" in name or name.startswith(("/", "\\")):  # absolute: /x, \x, \\server\share
         return True
-    if len(name) >= 2 and name[1] == ":":  # C:relative or C:/absolute
+    if len(name) >= 2 and name[1] == ":":  # C:relative or C:\absolute
         return True
-    return any(part == ".." for part in PurePosixPath(name).parts)
+    return ".." in _path_parts(name)
+
+
+def _unsafe_entry(info: zipfile.ZipInfo) -> bool:
+    """Judge the name both as stored and as decoded from GBK: unzip tools read it either way."""
+    return _unsafe(info.filename) or _unsafe(display_name(info))
 
 
 def _is_symlink(info: zipfile.ZipInfo) -> bool:
@@ -146,7 +195,8 @@ def _open(path: Path) -> zipfile.ZipFile:
         raise ZipRejected("not_a_zip", path.name)
     try:
         return zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError) as exc:
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError,
+            NotImplementedError) as exc:  # "zip file version 8.4": a format zipfile cannot read
         raise ZipRejected("corrupt_zip", path.name, str(exc)) from None
 
 
@@ -163,18 +213,31 @@ def check_zip(path: Path, *, max_zip_bytes: int, max_uncompressed_bytes: int, ma
     if size > max_zip_bytes:
         raise ZipRejected("zip_too_large", name, _human(size))
     with _open(path) as zf:
-        # Folder entries carry no data; they are ignored unless their path is itself a trick.
-        infos = [i for i in zf.infolist() if not (i.is_dir() and not _unsafe(i.filename))]
+        listed = zf.infolist()
+        _check_paths(listed)
+        infos = data_entries(listed)
         if not infos:
             raise ZipRejected("empty_zip", name)
         entries = _check_entries(infos, stream)
-        _check_sizes(infos, max_uncompressed_bytes, max_ratio)
+        _check_sizes(listed, max_uncompressed_bytes, max_ratio, name, size)
         _test_content(zf, infos, max_uncompressed_bytes, name)
     streams = {spec.dataset(e.dataset_id).stream for e in entries}
     return ZipSummary(stream=streams.pop(), entries=tuple(entries))
 
 
+def _check_paths(listed: list[zipfile.ZipInfo]) -> None:
+    """Every entry, folders and ignored artefacts included, must be safe to unpack: the archive
+    is kept as uploaded, and whoever unpacks it later uses a tool that writes them all."""
+    for info in listed:
+        if _unsafe_entry(info):
+            raise ZipRejected("unsafe_path", display_name(info))
+        if _is_symlink(info):
+            raise ZipRejected("symlink", display_name(info))
+
+
 def _check_entries(infos: list[zipfile.ZipInfo], stream: str | None) -> list[Entry]:
+    """The data entries: readable, unique by base name (case-insensitive, either separator),
+    CSV files of known prefixes, all of one stream."""
     seen: set[str] = set()
     entries: list[Entry] = []
     first_stream: str | None = None
@@ -183,11 +246,7 @@ def _check_entries(infos: list[zipfile.ZipInfo], stream: str | None) -> list[Ent
         shown = display_name(info)
         if info.flag_bits & 0x1:
             raise ZipRejected("encrypted", shown)
-        if _unsafe(info.filename):
-            raise ZipRejected("unsafe_path", shown)
-        if _is_symlink(info):
-            raise ZipRejected("symlink", shown)
-        base = PurePosixPath(info.filename).name
+        base = entry_basename(info)
         if base.lower() in seen:
             raise ZipRejected("duplicate_entry", shown)
         seen.add(base.lower())
@@ -208,18 +267,31 @@ def _check_entries(infos: list[zipfile.ZipInfo], stream: str | None) -> list[Ent
     return entries
 
 
-def _check_sizes(infos: list[zipfile.ZipInfo], max_total: int, max_ratio: int) -> None:
-    """Declared sizes: refuse bombs before decompressing anything."""
-    total = 0
-    for info in infos:
+def _check_sizes(listed: list[zipfile.ZipInfo], max_total: int, max_ratio: int, zip_name: str,
+                 zip_bytes: int) -> None:
+    """Declared sizes: refuse bombs before decompressing anything.
+
+    The ratio is checked per entry and for the archive as a whole, or many entries just under
+    :data:`RATIO_MIN_BYTES` would pass one by one. The archive's compressed total counts at most
+    the zip's own size: entries that overlap or overstate their compressed size cannot dilute
+    the ratio. Every entry counts, ignored ones included (they are small when genuine).
+    """
+    total = packed = 0
+    for info in listed:
         total += info.file_size
+        packed += info.compress_size
         if total > max_total:
             raise ZipRejected("too_much_data", display_name(info), _human(max_total))
         if info.file_size > RATIO_MIN_BYTES:
-            ratio = info.file_size / max(info.compress_size, 1)
-            if ratio > max_ratio:
-                raise ZipRejected("compression_ratio", display_name(info),
-                                  f"{ratio:.0f}:1 > {max_ratio}:1")
+            _check_ratio(info.file_size, info.compress_size, max_ratio, display_name(info))
+    if total > RATIO_MIN_BYTES:
+        _check_ratio(total, min(packed, zip_bytes), max_ratio, zip_name)
+
+
+def _check_ratio(size: int, compressed: int, max_ratio: int, entry: str) -> None:
+    ratio = size / max(compressed, 1)
+    if ratio > max_ratio:
+        raise ZipRejected("compression_ratio", entry, f"{ratio:.0f}:1 > {max_ratio}:1")
 
 
 def _test_content(zf: zipfile.ZipFile, infos: list[zipfile.ZipInfo], max_total: int,
@@ -242,9 +314,6 @@ def _test_content(zf: zipfile.ZipFile, infos: list[zipfile.ZipInfo], max_total: 
                     produced += len(chunk)
                     if produced > info.file_size or total + produced > max_total:
                         raise ZipRejected("too_much_data", shown, _human(max_total))
-        except ZipRejected:
-            raise
-        except (zipfile.BadZipFile, EOFError, OSError, ValueError, NotImplementedError,
-                RuntimeError) as exc:
+        except _DAMAGED as exc:
             raise ZipRejected("corrupt_zip", zip_name, f"{shown}: {exc}") from None
         total += produced
