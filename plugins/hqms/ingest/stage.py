@@ -1,7 +1,8 @@
 """Zips → the batch's staging database: one table per dataset, columns named by spec codes.
 
 The staging contract (what validation and de-identification read) is in ``hqms.rules``:
-VARCHAR columns named by code (trimmed, empty → NULL, missing optional columns NULL), ``_src`` =
+VARCHAR columns named by code (trimmed, empty or a null marker → NULL, missing optional columns
+NULL), ``_src`` =
 the file's id within the batch, ``_row`` = the 1-based data row as the hospital counts it
 (header excluded), ``_uploader_org``. Table ``hqms_files`` lists every staged file
 (``_src``, upload key, file name).
@@ -12,7 +13,10 @@ header layout are read by ONE strict DuckDB ``read_csv`` over the list of files.
 from that scan keeps insertion order, file after file, so ``rowid`` minus the file's first
 ``rowid`` is the record number. If DuckDB rejects a line (wrong column count, broken quoting) the
 list is split in halves until the offending file is alone; that file is re-read through
-Python's csv module, which numbers every record and reports the malformed ones by row.
+Python's csv module, which numbers every record and reports the malformed ones by row (a stray
+quote costs its own row only; a huge cell is staged for the length rule). Dialects that are not
+the standard's get one clear error instead of dozens: a TAB/semicolon/bar-separated file, a header
+line repeated inside a file (concatenated exports).
 """
 from __future__ import annotations
 
