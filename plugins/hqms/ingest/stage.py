@@ -342,9 +342,14 @@ def stage_uploads(con: duckdb.DuckDBPyConnection, uploads: list[tuple[str, Path,
                     sf.encoding = transcode(lambda: zf.open(info), utf8).encoding
                 except DecodeError as exc:
                     sf.fatal = True
-                    sf.errors.append(_file_error(
-                        file_name, "encoding", f"文件编码无法识别（第 {exc.line} 行附近既非 UTF-8 也非 GBK）",
-                        f"unreadable encoding near line {exc.line} (neither UTF-8 nor GBK)"))
+                    if exc.detected == "utf-8":
+                        zh = f"文件是 UTF-8 编码，但第 {exc.line} 行含有非 UTF-8 字节（混入了其他编码？），请统一编码后重新上传"
+                        en = (f"the file is UTF-8 but line {exc.line} holds bytes that are not UTF-8 "
+                              "(another encoding mixed in?); save it in one encoding and upload again")
+                    else:
+                        zh = f"文件编码无法识别（第 {exc.line} 行既非 UTF-8 也非 GBK）"
+                        en = f"unreadable encoding at line {exc.line} (neither UTF-8 nor GBK)"
+                    sf.errors.append(_file_error(file_name, "encoding", zh, en, row=None))
                     continue
                 header = _read_header(utf8)
                 if not header:
