@@ -194,3 +194,13 @@ def test_windows_zip_names_and_os_artefacts(tmp_path):
     con = duckdb.connect(str(tmp_path / "stage.duckdb"))
     (sf,) = stage_zip(zpath, ORG, con, tmp_path / "work")
     assert (sf.file_name, sf.record_count, sf.errors) == ("lis_检验_20250106.csv", 1, [])
+
+
+def test_a_utf8_file_with_a_gbk_row_is_an_encoding_error_at_that_line_with_its_records_counted(tmp_path):
+    rows = [",".join(_row(i, "甲型流感病毒抗原阳性")) for i in range(1, 6)]
+    payload = (",".join(LIS.codes) + "\r\n" + "\r\n".join(rows[:3]) + "\r\n").encode("utf-8")
+    payload += (rows[3] + "\r\n").encode("gbk") + (rows[4] + "\r\n").encode("utf-8")
+    (sf,), _ = _stage(tmp_path, "lis_8.csv", payload)
+    assert sf.fatal and sf.record_count == 5
+    assert [(e.rule, e.row) for e in sf.errors] == [("encoding", None)]
+    assert "UTF-8 but line 5" in sf.errors[0].message_en

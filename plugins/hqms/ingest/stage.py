@@ -21,13 +21,14 @@ line repeated inside a file (concatenated exports).
 from __future__ import annotations
 
 import csv
+import io
 import zipfile
 from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import BinaryIO, TextIO
 
 import duckdb
 
@@ -319,6 +320,15 @@ def _count_records(path: Path, width: int) -> int:
         return sum(1 for _ in _records(fh, width))
 
 
+def _count_undecodable(raw: BinaryIO, encoding: str) -> int:
+    """Records of a file with undecodable bytes, read with those bytes replaced: the report
+    still says how many records the hospital sent."""
+    with _cell_limit(), io.TextIOWrapper(raw, encoding=encoding, errors="replace", newline="") as fh:
+        first = fh.readline()
+        fh.seek(0)
+        return sum(1 for _ in _records(fh, len(next(csv.reader([first]), []))))
+
+
 def stage_uploads(con: duckdb.DuckDBPyConnection, uploads: list[tuple[str, Path, str]],
                   work: Path) -> dict[str, list[StagedFile]]:
     """Stage every CSV entry of (already safety-checked) zips — (upload key, zip path, uploader
@@ -350,6 +360,8 @@ def stage_uploads(con: duckdb.DuckDBPyConnection, uploads: list[tuple[str, Path,
                         zh = f"文件编码无法识别（第 {exc.line} 行既非 UTF-8 也非 GBK）"
                         en = f"unreadable encoding at line {exc.line} (neither UTF-8 nor GBK)"
                     sf.errors.append(_file_error(file_name, "encoding", zh, en, row=None))
+                    if exc.line > 1:  # else nothing decodes (UTF-16, binary): no count is meaningful
+                        sf.record_count = _count_undecodable(zf.open(info), exc.encoding)
                     continue
                 header = _read_header(utf8)
                 if not header:
