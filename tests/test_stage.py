@@ -204,3 +204,12 @@ def test_a_utf8_file_with_a_gbk_row_is_an_encoding_error_at_that_line_with_its_r
     assert sf.fatal and sf.record_count == 5
     assert [(e.rule, e.row) for e in sf.errors] == [("encoding", None)]
     assert "UTF-8 but line 5" in sf.errors[0].message_en
+
+
+def test_chinese_column_names_as_headers(tmp_path):
+    """Some exporters write the standard's Chinese column names (full-width brackets or not)."""
+    names = [LIS.column(c).zh for c in LIS.codes]
+    names[0] = names[0].replace("（", "(").replace("）", ")") + " "
+    (sf,), con = _stage(tmp_path, "lis_9.csv", _csv(names, [_row(1)]).encode("gbk"))
+    assert (sf.fatal, sf.errors, sf.record_count) == (False, [], 1)
+    assert con.execute(f'SELECT "P8000" FROM {sf.table}').fetchall() == [("S00001",)]

@@ -35,7 +35,7 @@ import duckdb
 from hqms.ingest.decode import DecodeError, transcode
 from hqms.intake.zipcheck import data_entries, entry_basename
 from hqms.registry import ErrorRecord
-from hqms.spec import Dataset, dataset_for_filename
+from hqms.spec import Dataset, dataset_for_filename, header_key
 
 #: Header spellings exporters add that carry no data (Java serialisation artefacts).
 KNOWN_JUNK_HEADERS = {"SERIALVERSIONUID"}
@@ -87,10 +87,10 @@ def map_header(fields: list[str], ds: Dataset, file_name: str) -> tuple[list[str
     seen: set[str] = set()
     for i, raw in enumerate(fields):
         token = raw.strip().strip('"').lstrip("\ufeff").strip()
-        code = aliases.get(token.upper())
+        code = aliases.get(header_key(token))
         if code is None or code in seen:
             names.append(f"_extra_{i}")
-            if token.upper() not in KNOWN_JUNK_HEADERS or code in seen:
+            if header_key(token) not in KNOWN_JUNK_HEADERS or code in seen:
                 what = "重复的列" if code in seen else "未知的列"
                 what_en = "duplicate column" if code in seen else "unknown column"
                 problems.append(_file_error(
@@ -132,7 +132,7 @@ def foreign_delimiter(header: list[str], ds: Dataset) -> str | None:
         return None
     aliases = ds.alias_map
     for delim in FOREIGN_DELIMITERS:
-        tokens = [t.strip().strip('"').lstrip("\ufeff").upper() for t in header[0].split(delim)]
+        tokens = [header_key(t.strip().strip('"').lstrip("\ufeff")) for t in header[0].split(delim)]
         if len(tokens) > 1 and sum(t in aliases for t in tokens) >= 2:
             return delim
     return None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -133,12 +134,22 @@ class Dataset:
 
     @functools.cached_property
     def alias_map(self) -> dict[str, str]:
-        """Every accepted header spelling (upper-cased) → canonical code."""
-        mapping = {code.upper(): code for code in self.codes}
+        """Every accepted header spelling (:func:`header_key` form) → canonical code: the codes,
+        the header aliases of the spec (pinyin, …), and the standard's Chinese column names,
+        which some exporters write as the header (``医疗机构代码``, ``年龄(岁)``)."""
+        mapping = {header_key(code): code for code in self.codes}
         for scheme in self.header_aliases.values():
             for alias, code in scheme.items():
-                mapping.setdefault(alias.upper(), code)
+                mapping.setdefault(header_key(alias), code)
+        for col in self.columns:
+            mapping.setdefault(header_key(col.zh), col.code)
         return mapping
+
+
+def header_key(token: str) -> str:
+    """How header spellings compare: NFKC (full-width letters and brackets as half-width),
+    without blanks, upper-cased."""
+    return "".join(unicodedata.normalize("NFKC", token).split()).upper()
 
 
 def _condition(raw: dict[str, Any] | None) -> Condition | None:
