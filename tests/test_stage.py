@@ -213,3 +213,9 @@ def test_chinese_column_names_as_headers(tmp_path):
     (sf,), con = _stage(tmp_path, "lis_9.csv", _csv(names, [_row(1)]).encode("gbk"))
     assert (sf.fatal, sf.errors, sf.record_count) == (False, [], 1)
     assert con.execute(f'SELECT "P8000" FROM {sf.table}').fetchall() == [("S00001",)]
+
+
+def test_lines_of_spaces_are_blank_lines_not_records(tmp_path):
+    text = _csv(list(LIS.codes), [_row(1), _row(2)]) + "   \r\n\t\r\n"
+    (sf,), _ = _stage(tmp_path, "lis_10.csv", text.encode("gbk"))
+    assert (sf.record_count, sf.parsed_count, sf.errors) == (2, 2, [])

@@ -272,8 +272,8 @@ def _records(fh: TextIO, width: int) -> Iterator[tuple[int, list[str] | None, st
             return
         except csv.Error as exc:
             record, problem = None, str(exc)
-        if record == []:
-            continue
+        if record is not None and len(record) <= 1 and not "".join(record).strip():
+            continue  # a blank line, or one of spaces only (trailing lines some editors leave)
         n += 1
         if (record is None or len(record) != width) and len(lines.taken) > 1:
             lines.pending.extendleft(reversed(lines.taken[1:]))
