@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import io
+import io
 import zipfile
 from pathlib import Path
 
@@ -46,3 +47,29 @@ def test_repeated_natural_keys_are_errors_on_the_later_rows(tmp_path, monkeypatc
     assert [e for e in report.errors if e.rule != "duplicate_key" and e.severity == "error"] == []
     assert dups == sorted([(part1.file_name, 4)] + [(part2.file_name, n) for n in range(1, part2.record_count + 1)])
     assert report.conforming_count == report.record_count - 1 - part2.record_count
+
+
+def test_a_combined_panel_sends_one_lab_row_per_detail_and_both_are_records(tmp_path, monkeypatch):
+    """流感A/B抗原: one request, one item code, two detail codes — two results, not a duplicate."""
+    monkeypatch.setenv("HQMS_HOME", str(tmp_path / "home"))
+    gen = tmp_path / "gen"
+    assert hqms(["generate", "--hospitals", "1", "--start", "2025-01-06", "--days", "1", "--seed", "11",
+                 "--streams", "fever", "--scale", "0.2", "--out", str(gen), "--quiet"]) == 0
+    plan = next(csv.DictReader((gen / "upload_plan.csv").open(encoding="utf-8")))
+    src, out = gen / plan["zip"], tmp_path / "panel.zip"
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zout:
+        for info in zin.infolist():
+            data = zin.read(info)
+            if info.filename.rsplit("/", 1)[-1].startswith("lab_"):
+                rows = list(csv.reader(io.StringIO(data.decode("gb18030"), newline="")))
+                detail = rows[0].index("P7623")
+                twin = list(rows[1])
+                twin[detail] = (twin[detail] or "FLU") + "B"
+                rows.insert(2, twin)
+                buf = io.StringIO()
+                csv.writer(buf, lineterminator="\r\n").writerows(rows)
+                data = buf.getvalue().encode("gb18030")
+            zout.writestr(info, data)
+    report = validate_zip(out, plan["org_code"])
+    assert [e for e in report.errors if e.severity == "error"] == []
+    assert report.conforming_count == report.record_count

@@ -32,8 +32,8 @@ EXPECTED = {  # id: (prefix, stream, natural key, org column, event column)
     "lis": ("lis_", "flu", ("P7501", "P7502", "P7506", "P8000"), None, "P7506"),
     "fever": ("fever_", "fever", ("P7000",), "P900", "P7506"),
     "drug": ("drug_", "fever", ("P7000", "P7800", "P7805"), None, "P7506"),
-    "lab": ("lab_", "fever", ("P7000", "P7605", "P7613"), None, "P7506"),
-    "examine": ("examine_", "fever", ("P7000", "P7704"), None, "P7506"),
+    "lab": ("lab_", "fever", ("P7000", "P7605", "P7613", "P7623"), None, "P7506"),
+    "examine": ("examine_", "fever", ("P7000", "P7704", "P7708"), None, "P7506"),
     "mzsy": ("mzsy_", "outpatient", ("JZKH", "JZSJ"), "ZZJGDM", "JZSJ"),
 }
 
@@ -92,10 +92,14 @@ def test_hdr_is_marked_as_defined_by_us_and_its_own_codes_say_so():
 
 @pytest.mark.parametrize("ds_id", sorted(EXPECTED))
 def test_key_org_and_event_columns_exist_and_are_required(ds_id: str):
-    """A natural key or event column that may be empty cannot identify or date a record."""
+    """A natural key or event column that may be empty cannot identify or date a record. An
+    optional column may only refine a key at its end (lab's result detail P7623: empty is one
+    value, "no detail"), after required columns that identify the record on their own."""
     ds = DATASETS[ds_id]
-    for code in (*ds.natural_key, ds.event_column, *(c for k in ds.join_keys.values() for c in k)):
+    for code in (ds.event_column, *(c for k in ds.join_keys.values() for c in k)):
         assert ds.column(code).required, f"{ds_id}.{code}"
+    required = [c for c in ds.natural_key if ds.column(c).required]
+    assert required and list(ds.natural_key[:len(required)]) == required, f"{ds_id}: {ds.natural_key}"
     if ds.org_column:
         org = ds.column(ds.org_column)
         assert org.required and org.check == "medical_org_code"
