@@ -318,7 +318,9 @@ def test_publish_catalog_matches_the_mart_yaml() -> None:
     flu = next(m for m in publish.catalog() if m.name == "flu_daily")
     assert "cases" in flu.counts and "report_date" not in flu.counts
     opd = next(m for m in publish.catalog() if m.name == "outpatient_monthly")
-    assert opd.derived["avg_cost_per_visit"] == "visits"
+    assert opd.derived["avg_cost_per_visit"] == ("visits",)
+    # a rate is suppressed with its numerator too: rate × denominator would give it back
+    assert opd.derived["infusion_rate"] == ("visits", "infusion_visits")
     region = next(m for m in publish.catalog() if m.name == "flu_daily_by_region")
     assert set(flu.counts) <= set(region.counts)  # roll-ups inherit the per-hospital counts
 
@@ -510,3 +512,15 @@ def test_source_freshness_reports_stale_sources(built: tuple[hqms_config.Config,
     assert set(rows) == {"dw.flu", "dw.fever", "dw.mzsy", "ops.uploads"}
     flu = rows["dw.flu"]  # loaded at OLD_LOAD, long past the 2-day threshold: a warning, not an error
     assert flu["status"] == "warn" and flu["max_loaded_at"].startswith("2025-01-20") and flu["age_hours"] > 48
+
+
+def test_a_rate_is_suppressed_when_its_numerator_is_small() -> None:
+    import duckdb
+
+    spec = publish.MartSpec("m", ("visits", "infusion_visits"), {"infusion_rate": ("visits", "infusion_visits")})
+    con = duckdb.connect()
+    con.execute("CREATE TABLE t AS SELECT * FROM (VALUES (48, 3, 0.0625), (48, 0, 0.0), (48, 12, 0.25)) "
+                "AS v(visits, infusion_visits, infusion_rate)")
+    rows = con.execute(publish.suppressed_select(spec, ["visits", "infusion_visits", "infusion_rate"], "t")).fetchall()
+    assert [tuple(map(lambda x: None if x is None else float(x), r[:3])) + (r[3],) for r in rows] == [
+        (48.0, None, None, True), (48.0, 0.0, 0.0, False), (48.0, 12.0, 0.25, False)]

@@ -45,7 +45,9 @@ class MartSpec:
 
     name: str
     counts: tuple[str, ...] = ()
-    derived: dict[str, str] = field(default_factory=dict)  # column → the count it derives from
+    #: column → the counts it derives from (a rate: numerator and denominator), suppressed when
+    #: any of them is small — a published rate times a published denominator gives the numerator
+    derived: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -87,8 +89,8 @@ def catalog(models_dir: Path = MARTS_MODELS_DIR) -> list[MartSpec]:
                 col_meta = (col.get("config") or {}).get("meta") or {}
                 if col_meta.get("small_cell") == "count":
                     counts.append(col["name"])
-                if col_meta.get("small_cell_base"):
-                    derived[col["name"]] = col_meta["small_cell_base"]
+                if base := col_meta.get("small_cell_base"):
+                    derived[col["name"]] = tuple([base] if isinstance(base, str) else base)
             if meta.get("small_cell_like"):
                 like[model["name"]] = meta["small_cell_like"]
             specs.append(MartSpec(model["name"], tuple(counts), derived))
@@ -104,7 +106,8 @@ def _small(column: str) -> str:
 
 def suppressed_select(spec: MartSpec, columns: list[str], source: str) -> str:
     """SELECT over ``source`` with the small-cell rule applied and the row flag appended."""
-    unknown = (set(spec.counts) | set(spec.derived) | set(spec.derived.values())) - set(columns)
+    unknown = (set(spec.counts) | set(spec.derived) | {b for bases in spec.derived.values() for b in bases}) \
+        - set(columns)
     if unknown:
         raise ValueError(f"{spec.name}: small-cell columns not in the table: {sorted(unknown)}")
     exprs = []
@@ -112,7 +115,8 @@ def suppressed_select(spec: MartSpec, columns: list[str], source: str) -> str:
         if col in spec.counts:
             exprs.append(f'CASE WHEN {_small(col)} THEN NULL ELSE "{col}" END AS "{col}"')
         elif col in spec.derived:
-            exprs.append(f'CASE WHEN {_small(spec.derived[col])} THEN NULL ELSE "{col}" END AS "{col}"')
+            small = " OR ".join(_small(base) for base in spec.derived[col])
+            exprs.append(f'CASE WHEN {small} THEN NULL ELSE "{col}" END AS "{col}"')
         else:
             exprs.append(f'"{col}"')
     flag = " OR ".join(_small(c) for c in spec.counts) or "FALSE"
