@@ -440,10 +440,19 @@ def test_incremental_build_rebuilds_touched_dates_only(built: tuple[hqms_config.
             r["_loaded_at"] = now
     con = duckdb.connect(str(cfg.warehouse_path))
     insert(con, rows)
+    # A re-sent fever visit whose P7506 moved to another day (P7506 is not in its key): the merge
+    # replaces the row and records the date it left in ops.moved_periods; the old day must be rebuilt.
+    serial, org_f = con.execute(f"SELECT opd_visit_serial_pid, _org_code FROM dw.fever "
+                                f"WHERE CAST(visit_time AS DATE) = DATE '{untouched_day}' LIMIT 1").fetchone()
+    for table in ("dw.fever", "dw.lab"):
+        con.execute(f"UPDATE {table} SET visit_time = visit_time + INTERVAL 1 DAY, _loaded_at = ? "
+                    "WHERE opd_visit_serial_pid = ?", [now, serial])
+    con.execute("INSERT INTO ops.moved_periods VALUES ('fever', ?, ?, ?)", [org_f, untouched_day, now])
     con.close()
 
     dbt.build("daily", cfg=cfg)
 
+    assert _differences(cfg, FEVER_MART, FEVER_RECOMPUTED) == []
     assert _differences(cfg, FLU_MART, FLU_RECOMPUTED) == []
     after = dict(_query(cfg, "SELECT report_date, max(_built_at) FROM marts.flu_daily GROUP BY 1"))
     assert after[untouched_day] == before[untouched_day], "an untouched date was rebuilt"

@@ -92,6 +92,10 @@ OPS_DDL = (
     """CREATE TABLE IF NOT EXISTS ops.upload_files (
         upload_id VARCHAR, file_name VARCHAR, dataset VARCHAR, stream VARCHAR,
         record_count BIGINT, conforming_count BIGINT, period_start DATE, period_end DATE)""",
+    # the event date a replaced record had, when its new version moved it to another date: the
+    # incremental marts must rebuild the old date too (they only see the new rows' dates)
+    """CREATE TABLE IF NOT EXISTS ops.moved_periods (
+        dataset VARCHAR, org_code VARCHAR, period_date DATE, moved_at TIMESTAMPTZ)""",
     """CREATE TABLE IF NOT EXISTS ops.upload_errors (
         upload_id VARCHAR, seq BIGINT, file_name VARCHAR, "row" BIGINT, column_code VARCHAR,
         rule VARCHAR, check_id VARCHAR, severity VARCHAR, message_zh VARCHAR, message_en VARCHAR,

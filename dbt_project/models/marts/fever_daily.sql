@@ -7,13 +7,17 @@
     tags=['daily'],
 ) }}
 {#- One row per (visit_date, org_code): what a hospital's fever clinic saw that day.
-    Incremental like flu_daily: dates touched by fever_ or lab_ rows loaded since the last build. -#}
+    Incremental like flu_daily: dates touched by fever_ or lab_ rows loaded since the last build,
+    and the dates re-sent visits moved away from (P7506 is not part of their key). -#}
 with
 {% if is_incremental() %}
 touched as (
     select visit_date from {{ ref('stg_fever') }} where _loaded_at > {{ hqms.rebuild_since() }}
     union
     select visit_date from {{ ref('stg_lab') }} where _loaded_at > {{ hqms.rebuild_since() }}
+    union
+    select period_date from {{ source('ops', 'moved_periods') }}
+    where dataset in ('fever', 'lab') and moved_at > {{ hqms.rebuild_since() }}
 ),
 {% endif %}
 

@@ -86,11 +86,17 @@ def merge_dataset(con: duckdb.DuckDBPyConnection, ds: Dataset, parts: list[Part]
     if rows != keys:  # a record sent more than once in this batch: keep its newest version
         con.execute("DELETE FROM incoming WHERE rowid NOT IN (SELECT arg_max(rowid, "
                     "(_received_at, _upload_id, _source_file, _source_row)) FROM incoming GROUP BY _nk)")
+    event = f'"{ds.column(ds.event_column).name}"' if ds.event_column else "NULL"
+    if ds.event_column:  # a replaced record's old date, when its new version moved it elsewhere
+        con.execute(f"""INSERT INTO ops.moved_periods
+                        SELECT DISTINCT '{ds.id}', t._org_code, CAST(t.{event} AS DATE), now()
+                        FROM dw.{ds.id} AS t JOIN incoming AS i ON t._nk = i._nk
+                        WHERE t._received_at <= i._received_at
+                          AND CAST(t.{event} AS DATE) IS DISTINCT FROM CAST(i.{event} AS DATE)""")
     con.execute(f"""DELETE FROM dw.{ds.id} AS t USING incoming AS i
                     WHERE t._nk = i._nk AND t._received_at <= i._received_at""")
     con.execute(f"""INSERT INTO dw.{ds.id} SELECT i.* FROM incoming AS i
                     WHERE NOT EXISTS (SELECT 1 FROM dw.{ds.id} AS t WHERE t._nk = i._nk)""")
-    event = f'"{ds.column(ds.event_column).name}"' if ds.event_column else "NULL"
     stats = {
         (u, f): (n, lo, hi)
         for u, f, n, lo, hi in con.execute(

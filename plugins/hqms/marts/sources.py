@@ -58,6 +58,8 @@ OPS_DESCRIPTIONS = {
     "uploads": "One row per upload that reached ingest: stream, hospital, received time, status, counts.",
     "upload_files": "One row per CSV of an ingested upload: dataset, counts, covered event dates.",
     "upload_errors": "Every validation error of an upload (file, row, column, rule); values masked.",
+    "moved_periods": "Event dates that re-sent records moved away from (dataset, hospital, old date, when): "
+                     "incremental marts rebuild those dates too.",
     "hospitals": "Hospital registry (医院信息汇总表) without personal contact columns "
                  "(deployment data loaded by `hqms hospitals load`).",
 }
@@ -128,7 +130,8 @@ def sources_document() -> dict[str, Any]:
              "tables": [plain("ops", "uploads", {"config": {
                             "freshness": {"warn_after": {"count": 2, "period": "day"}},
                             "loaded_at_field": "received_at"}}),
-                        plain("ops", "upload_files"), plain("ops", "upload_errors")]},
+                        plain("ops", "upload_files"), plain("ops", "upload_errors"),
+                        plain("ops", "moved_periods")]},
             {"name": "ref", "schema": "ref",
              "description": "Deployment reference data kept in the warehouse.",
              "tables": [plain("ref", "hospitals")]},

@@ -1,0 +1,55 @@
+"""A re-sent record whose event date changed leaves a trace of the date it left, so the
+incremental marts rebuild that date too (its key does not contain the date)."""
+from __future__ import annotations
+
+import csv
+import io
+import zipfile
+from datetime import datetime
+from pathlib import Path
+
+import duckdb
+
+from hqms import config
+from hqms.cli import main as hqms
+from hqms.ingest.run import claim, process
+from hqms.intake.submit import submit
+
+
+def _ingest_all() -> None:
+    for batch in claim():
+        process(batch)
+
+
+def test_a_resent_visit_moved_to_another_day_records_the_day_it_left(s3_store, tmp_path: Path) -> None:
+    gen = tmp_path / "gen"
+    assert hqms(["generate", "--hospitals", "1", "--start", "2025-01-06", "--days", "1", "--seed", "21",
+                 "--streams", "fever", "--scale", "0.2", "--out", str(gen), "--quiet"]) == 0
+    assert hqms(["keys", "init"]) == 0
+    plan = next(csv.DictReader((gen / "upload_plan.csv").open(encoding="utf-8")))
+    first = gen / plan["zip"]
+    submit(first, plan["org_code"], plan["uploader"], received_at=datetime.fromisoformat("2025-01-07T09:00:00+08:00"))
+    _ingest_all()
+
+    # the next day's re-send: the first fever visit now says it happened on 2025-01-05
+    resent = tmp_path / "fever_resent.zip"
+    with zipfile.ZipFile(first) as zin, zipfile.ZipFile(resent, "w", zipfile.ZIP_DEFLATED) as zout:
+        for info in zin.infolist():
+            data = zin.read(info)
+            if info.filename.rsplit("/", 1)[-1].startswith("fever_"):
+                rows = list(csv.reader(io.StringIO(data.decode("gb18030"), newline="")))
+                at = rows[0].index("P7506")
+                old_day = rows[1][at][:10]
+                rows[1][at] = "2025-01-05" + rows[1][at][10:]
+                buf = io.StringIO()
+                csv.writer(buf, lineterminator="\r\n").writerows(rows)
+                data = buf.getvalue().encode("gb18030")
+            zout.writestr(info, data)
+    submit(resent, plan["org_code"], plan["uploader"], received_at=datetime.fromisoformat("2025-01-08T09:00:00+08:00"))
+    _ingest_all()
+
+    con = duckdb.connect(str(config.load().warehouse_path), read_only=True)
+    moved = con.execute("SELECT dataset, org_code, CAST(period_date AS VARCHAR) FROM ops.moved_periods").fetchall()
+    assert moved == [("fever", plan["org_code"], old_day)]
+    days = dict(con.execute("SELECT CAST(visit_time AS DATE)::VARCHAR, count(*) FROM dw.fever GROUP BY 1").fetchall())
+    assert days.get("2025-01-05") == 1
