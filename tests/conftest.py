@@ -10,12 +10,14 @@
 """
 from __future__ import annotations
 
+import csv
+import io
 import os
 import stat
 import struct
 import uuid
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -89,6 +91,22 @@ def shared_s3_env(hqms_home: Path, _shared_s3_config: config.Config,
 
 
 # --- synthetic uploads ----------------------------------------------------------------------------
+
+def edit_csv_in_zip(src: Path, dst: Path, prefix: str, edit: Callable[[list[list[str]]], None]) -> Path:
+    """Copy an upload, letting ``edit`` change the rows (header first) of its ``prefix`` CSVs in
+    place; GBK and CRLF as the exporters write them."""
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w", zipfile.ZIP_DEFLATED) as zout:
+        for info in zin.infolist():
+            data = zin.read(info)
+            if info.filename.rsplit("/", 1)[-1].startswith(prefix):
+                rows = list(csv.reader(io.StringIO(data.decode("gb18030"), newline="")))
+                edit(rows)
+                buf = io.StringIO()
+                csv.writer(buf, lineterminator="\r\n").writerows(rows)
+                data = buf.getvalue().encode("gb18030")
+            zout.writestr(info, data)
+    return dst
+
 
 def make_zip(path: Path, entries: list[tuple[str, bytes]] | dict[str, bytes],
              compression: int = zipfile.ZIP_DEFLATED) -> Path:

@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import csv
-import io
-import io
 import zipfile
 from pathlib import Path
 
 from hqms.cli import main as hqms
 from hqms.ingest.validate import validate_zip
+from conftest import edit_csv_in_zip
 
 
 def _flu_upload(tmp_path: Path) -> tuple[Path, str]:
@@ -56,20 +55,14 @@ def test_a_combined_panel_sends_one_lab_row_per_detail_and_both_are_records(tmp_
     assert hqms(["generate", "--hospitals", "1", "--start", "2025-01-06", "--days", "1", "--seed", "11",
                  "--streams", "fever", "--scale", "0.2", "--out", str(gen), "--quiet"]) == 0
     plan = next(csv.DictReader((gen / "upload_plan.csv").open(encoding="utf-8")))
-    src, out = gen / plan["zip"], tmp_path / "panel.zip"
-    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zout:
-        for info in zin.infolist():
-            data = zin.read(info)
-            if info.filename.rsplit("/", 1)[-1].startswith("lab_"):
-                rows = list(csv.reader(io.StringIO(data.decode("gb18030"), newline="")))
-                detail = rows[0].index("P7623")
-                twin = list(rows[1])
-                twin[detail] = (twin[detail] or "FLU") + "B"
-                rows.insert(2, twin)
-                buf = io.StringIO()
-                csv.writer(buf, lineterminator="\r\n").writerows(rows)
-                data = buf.getvalue().encode("gb18030")
-            zout.writestr(info, data)
+
+    def second_detail(rows: list[list[str]]) -> None:
+        twin = list(rows[1])
+        detail = rows[0].index("P7623")
+        twin[detail] = (twin[detail] or "FLU") + "B"
+        rows.insert(2, twin)
+
+    out = edit_csv_in_zip(gen / plan["zip"], tmp_path / "panel.zip", "lab_", second_detail)
     report = validate_zip(out, plan["org_code"])
     assert [e for e in report.errors if e.severity == "error"] == []
     assert report.conforming_count == report.record_count

@@ -3,8 +3,6 @@ incremental marts rebuild that date too (its key does not contain the date)."""
 from __future__ import annotations
 
 import csv
-import io
-import zipfile
 from datetime import datetime
 from pathlib import Path
 
@@ -14,6 +12,7 @@ from hqms import config
 from hqms.cli import main as hqms
 from hqms.ingest.run import claim, process
 from hqms.intake.submit import submit
+from conftest import edit_csv_in_zip
 
 
 def _ingest_all() -> None:
@@ -32,24 +31,19 @@ def test_a_resent_visit_moved_to_another_day_records_the_day_it_left(s3_store, t
     _ingest_all()
 
     # the next day's re-send: the first fever visit now says it happened on 2025-01-05
-    resent = tmp_path / "fever_resent.zip"
-    with zipfile.ZipFile(first) as zin, zipfile.ZipFile(resent, "w", zipfile.ZIP_DEFLATED) as zout:
-        for info in zin.infolist():
-            data = zin.read(info)
-            if info.filename.rsplit("/", 1)[-1].startswith("fever_"):
-                rows = list(csv.reader(io.StringIO(data.decode("gb18030"), newline="")))
-                at = rows[0].index("P7506")
-                old_day = rows[1][at][:10]
-                rows[1][at] = "2025-01-05" + rows[1][at][10:]
-                buf = io.StringIO()
-                csv.writer(buf, lineterminator="\r\n").writerows(rows)
-                data = buf.getvalue().encode("gb18030")
-            zout.writestr(info, data)
+    moved_from: list[str] = []
+
+    def move_first_visit(rows: list[list[str]]) -> None:
+        at = rows[0].index("P7506")
+        moved_from.append(rows[1][at][:10])
+        rows[1][at] = "2025-01-05" + rows[1][at][10:]
+
+    resent = edit_csv_in_zip(first, tmp_path / "fever_resent.zip", "fever_", move_first_visit)
     submit(resent, plan["org_code"], plan["uploader"], received_at=datetime.fromisoformat("2025-01-08T09:00:00+08:00"))
     _ingest_all()
 
     con = duckdb.connect(str(config.load().warehouse_path), read_only=True)
     moved = con.execute("SELECT dataset, org_code, CAST(period_date AS VARCHAR) FROM ops.moved_periods").fetchall()
-    assert moved == [("fever", plan["org_code"], old_day)]
+    assert moved == [("fever", plan["org_code"], *moved_from)]
     days = dict(con.execute("SELECT CAST(visit_time AS DATE)::VARCHAR, count(*) FROM dw.fever GROUP BY 1").fetchall())
     assert days.get("2025-01-05") == 1
