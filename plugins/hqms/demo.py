@@ -14,7 +14,6 @@ import json
 import time
 from collections import Counter
 from datetime import date, datetime
-from pathlib import Path
 
 from hqms import config as hqms_config
 
