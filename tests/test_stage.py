@@ -219,3 +219,28 @@ def test_lines_of_spaces_are_blank_lines_not_records(tmp_path):
     text = _csv(list(LIS.codes), [_row(1), _row(2)]) + "   \r\n\t\r\n"
     (sf,), _ = _stage(tmp_path, "lis_10.csv", text.encode("gbk"))
     assert (sf.record_count, sf.parsed_count, sf.errors) == (2, 2, [])
+
+
+def test_a_file_without_header_is_one_error_and_echoes_no_value(tmp_path):
+    rows = [_row(i) for i in range(1, 4)]
+    rows[0][1] = "110101199003077777"  # a value that must not come back as a "column name"
+    text = "\r\n".join(",".join(r) for r in rows) + "\r\n"
+    (sf,), _ = _stage(tmp_path, "lis_11.csv", text.encode("gbk"))
+    assert sf.fatal and sf.record_count == 3
+    assert [(e.rule, e.column) for e in sf.errors] == [("missing_column", None)]
+    assert "110101199003077777" not in repr(sf.errors)
+
+
+def test_an_unknown_column_that_looks_like_a_value_is_masked(tmp_path):
+    header = [*LIS.codes, "13912345678"]
+    text = _csv(header, [[*_row(1), "x"]])
+    (sf,), _ = _stage(tmp_path, "lis_12.csv", text.encode("gbk"))
+    assert [(e.rule, e.column) for e in sf.errors] == [("unknown_column", "1*********8")]
+    assert "13912345678" not in repr(sf.errors)
+
+
+def test_trailing_nameless_columns_get_one_warning(tmp_path):
+    text = _csv([*LIS.codes, "", "", ""], [[*_row(1), "", "", ""]], quote_all=False)
+    (sf,), _ = _stage(tmp_path, "lis_13.csv", text.encode("gbk"))
+    assert [(e.rule, e.severity) for e in sf.errors] == [("unknown_column", "warning")]
+    assert sf.record_count == 1 and not sf.fatal

@@ -34,7 +34,7 @@ import duckdb
 
 from hqms.ingest.decode import DecodeError, transcode
 from hqms.intake.zipcheck import data_entries, entry_basename
-from hqms.registry import ErrorRecord
+from hqms.registry import ErrorRecord, mask_value
 from hqms.spec import Dataset, dataset_for_filename, header_key
 
 #: Header spellings exporters add that carry no data (Java serialisation artefacts).
@@ -75,6 +75,24 @@ def _file_error(file_name: str, rule: str, zh: str, en: str, column: str | None 
                        message_en=en, severity=severity, check_id=f"file.{rule}")
 
 
+def _header_token(raw: str) -> str:
+    return raw.strip().strip('"').lstrip("\ufeff").strip()
+
+
+def headerless(fields: list[str], ds: Dataset) -> bool:
+    """The first line is data, not a header: fewer than half of its fields are column names the
+    spec knows (an exporter that leaves the header out). Its fields are then a patient's values
+    and must not be echoed as "unknown columns"."""
+    known = sum(header_key(_header_token(f)) in ds.alias_map for f in fields)
+    return len(fields) >= 3 and known * 2 < len(fields)
+
+
+def _shown_header(token: str) -> str:
+    """An unknown header name as reports show it: masked when it looks like a value (six or more
+    digits: an ID, phone or card number; or very long) rather than a column name."""
+    return mask_value(token) if sum(ch.isdigit() for ch in token) >= 6 or len(token) > 40 else token
+
+
 def map_header(fields: list[str], ds: Dataset, file_name: str) -> tuple[list[str], list[ErrorRecord], bool]:
     """Name every CSV column: canonical code, or ``_extra_<i>`` for unknown/duplicate ones.
 
@@ -86,11 +104,14 @@ def map_header(fields: list[str], ds: Dataset, file_name: str) -> tuple[list[str
     problems: list[ErrorRecord] = []
     seen: set[str] = set()
     for i, raw in enumerate(fields):
-        token = raw.strip().strip('"').lstrip("\ufeff").strip()
+        token = _header_token(raw)
         code = aliases.get(header_key(token))
         if code is None or code in seen:
             names.append(f"_extra_{i}")
+            if not token and any(not _header_token(f) for f in fields[:i]):
+                continue  # nameless columns (trailing delimiters) get one warning, not one each
             if header_key(token) not in KNOWN_JUNK_HEADERS or code in seen:
+                token = _shown_header(token)
                 what = "重复的列" if code in seen else "未知的列"
                 what_en = "duplicate column" if code in seen else "unknown column"
                 problems.append(_file_error(
@@ -377,6 +398,15 @@ def stage_uploads(con: duckdb.DuckDBPyConnection, uploads: list[tuple[str, Path,
                         f"the file is separated by {en}; the interface standard requires commas (CSV), "
                         "so the file cannot be accepted"))
                     sf.record_count = _count_records(utf8, 1)
+                    continue
+                if headerless(header, ds):
+                    sf.fatal = True
+                    sf.errors.append(_file_error(
+                        file_name, "missing_column",
+                        "第 1 行不是表头（其中的列名大多无法识别），文件须以接口标准的列名行开头，整个文件未能接收",
+                        "line 1 is not a header (most of its names are not columns of the standard); the "
+                        "file must start with the standard's column names, so it cannot be accepted"))
+                    sf.record_count = 1 + _count_records(utf8, len(header))
                     continue
                 names, problems, fatal = map_header(header, ds, file_name)
                 sf.errors.extend(problems)
