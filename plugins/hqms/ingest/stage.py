@@ -153,7 +153,7 @@ def foreign_delimiter(header: list[str], ds: Dataset) -> str | None:
         return None
     aliases = ds.alias_map
     for delim in FOREIGN_DELIMITERS:
-        tokens = [header_key(t.strip().strip('"').lstrip("\ufeff")) for t in header[0].split(delim)]
+        tokens = [header_key(_header_token(t)) for t in header[0].split(delim)]
         if len(tokens) > 1 and sum(t in aliases for t in tokens) >= 2:
             return delim
     return None
@@ -180,18 +180,20 @@ def _sql_str(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def _csv_options(names: list[str]) -> str:
-    columns = "{" + ", ".join(f"{_sql_str(n)}: 'VARCHAR'" for n in names) + "}"
-    return (f"delim=',', quote='\"', escape='\"', header=true, auto_detect=false, "
-            f"columns={columns}, parallel=true, nullstr=[{', '.join(map(_sql_str, NULL_MARKERS))}]")
-
-
 #: Cells that mean "no value": empty, and the null markers other exporters write (``NULL`` /
 #: ``null`` / ``Null`` from SQL Server and Oracle tools, ``\N`` from MySQL dumps), quoted or
 #: not. Such a marker is never a real value, and pseudonymising it would merge records. DuckDB's
 #: reader maps them to NULL at no cost; values are then trimmed of spaces (Unicode ones too:
 #: the full-width U+3000, no-break space).
 NULL_MARKERS = ("", "NULL", "null", "Null", "\\N")
+
+
+def _csv_options(names: list[str]) -> str:
+    columns = "{" + ", ".join(f"{_sql_str(n)}: 'VARCHAR'" for n in names) + "}"
+    return (f"delim=',', quote='\"', escape='\"', header=true, auto_detect=false, "
+            f"columns={columns}, parallel=true, nullstr=[{', '.join(map(_sql_str, NULL_MARKERS))}]")
+
+
 
 
 def _create_tables(con: duckdb.DuckDBPyConnection, datasets: list[Dataset]) -> None:
