@@ -194,8 +194,6 @@ def _csv_options(names: list[str]) -> str:
             f"columns={columns}, parallel=true, nullstr=[{', '.join(map(_sql_str, NULL_MARKERS))}]")
 
 
-
-
 def _create_tables(con: duckdb.DuckDBPyConnection, datasets: list[Dataset]) -> None:
     con.execute(f"CREATE TABLE IF NOT EXISTS {FILES_TABLE} "
                 "(_src VARCHAR, upload VARCHAR, file_name VARCHAR, path VARCHAR, _uploader_org VARCHAR)")

@@ -79,14 +79,11 @@ def _duplicate_keys(con: duckdb.DuckDBPyConnection, ds: Dataset, table: str) -> 
     if not ds.natural_key:
         return []
     keys = ", ".join(f'upper(s."{c}")' for c in ds.natural_key)
-    dups = con.execute(
-        f"SELECT _src, _row FROM (SELECT s._src, s._row, row_number() OVER "
+    return sorted(con.execute(
+        f"INSERT INTO {failing_table(ds)} SELECT _src, _row FROM (SELECT s._src, s._row, row_number() OVER "
         f"(PARTITION BY f.upload, {keys} ORDER BY f.rowid, s._row) AS k "
         f"FROM {table} AS s JOIN {FILES_TABLE} AS f USING (_src) "
-        f"ANTI JOIN {failing_table(ds)} AS x USING (_src, _row)) WHERE k > 1 ORDER BY _src, _row").fetchall()
-    if dups:
-        con.executemany(f"INSERT INTO {failing_table(ds)} VALUES (?, ?)", dups)
-    return dups
+        f"ANTI JOIN {failing_table(ds)} AS x USING (_src, _row)) WHERE k > 1 RETURNING _src, _row").fetchall())
 
 
 def _duplicate_error(ds: Dataset, file_name: str, row: int) -> ErrorRecord:
