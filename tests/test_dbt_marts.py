@@ -116,7 +116,54 @@ def synthetic_rows(seed: int = 7) -> Rows:
         rows.add("ops.upload_files", upload_id=f"m-{org}", file_name="mzsy_202501.csv", dataset="mzsy",
                  stream="outpatient", record_count=12, conforming_count=12, period_start=date(2025, 1, 1),
                  period_end=date(2025, 1, 31))
+    _date_only_rows(rows)
     return rows
+
+
+def _date_only_rows(rows: Rows) -> None:
+    """P7506 / JZSJ written as a date only (stored at 00:00:00), in the shapes the marts' rules
+    handle (docs/marts.md, "Date-only visit times"); loaded at OLD_LOAD like the rest, from
+    source file ``date_only.csv`` so tests can find them."""
+    rng = random.Random(2006)
+
+    def meta(org_code: str, received: datetime) -> dict:
+        return _meta(rng, org_code, received) | {"_source_file": "date_only.csv"}
+
+    org = HOSPITALS[1][0]
+    day = FIRST_DAY + timedelta(days=2)
+    midnight = datetime.combine(day, datetime.min.time())
+    first = datetime.combine(day + timedelta(days=1), datetime.min.time(), CST) + timedelta(hours=9)
+    resend = first + timedelta(days=1)
+
+    def flu(card: str, visit_time: datetime, received: datetime, dx: str = "J10.101", vtype: str = "01") -> None:
+        rows.add("dw.flu", **meta(org, received), visit_type=vtype, visit_card_no_pid=card,
+                 visit_time=visit_time, principal_dx_code=dx, birth_date_age_band="25-59", sex="1", died="2")
+
+    # The exporter switched to date-only between two re-sends: one visit (the date-only row).
+    switched = "date-only-switched"
+    flu(switched, midnight + timedelta(hours=10, minutes=15), first)
+    flu(switched, midnight, resend)
+    # A timed visit whose lab and drug records carry P7506 date-only: lab-only case A, treated.
+    timed = "date-only-timed"
+    flu(timed, midnight + timedelta(hours=11, minutes=20), first, dx="J06.900", vtype="02")
+    link = {"visit_type": "02", "visit_card_no_pid": timed, "visit_time": midnight}
+    rows.add("dw.lis", **meta(org, first), **link, flu_item="35", positive="1")
+    rows.add("dw.pdr", **meta(org, first), **link, drug_name="磷酸奥司他韦胶囊",
+             start_time=midnight + timedelta(hours=30))
+    # A lab record of another time of that day (not midnight): another visit, not linked.
+    rows.add("dw.lis", **meta(org, first), **dict(link, visit_time=midnight + timedelta(hours=15)),
+             flu_item="36", positive="1")
+    # One upload holding a date-only and a timed row of one card and day: both kept.
+    both = "date-only-both"
+    flu(both, midnight, first)
+    flu(both, midnight + timedelta(hours=14), first)
+    # Outpatient: a page sent with JZSJ at 09:30, re-sent date-only (new key) → one page.
+    card = "date-only-page"
+    for jzsj, received in ((datetime(2025, 1, 8, 9, 30), datetime(2025, 2, 10, 9, tzinfo=CST)),
+                           (datetime(2025, 1, 8), datetime(2025, 2, 12, 9, tzinfo=CST))):
+        rows.add("dw.mzsy", **meta(HOSPITALS[0][0], received), visit_card_no_pid=card, visit_time=jzsj,
+                 visit_type="2", revisit="2", iv_infusion="2", chronic_special_disease="2",
+                 principal_dx_code="J06.900", total_cost=100.0, self_pay=20.0, antibacterial_fee=0.0)
 
 
 def _flu_visit(rng: random.Random, rows: Rows, org: str, day: date, received: datetime) -> None:
@@ -224,8 +271,25 @@ def _query(cfg: hqms_config.Config, sql: str) -> list[tuple]:
 
 ANTIVIRALS = "奥司他韦|oseltamivir|扎那米韦|zanamivir|帕拉米韦|peramivir|玛巴洛沙韦|baloxavir"
 DX_COLUMNS = ["principal_dx_code"] + [f"other_dx{i}_code" for i in range(1, 11)]
+#: lis_ / pdr_ → flu_: same hospital, P7501, P7502, and the same P7506, or either one written as a
+#: date only (00:00:00) and the same date.
 LINK = ("l._org_code = v._org_code AND l.visit_type = v.visit_type "
-        "AND l.visit_card_no_pid = v.visit_card_no_pid AND l.visit_time = v.visit_time")
+        "AND l.visit_card_no_pid = v.visit_card_no_pid AND (l.visit_time = v.visit_time "
+        "OR ((l.visit_time::TIME = TIME '00:00:00' OR v.visit_time::TIME = TIME '00:00:00') "
+        "AND l.visit_time::DATE = v.visit_time::DATE))")
+
+
+def superseded(keys: list[str], table: str = "v") -> str:
+    """Row ``v`` of ``table`` was re-sent by a newer upload (received later, or as late and loaded
+    later) with the same hospital + keys on the same date in the other precision (date-only vs
+    timed): the marts drop it."""
+    same = " AND ".join(f"n.{k} = v.{k}" for k in ["_org_code", *keys])
+    return f"""EXISTS (SELECT 1 FROM {table} AS n WHERE {same}
+        AND n.visit_time::DATE = v.visit_time::DATE
+        AND (n.visit_time::TIME = TIME '00:00:00') <> (v.visit_time::TIME = TIME '00:00:00')
+        AND (n._received_at > v._received_at
+             OR (n._received_at = v._received_at AND n._loaded_at > v._loaded_at)))"""
+
 
 FLU_RECOMPUTED = f"""
 WITH v AS (
@@ -242,7 +306,7 @@ WITH v AS (
            (SELECT min(l.start_time) FROM dw.pdr l WHERE {LINK}
               AND regexp_matches(lower(l.drug_name), '{ANTIVIRALS}')) AS antiviral_start,
            v.visit_time
-    FROM v
+    FROM v WHERE NOT {superseded(["visit_type", "visit_card_no_pid"])}
 ), c AS (SELECT *, dx OR lab_a OR lab_b AS is_case FROM f)
 SELECT report_date, org_code, count(*) AS visits,
        count(*) FILTER (WHERE is_case) AS cases,
@@ -402,16 +466,41 @@ def test_outpatient_monthly_matches_pages(built: tuple[hqms_config.Config, dbt.D
     cfg, _ = built
     diff = _differences(cfg, """
         SELECT month, org_code, visits, emergency_visits, revisits, infusion_visits, total_cost
-        FROM marts.outpatient_monthly""", """
+        FROM marts.outpatient_monthly""", f"""
         SELECT DATE '2025-01-01', _org_code, count(*), count(*) FILTER (WHERE visit_type = '1'),
                count(*) FILTER (WHERE revisit = '1'), count(*) FILTER (WHERE iv_infusion = '1'),
-               sum(total_cost) FROM dw.mzsy GROUP BY ALL""")
+               sum(total_cost) FROM dw.mzsy AS v WHERE NOT {superseded(["visit_card_no_pid"], "dw.mzsy")}
+        GROUP BY ALL""")
     assert diff == []
     top = _query(cfg, """
         SELECT o.top_dx_chapter_1, o.top_dx_chapter_1_visits, c.dx_chapter, c.visits
         FROM marts.outpatient_monthly o JOIN marts.outpatient_monthly_dx_chapters c
           ON c.month = o.month AND c.org_code = o.org_code AND c.chapter_rank = 1""")
     assert top and all(a == c and b == d for a, b, c, d in top)
+
+
+@pytest.mark.slow
+def test_date_only_visit_times_link_and_are_counted_once(built: tuple[hqms_config.Config, dbt.DbtResult]) -> None:
+    """The rows of :func:`_date_only_rows` as the marts see them (the totals are checked above)."""
+    cfg, _ = built
+    flu = _query(cfg, """
+        SELECT f.visit_card_no_pid, i.visit_time::TIME::VARCHAR, i.lab_confirmed_a, i.lab_confirmed_b,
+               i.antiviral_treated, i.antiviral_within_48h
+        FROM intermediate.int_flu_visits AS i JOIN dw.flu AS f ON f._org_code = i.org_code AND f._nk = i.record_key
+        WHERE f._source_file = 'date_only.csv' ORDER BY i.visit_time""")
+    by_card: dict[str, list[tuple]] = {}
+    for card, *rest in flu:
+        by_card.setdefault(card.removeprefix("date-only-"), []).append(tuple(rest))
+    assert set(by_card) == {"switched", "timed", "both"}
+    switched, timed, both = by_card["switched"], by_card["timed"], by_card["both"]
+    assert switched == [("00:00:00", False, False, False, False)]  # the newer, date-only row only
+    assert timed == [("11:20:00", True, False, True, True)]  # date-only lis/pdr linked; 15:00 lis not
+    assert [t for t, *_ in both] == ["00:00:00", "14:00:00"]  # one upload: both kept
+    opd = _query(cfg, """
+        SELECT i.visit_time::TIME::VARCHAR FROM intermediate.int_outpatient_visits AS i
+        JOIN dw.mzsy AS m ON m._org_code = i.org_code AND m._nk = i.record_key
+        WHERE m._source_file = 'date_only.csv'""")
+    assert opd == [("00:00:00",)]
 
 
 @pytest.mark.slow

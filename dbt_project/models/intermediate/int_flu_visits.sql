@@ -2,14 +2,29 @@
 
     Baseline definition (docs/marts.md, issue 5):
     * a visit is a flu case when any diagnosis code starts with a prefix in the flu_icd10 seed
-      (J09, J10, J11), or a linked lis_ record (same org, visit type, visit card, visit time) is
-      positive (P8004 = 1) for a flu lab item (flu_lab_items seed: 35 = A, 36 = B);
+      (J09, J10, J11), or a linked lis_ record is positive (P8004 = 1) for a flu lab item
+      (flu_lab_items seed: 35 = A, 36 = B);
     * antiviral: a linked pdr_ drug whose name contains a baseline pattern (generic or brand name, or
       the English name) of the flu_antivirals seed;
       within 48 h when the earliest such drug started no later than 48 h after the visit time;
-    * severe: an ICU stay recorded, a flu pneumonia code (is_pneumonia in flu_icd10), or death. -#}
-with visits as (
+    * severe: an ICU stay recorded, a flu pneumonia code (is_pneumonia in flu_icd10), or death.
+
+    Date-only visit times (docs/marts.md; macros/visit_time.sql). P7506 may be written as a date
+    only, stored at 00:00:00:
+    * linked = same org, visit type (P7501) and card (P7502 pseudonym), and hqms.same_visit_time:
+      equal P7506, or either side at exactly 00:00:00 and both on the same date. The lab and drug
+      flags are aggregated per visit after the join, so a visit is never duplicated;
+    * de-duplication: after the latest version per natural key, hqms.drop_precision_switches drops
+      a visit when a newer upload (received_at, then _loaded_at) sent a row of the same org +
+      visit type + card on the same date in the other precision (date-only vs with a time).
+      Rows of one upload never drop each other.
+    Known limitation: a visit genuinely recorded at exactly 00:00:00 counts as date-only. -#}
+with latest as (
     {{ hqms.latest_version(ref('stg_flu')) }}
+),
+
+visits as (
+    {{ hqms.drop_precision_switches('latest', ['visit_type', 'visit_card_pid']) }}
 ),
 
 diagnoses as (
@@ -31,7 +46,7 @@ dx_flags as (
     group by d.org_code, d.record_key
 ),
 
-lab_flags as (
+lab_by_time as (
     select
         l.org_code,
         l.visit_type,
@@ -45,7 +60,23 @@ lab_flags as (
     group by l.org_code, l.visit_type, l.visit_card_pid, l.visit_time
 ),
 
-antiviral_flags as (
+-- Linked per visit: equality on org / type / card (the hash-join keys), the time rule as a
+-- filter, then one row per visit again.
+lab_flags as (
+    select
+        v.org_code,
+        v.record_key,
+        {{ dbt.bool_or('lab.lab_positive_a') }} as lab_positive_a,
+        {{ dbt.bool_or('lab.lab_positive_b') }} as lab_positive_b
+    from visits as v
+    inner join lab_by_time as lab
+        on lab.org_code = v.org_code and lab.visit_type = v.visit_type
+        and lab.visit_card_pid = v.visit_card_pid
+        and {{ hqms.same_visit_time('lab.visit_time', 'v.visit_time') }}
+    group by v.org_code, v.record_key
+),
+
+antiviral_by_time as (
     select
         p.org_code,
         p.visit_type,
@@ -59,6 +90,19 @@ antiviral_flags as (
           and ({{ hqms.contains_ci('p.drug_name', 'a.pattern') }} or {{ hqms.contains_ci('p.drug_name', 'a.name_en') }})
     )
     group by p.org_code, p.visit_type, p.visit_card_pid, p.visit_time
+),
+
+antiviral_flags as (
+    select
+        v.org_code,
+        v.record_key,
+        min(av.first_antiviral_start) as first_antiviral_start
+    from visits as v
+    inner join antiviral_by_time as av
+        on av.org_code = v.org_code and av.visit_type = v.visit_type
+        and av.visit_card_pid = v.visit_card_pid
+        and {{ hqms.same_visit_time('av.visit_time', 'v.visit_time') }}
+    group by v.org_code, v.record_key
 ),
 
 flagged as (
@@ -85,11 +129,9 @@ flagged as (
     left join dx_flags as dx
         on dx.org_code = v.org_code and dx.record_key = v.record_key
     left join lab_flags as lab
-        on lab.org_code = v.org_code and lab.visit_type = v.visit_type
-        and lab.visit_card_pid = v.visit_card_pid and lab.visit_time = v.visit_time
+        on lab.org_code = v.org_code and lab.record_key = v.record_key
     left join antiviral_flags as av
-        on av.org_code = v.org_code and av.visit_type = v.visit_type
-        and av.visit_card_pid = v.visit_card_pid and av.visit_time = v.visit_time
+        on av.org_code = v.org_code and av.record_key = v.record_key
 )
 
 select

@@ -1,7 +1,34 @@
 {#- One row per outpatient visit (mzsy_, de-duplicated by natural key = JZKH + JZSJ within the org)
-    with the ICD-10 chapter of its principal diagnosis. -#}
-with latest as (
-    {{ hqms.latest_version(ref('stg_outpatient')) }}
+    with the ICD-10 chapter of its principal diagnosis.
+
+    Date-only visit times (docs/marts.md; macros/visit_time.sql). JZSJ may be written as a date
+    only, stored at 00:00:00, and JZSJ is part of the key: a hospital whose exporter switches
+    between date-time and date-only between re-sends creates new keys for the same visits. After
+    the latest version per natural key, hqms.drop_precision_switches drops a page when a newer
+    upload (received_at, then _loaded_at) sent a page of the same org + card (JZKH pseudonym) on
+    the same date in the other precision. Pages of one upload never drop each other.
+    Known limitation: a visit genuinely recorded at exactly 00:00:00 counts as date-only.
+
+    stg_outpatient does not carry the card, so it is read from dw.mzsy by (org, _nk): the card is
+    part of the natural key, so every version of one _nk has the same card pseudonym. -#}
+with cards as (
+    select
+        _org_code as org_code,
+        _nk as record_key,
+        max(visit_card_no_pid) as visit_card_pid
+    from {{ source('dw', 'mzsy') }}
+    group by _org_code, _nk
+),
+
+latest as (
+    select l.*, c.visit_card_pid
+    from ({{ hqms.latest_version(ref('stg_outpatient')) }}) as l
+    left join cards as c
+        on c.org_code = l.org_code and c.record_key = l.record_key
+),
+
+visits as (
+    {{ hqms.drop_precision_switches('latest', ['visit_card_pid']) }}
 )
 
 select
@@ -20,6 +47,6 @@ select
     v.self_pay,
     v.antibacterial_fee,
     v._loaded_at
-from latest as v
+from visits as v
 left join {{ ref('icd10_chapters') }} as ch
     on upper(substr(v.principal_dx_code, 1, 3)) between ch.code_from and ch.code_to
