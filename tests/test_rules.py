@@ -272,3 +272,68 @@ def test_every_spec_dataset_compiles_and_runs(con):
         cols = ", ".join(f"{rules.ident(c)} VARCHAR" for c in ds.codes)
         con.execute(f"CREATE OR REPLACE TABLE s (_row BIGINT, _uploader_org VARCHAR, {cols})")
         assert con.execute(rules.failures_sql(ds, "s")).fetchall() == []
+
+
+ID_SPEC = {
+    "id": "p", "prefix": "p_", "stream": "flu", "natural_key": ["K"],
+    "columns": [
+        {"code": "K", "zh": "流水号", "name": "k", "required": True},
+        {"code": "T", "zh": "证件类型", "name": "id_type", "values": {"01": "居民身份证", "02": "护照"}},
+        {"code": "ID", "zh": "证件号码", "name": "id_number", "max_length": 18, "check": "id_card",
+         "check_when": {"column": "T", "in": ["01"]}},
+        {"code": "SEX", "zh": "性别", "name": "sex", "code_table": "RC001"},
+        {"code": "B", "zh": "出生日期", "name": "birth", "type": "date", "formats": ["yyyy-MM-dd", "YYYYMMDD"]},
+    ],
+    "rules": [
+        {"id": "p_birth", "kind": "id_card_birth", "column": "B", "id_column": "ID",
+         "when": {"column": "T", "in": ["01"]}, "zh": "出生日期与证件号码不一致", "en": "birth date differs"},
+        {"id": "p_sex", "kind": "id_card_sex", "column": "SEX", "id_column": "ID",
+         "when": {"column": "T", "in": ["01"]}, "zh": "性别与证件号码不一致", "en": "sex differs"},
+    ],
+}
+ID_DS = parse_dataset(ID_SPEC)
+WOMAN_15 = "510104800517124"  # legacy 15-digit number: born 1980-05-17, last digit even = female
+
+
+def test_birth_date_and_sex_must_agree_with_the_id_number(con):
+    """GB 11643 encodes birth date (digits 7–14) and sex (17th digit parity); a front page that
+    disagrees was mistyped. Only valid operands are compared, and only for resident ID cards."""
+    from hqms.generate import conform
+
+    ok = {"T": "01", "ID": GOOD_ID, "SEX": "1", "B": "1980-05-17"}
+    rows = [
+        ok,
+        {**ok, "B": "19800517"},                         # same date, other accepted layout
+        {**ok, "ID": GOOD_ID.lower()},
+        {**ok, "B": "1980-05-18"},                       # birth differs → p_birth on B
+        {**ok, "SEX": "2"},                              # sex differs → p_sex on SEX
+        {**ok, "SEX": "9"},                              # unspecified sex: not compared
+        {**ok, "B": "1980-05-18", "T": "02"},            # passport: not compared
+        {**ok, "ID": BAD_ID, "B": "1990-01-01"},         # invalid ID: only its check error
+        {**ok, "B": "1980-13-01"},                       # invalid birth: only its format error
+        {**ok, "ID": WOMAN_15, "SEX": "2"},              # legacy number agrees
+        {**ok, "ID": WOMAN_15, "SEX": "1", "B": "1980-05-16"},  # both differ: one error each
+        {**ok, "B": None},
+    ]
+    data = [{**r, "K": f"V{i}"} for i, r in enumerate(rows)]
+    con.register("_rows", pa.table({
+        "_src": pa.array(["p"] * len(data)), "_row": pa.array(range(1, len(data) + 1), pa.int64()),
+        "_uploader_org": pa.array([ORG] * len(data)),
+        **{c: pa.array([r.get(c) for r in data], pa.string()) for c in ID_DS.codes}}))
+    con.execute("CREATE TABLE p AS SELECT * FROM _rows")
+    got = {(r, cid) for r, cid, _, _ in con.execute(rules.failures_sql(ID_DS, "p")).fetchall()}
+    assert got == {(4, "p.rule.p_birth"), (5, "p.rule.p_sex"), (8, "p.ID.check"), (9, "p.B.format"),
+                   (11, "p.rule.p_sex"), (11, "p.rule.p_birth")}
+    columns = {c.check_id: c.column for c in rules.compile_checks(ID_DS)}
+    assert (columns["p.rule.p_birth"], columns["p.rule.p_sex"]) == ("B", "SEX")
+    # The generator's Python verdict (conform) agrees row by row.
+    python = {(i + 1, r) for i, row in enumerate(data)
+              for r in [f"p.rule.{rule.id}" for rule in ID_DS.rules
+                        if conform.rule_fails(ID_DS, rule, {k: v or "" for k, v in row.items()})]}
+    assert python == {x for x in got if ".rule." in x[1]}
+
+
+def test_id_card_rules_need_an_id_checked_column():
+    bad = {**ID_SPEC, "rules": [{**ID_SPEC["rules"][0], "id_column": "K"}]}
+    with pytest.raises(ValueError, match="not checked as id_card"):
+        parse_dataset(bad)

@@ -16,7 +16,8 @@ conforming row):
   notation, hex, ``1_000`` and blanks are rejected even though DuckDB's TRY_CAST accepts them.
 * ``format``: a date/datetime value must parse in at least one of the column's formats
   (``hqms.sqlmacros`` parsers are strict: zero padding, real calendar dates, nothing trailing).
-* Cross-field rules (``rule`` = ``cross_field``) and the org check (``org_mismatch``) only look at
+* Cross-field rules (``rule`` = ``cross_field``: ``le``, ``required_if`` and the ID-number
+  agreement rules ``id_card_birth`` / ``id_card_sex``) and the org check (``org_mismatch``) only look at
   operands that are present and passed all their own column checks, so an invalid operand is
   reported once, by its column.
 
@@ -27,7 +28,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from hqms.spec import Column, Condition, Dataset, Rule, allowed_values
+from hqms.spec import ID_CARD_RULE_KINDS, Column, Condition, Dataset, Rule, allowed_values
 from hqms.sqlmacros import CHECK_MACROS, parse_sql
 
 #: Largest integer/decimal shapes accepted by the ``type`` rule (see module docstring).
@@ -313,9 +314,30 @@ def _rule_check(ds: Dataset, rule: Rule) -> Check | None:
         cond_col = ds.column(rule.when.column)
         fail = f"{column_ok_sql(cond_col)} AND {_condition_sql(rule.when)} AND {empty_sql(target)}"
         column = target.code
+    elif rule.kind in ID_CARD_RULE_KINDS:
+        fail = _id_card_rule_sql(ds, rule)
+        column = rule.column or ""
     else:
         raise ValueError(f"rule {rule.id}: unknown kind {rule.kind!r}")
     return Check(f"{ds.id}.rule.{rule.id}", ds.id, column, "cross_field", rule.zh, rule.en, fail)
+
+
+def _id_card_rule_sql(ds: Dataset, rule: Rule) -> str:
+    """The column disagrees with what the (valid) ID number encodes: its birth date (digits 7–14
+    of the canonical 18-digit form) or its sex (17th digit odd = male "1", even = female "2";
+    a sex of 0 / 9, unknown / unspecified, is not compared). Both operands must have passed their
+    own checks, so a wrong check digit is reported once, by the ID column."""
+    target, id_col = ds.column(rule.column or ""), ds.column(rule.id_column or "")
+    usable = f"{column_ok_sql(target)} AND {column_ok_sql(id_col)}"
+    if rule.when is not None:
+        usable += f" AND {column_ok_sql(ds.column(rule.when.column))} AND {_condition_sql(rule.when)}"
+    canonical = f"hqms_normalise_id_card({ident(id_col.code)})"
+    if rule.kind == "id_card_birth":
+        differs = f"strftime({typed_expr(target)}, '%Y%m%d') <> substr({canonical}, 7, 8)"
+    else:
+        encoded = f"(CASE WHEN TRY_CAST(substr({canonical}, 17, 1) AS INTEGER) % 2 = 1 THEN '1' ELSE '2' END)"
+        differs = f"{ident(target.code)} IN ('1', '2') AND {ident(target.code)} <> {encoded}"
+    return f"{usable} AND COALESCE({differs}, FALSE)"
 
 
 def _org_check(ds: Dataset) -> Check | None:

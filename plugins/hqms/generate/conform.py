@@ -14,7 +14,7 @@ from decimal import Decimal
 
 from hqms import validators
 from hqms.rules import DECIMAL_RE, INTEGER_RE
-from hqms.spec import Column, Dataset, Rule, allowed_values
+from hqms.spec import ID_CARD_RULE_KINDS, Column, Dataset, Rule, allowed_values
 
 CHECKS = {
     "id_card": validators.id_card_valid,
@@ -103,11 +103,28 @@ def rule_fails(ds: Dataset, rule: Rule, row: Row) -> bool:
         right = typed(ds.column(rule.right or ""), row[rule.right or ""])
         total = values[0] if len(values) == 1 else sum(values)  # type: ignore[arg-type]
         return total > right  # type: ignore[operator]
+    if rule.kind in ID_CARD_RULE_KINDS:
+        return _id_card_rule_fails(ds, rule, row)
     target = ds.column(rule.column or "")
     if target.required or rule.when is None:
         return False
     return (_usable(ds, rule.when.column, row) and row[rule.when.column] in rule.when.values
             and row.get(target.code, "") == "")
+
+
+def _id_card_rule_fails(ds: Dataset, rule: Rule, row: Row) -> bool:
+    code, id_code = rule.column or "", rule.id_column or ""
+    if not (_usable(ds, code, row) and _usable(ds, id_code, row)):
+        return False
+    if rule.when is not None and not (_usable(ds, rule.when.column, row)
+                                      and row[rule.when.column] in rule.when.values):
+        return False
+    id_number = row[id_code]
+    if not validators.id_card_valid(id_number):  # a check applied only under check_when
+        return False
+    if rule.kind == "id_card_birth":
+        return typed(ds.column(code), row[code]).date() != validators.id_card_birth_date(id_number)  # type: ignore[union-attr]
+    return row[code] in ("1", "2") and row[code] != validators.id_card_sex(id_number)
 
 
 def row_failures(ds: Dataset, row: Row, org_code: str) -> list[tuple[str, str]]:

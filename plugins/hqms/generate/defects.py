@@ -22,7 +22,7 @@ import numpy as np
 
 from hqms import validators
 from hqms.generate import conform
-from hqms.spec import Column, Dataset, Rule, allowed_values
+from hqms.spec import ID_CARD_RULE_KINDS, Column, Dataset, Rule, allowed_values
 
 KIND_WEIGHTS = {
     "missing_required": 0.30,
@@ -171,6 +171,8 @@ def _shift(col: Column, value: str, delta: float) -> str | None:
 
 def _cross(inj: Injector, rule: Rule, row: Row, rng) -> tuple[Row, str] | None:
     ds = inj.ds
+    if rule.kind in ID_CARD_RULE_KINDS:
+        return _id_card_disagrees(inj, rule, row, rng)
     if rule.kind == "required_if":
         target = ds.column(rule.column or "")
         if target.required or rule.when is None or not _present(target, row):
@@ -200,6 +202,27 @@ def _cross(inj: Injector, rule: Rule, row: Row, rng) -> tuple[Row, str] | None:
         trial[code] = value
         if conform.column_failure(ds.column(code), value, trial) is None and conform.rule_fails(ds, rule, trial):
             return trial, rule.left[0]
+    return None
+
+
+def _id_card_disagrees(inj: Injector, rule: Rule, row: Row, rng) -> tuple[Row, str] | None:
+    """The birth date moved by a few days to a year, or the sex swapped, so that it no longer
+    agrees with the (untouched, valid) ID number: the mistake of a hand-typed front page."""
+    ds, code = inj.ds, rule.column or ""
+    if rule.when is not None and row.get(rule.when.column) not in rule.when.values:
+        return None
+    if not _present(ds.column(code), row):
+        return None
+    if rule.kind == "id_card_birth":
+        value = _shift(ds.column(code), row[code], -float(rng.integers(1, 366)))
+    else:
+        value = {"1": "2", "2": "1"}.get(row[code])
+    if value is None:
+        return None
+    trial = dict(row)
+    trial[code] = value
+    if conform.rule_fails(ds, rule, trial):
+        return trial, code
     return None
 
 

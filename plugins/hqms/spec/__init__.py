@@ -31,7 +31,9 @@ PSEUDONYM_DOMAINS = ("patient", "record")
 GENERALISERS = ("birth_date", "address", "postcode")
 CHECKS = ("id_card", "uscc", "org_code", "medical_org_code", "icd10", "icd9cm3", "phone", "mobile",
           "postcode")
-RULE_KINDS = ("le", "required_if")
+RULE_KINDS = ("le", "required_if", "id_card_birth", "id_card_sex")
+#: Rule kinds that compare a column with what a resident ID number encodes (``id_column``).
+ID_CARD_RULE_KINDS = ("id_card_birth", "id_card_sex")
 
 #: Rule names used in error reports, in the order a column is checked. Only the first failing
 #: rule of a (row, column) is reported, so one defect yields exactly one error.
@@ -39,7 +41,7 @@ COLUMN_RULES = ("required", "length", "type", "format", "range", "code_table", "
 #: Row- and file-level rule names.
 ROW_RULES = ("cross_field", "org_mismatch")
 FILE_RULES = ("missing_column", "unknown_column", "csv_parse", "encoding", "empty_file",
-              "unknown_file", "duplicate_key")
+              "unknown_file", "duplicate_key", "format_hint", "outside_period")
 
 
 class SpecError(ValueError):
@@ -85,7 +87,9 @@ class Column:
 
 @dataclass(frozen=True)
 class Rule:
-    """A cross-field rule. ``le``: sum(left) <= right; ``required_if``: column required when."""
+    """A cross-field rule. ``le``: sum(left) <= right; ``required_if``: column required when;
+    ``id_card_birth`` / ``id_card_sex``: column agrees with the birth date / sex that the ID number
+    in ``id_column`` encodes (when ``when`` holds)."""
 
     id: str
     kind: str
@@ -95,11 +99,12 @@ class Rule:
     right: str | None = None
     column: str | None = None
     when: Condition | None = None
+    id_column: str | None = None
 
     @property
     def columns(self) -> tuple[str, ...]:
         cols = list(self.left)
-        for extra in (self.right, self.column, self.when.column if self.when else None):
+        for extra in (self.right, self.column, self.id_column, self.when.column if self.when else None):
             if extra:
                 cols.append(extra)
         return tuple(cols)
@@ -195,6 +200,7 @@ def _rule(raw: dict[str, Any]) -> Rule:
         right=raw.get("right"),
         column=raw.get("column"),
         when=_condition(raw.get("when")),
+        id_column=raw.get("id_column"),
     )
 
 
@@ -269,12 +275,30 @@ def _check(ds: Dataset) -> None:
         for code in rule.columns:
             if code not in codes:
                 problems.append(f"rule {rule.id}: unknown column {code}")
+        if rule.kind in ID_CARD_RULE_KINDS:
+            problems += _id_card_rule_problems(ds, rule, codes)
     for scheme, mapping in ds.header_aliases.items():
         for alias, code in mapping.items():
             if code not in codes:
                 problems.append(f"alias {scheme}.{alias} → unknown column {code}")
     if problems:
         raise SpecError(f"spec {ds.id}: " + "; ".join(problems))
+
+
+def _id_card_rule_problems(ds: Dataset, rule: Rule, codes: list[str]) -> list[str]:
+    """An ID-number rule needs an ``id_card``-checked id_column and a date (birth) or coded
+    (sex) column to compare; anything else would silently never fire."""
+    if rule.id_column not in codes or rule.column not in codes:
+        return [f"rule {rule.id}: needs column and id_column"]
+    problems = []
+    if ds.column(rule.id_column).check != "id_card":
+        problems.append(f"rule {rule.id}: id_column {rule.id_column} is not checked as id_card")
+    target = ds.column(rule.column)
+    if rule.kind == "id_card_birth" and target.type != "date":
+        problems.append(f"rule {rule.id}: column {target.code} must be a date")
+    if rule.kind == "id_card_sex" and target.code_table != "RC001":
+        problems.append(f"rule {rule.id}: column {target.code} must use RC001 (sex)")
+    return problems
 
 
 @functools.cache
