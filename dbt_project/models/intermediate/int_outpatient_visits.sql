@@ -7,24 +7,9 @@
     the latest version per natural key, hqms.drop_precision_switches drops a page when a newer
     upload (received_at, then _loaded_at) sent a page of the same org + card (JZKH pseudonym) on
     the same date in the other precision. Pages of one upload never drop each other.
-    Known limitation: a visit genuinely recorded at exactly 00:00:00 counts as date-only.
-
-    stg_outpatient does not carry the card, so it is read from dw.mzsy by (org, _nk): the card is
-    part of the natural key, so every version of one _nk has the same card pseudonym. -#}
-with cards as (
-    select
-        _org_code as org_code,
-        _nk as record_key,
-        max(visit_card_no_pid) as visit_card_pid
-    from {{ source('dw', 'mzsy') }}
-    group by _org_code, _nk
-),
-
-latest as (
-    select l.*, c.visit_card_pid
-    from ({{ hqms.latest_version(ref('stg_outpatient')) }}) as l
-    left join cards as c
-        on c.org_code = l.org_code and c.record_key = l.record_key
+    Known limitation: a visit genuinely recorded at exactly 00:00:00 counts as date-only. -#}
+with latest as (
+    {{ hqms.latest_version(ref('stg_outpatient')) }}
 ),
 
 visits as (

@@ -4,6 +4,7 @@ select
     _nk as record_key,
     _received_at as received_at,
     _loaded_at,
+    visit_card_no_pid as visit_card_pid,
     visit_time,
     cast({{ dbt.date_trunc('month', 'visit_time') }} as date) as visit_month,
     visit_type,
