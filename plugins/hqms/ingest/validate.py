@@ -12,6 +12,7 @@ from pathlib import Path
 
 import duckdb
 
+from hqms.ingest.hints import format_hints, outside_period
 from hqms.ingest.stage import FILES_TABLE, StagedFile, stage_uploads
 from hqms.registry import ErrorRecord, mask_value
 from hqms.rules import Check, compile_checks
@@ -119,6 +120,11 @@ def validate_many(stage: StageDB, zips: list[tuple[str, Path, str]], work: Path,
             reports[files[src].upload].failing[src] = n
         checks = {c.check_id: c for c in compile_checks(ds)}
         _row_errors(con, ds, result.table, result.failures_table, files, checks, reports)
+        # file-level warnings over the validated table (hqms.ingest.hints): never change counts
+        names = {src: sf.file_name for src, sf in files.items() if sf.table == result.table}
+        for src, warning in (format_hints(con, ds, result.table, result.failures_table, names)
+                             + outside_period(con, ds, result.table, failing_table(ds), names)):
+            reports[files[src].upload].errors.append(warning)
     for report in reports.values():
         report.errors.extend(e for sf in report.files for e in sf.errors)
         report.errors.sort(key=lambda e: (e.file_name, e.row or 0, e.column or "", e.rule))

@@ -1,0 +1,257 @@
+"""File-level warnings after validation: ``format_hint`` (a date column written in a foreign
+layout) and ``outside_period`` (conforming rows outside the period the file name gives)."""
+from __future__ import annotations
+
+import csv
+import io
+import re
+import zipfile
+from pathlib import Path
+
+import duckdb
+import pytest
+import yaml
+
+from hqms import spec
+from hqms.cli import main as hqms
+from hqms.ingest import hints
+from hqms.ingest.validate import ValidationReport, validate_many, validate_zip
+from hqms.stagedb import open_stage
+from conftest import edit_csv_in_zip
+
+ROOT = Path(__file__).resolve().parents[1]
+FLU, MZSY = spec.dataset("flu"), spec.dataset("mzsy")
+NEW_RULES = ("format_hint", "outside_period")
+
+
+# ---------------------------------------------------------------- shapes → layout names (no I/O)
+
+@pytest.mark.parametrize("shape, first_max, second_max, name", [
+    ("9999/99/99 99:99", None, None, "yyyy/MM/dd HH:mm"),
+    ("9999-99-99T99:99:99", None, None, "yyyy-MM-dd'T'HH:mm:ss"),
+    ("9999-99-99 99:99:99.9", None, None, "yyyy-MM-dd HH:mm:ss.S"),
+    ("9999-99-99 99:99:99.999", None, None, "yyyy-MM-dd HH:mm:ss.SSS"),
+    ("99999999999999", None, None, "yyyyMMddHHmmss"),
+    ("99999999", None, None, "yyyyMMdd"),
+    ("9999.99.99", None, None, "yyyy.MM.dd"),
+    ("99/99/9999", 25, 11, "dd/MM/yyyy"),
+    ("99/99/9999", 11, 25, "MM/dd/yyyy"),
+    ("99/99/9999", 11, 12, "dd/MM/yyyy or MM/dd/yyyy"),
+    ("9999-99", None, None, "9999-99 (9 = any digit)"),
+    ("99:99", None, None, "99:99 (9 = any digit)"),
+    ("9999-.-9", None, None, "9999-.-9 (9 = any digit)"),
+    ("9999-99-99 ::99", None, None, "9999-99-99 ::99 (9 = any digit)"),
+    ("9999/9/9 9:99:99", None, None, "yyyy/M/d H:mm:ss"),
+])
+def test_a_shape_is_named_by_its_layout(shape, first_max, second_max, name):
+    layout = hints.top_layout(FLU.column("P7506"), [(shape, 7)])
+    assert layout is not None and layout.count == 7
+    layout.first_max, layout.second_max = first_max or 0, second_max or 0
+    assert layout.names()[1] == name
+
+
+def test_shapes_differing_only_in_padding_are_one_layout():
+    groups = [("9999/9/9 9:99", 3), ("9999/9/99 99:99", 4),
+              ("9999-99-99", 5)]  # an accepted shape: impossible dates, not a layout
+    layout = hints.top_layout(FLU.column("P7506"), groups)
+    assert (layout.count, layout.names()) == (7, ("yyyy/M/d H:mm", "yyyy/M/d H:mm"))
+
+
+def test_the_required_layout_itself_never_makes_a_hint():
+    """2026-13-01 and 2026-02-30 fail in the right layout: impossible dates, not a format hint."""
+    for col in (FLU.column("P7506"), FLU.column("P6")):
+        groups = [(re.sub("[A-Za-z]", "9", f), 100) for f in col.formats]
+        assert hints.top_layout(col, groups) is None
+
+
+def test_monthly_streams_agree_with_dbt():
+    project = yaml.safe_load((ROOT / "dbt_project" / "dbt_project.yml").read_text(encoding="utf-8"))
+    assert tuple(project["vars"]["monthly_streams"]) == hints.MONTHLY_STREAMS
+
+
+# ---------------------------------------------------------------- generated uploads, one batch
+
+def _rewrite(code: str, fn, rows_wanted=None):
+    """An ``edit`` for edit_csv_in_zip: ``fn`` applied to column ``code`` of the chosen rows."""
+    def edit(rows: list[list[str]]) -> None:
+        i = rows[0].index(code)
+        for n, row in enumerate(rows[1:], start=1):
+            if row[i] and (rows_wanted is None or n in rows_wanted):
+                row[i] = fn(row[i])
+    return edit
+
+
+def _slash_minutes(v: str) -> str:  # 2025-01-06 09:30:12 → 2025/01/06 09:30
+    return v[:16].replace("-", "/")
+
+
+def _java_timestamp(v: str) -> str:  # Timestamp.toString(): 2025-01-06 09:30:12.0
+    return v + ".0" if len(v) == 19 else v
+
+
+@pytest.fixture(scope="module")
+def gen(tmp_path_factory) -> dict:
+    out = tmp_path_factory.mktemp("gen")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HQMS_HOME", str(out / "home"))
+        assert hqms(["generate", "--hospitals", "1", "--start", "2025-01-06", "--days", "1", "--seed", "11",
+                     "--streams", "flu,fever,outpatient", "--out", str(out / "g"), "--quiet"]) == 0
+    plan = {r["stream"]: r for r in csv.DictReader((out / "g" / "upload_plan.csv").open(encoding="utf-8"))}
+    return {"dir": out, "zips": {s: out / "g" / r["zip"] for s, r in plan.items()},
+            "org": plan["flu"]["org_code"]}
+
+
+def _flu_rows(zip_path: Path) -> list[dict[str, str]]:
+    with zipfile.ZipFile(zip_path) as zf:
+        (name,) = [n for n in zf.namelist() if n.rsplit("/", 1)[-1].startswith("flu_")]
+        text = zf.read(name).decode("gb18030")
+    return list(csv.DictReader(io.StringIO(text, newline="")))
+
+
+@pytest.fixture(scope="module")
+def batch(gen, tmp_path_factory) -> dict[str, ValidationReport]:
+    """Every variant validated together (one GX checkpoint, as ingest batches uploads)."""
+    work = tmp_path_factory.mktemp("variants")
+    flu, mzsy = gen["zips"]["flu"], gen["zips"]["outpatient"]
+    rows = _flu_rows(flu)
+    assert len(rows) >= 50
+    alive = [n for n, r in enumerate(rows, start=1) if not r["P8509"]]  # no death time: P7506 <= P8509 holds
+
+    def later_day(v: str) -> str:
+        return "2025-01-07" + v[10:]
+
+    def earlier_day(v: str) -> str:
+        return "2024-12-20" + v[10:]
+
+    def other_months(rows: list[list[str]]) -> None:
+        """Rows 1-2 of mzsy_202501 moved to February, rows 3-4 (with their check-in and
+        registration times, which must not be later) to December."""
+        head = rows[0]
+        for n, row in enumerate(rows[1:5], start=1):
+            for code in (["JZSJ"] if n <= 2 else ["GHSJ", "BDSJ", "JZSJ"]):
+                i = head.index(code)
+                if row[i]:
+                    row[i] = ("2025-02" if n <= 2 else "2024-12") + row[i][7:]
+
+    def fifty_rows(bad: dict[int, str]):
+        def edit(rows: list[list[str]]) -> None:
+            del rows[51:]
+            i = rows[0].index("P7506")
+            for n, value in bad.items():
+                rows[n][i] = value
+        return edit
+
+    def edit(name, src, prefix, fn):
+        return name, edit_csv_in_zip(src, work / f"{name}.zip", prefix, fn)
+
+    variants = dict([
+        ("clean_flu", flu), ("clean_fever", gen["zips"]["fever"]), ("clean_mzsy", mzsy),
+        edit("slash", flu, "flu_", _rewrite("P7506", _slash_minutes)),
+        edit("day_first", flu, "flu_", _rewrite("P6", lambda v: f"{v[8:10]}/{v[5:7]}/{v[:4]}")),
+        edit("scattered", flu, "flu_", fifty_rows({7: "2025-13-01 09:00:00", 31: "2025/13/01"})),
+        edit("few_foreign", flu, "flu_", fifty_rows({n: "2025/01/06 09:30" for n in (2, 4, 6, 8, 10, 12)})),
+        edit("late_flu", flu, "flu_", _rewrite("P7506", later_day, set(alive[:3]))),
+        edit("resent_flu", flu, "flu_", _rewrite("P7506", earlier_day, set(alive[:2]))),
+        edit("other_month", mzsy, "mzsy_", other_months),
+    ])
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HQMS_HOME", str(gen["dir"] / "home"))
+        with open_stage(work / "duckdb_tmp") as stage:
+            return validate_many(stage, [(k, p, gen["org"]) for k, p in variants.items()], work / "w",
+                                 docs_dir=None, run_id="test-hints")
+
+
+def _new(report: ValidationReport) -> list:
+    return [e for e in report.errors if e.rule in NEW_RULES]
+
+
+def test_a_normal_generated_day_gets_no_new_warning(batch):
+    for key in ("clean_flu", "clean_fever", "clean_mzsy"):
+        report = batch[key]
+        assert [e for e in report.errors if e.severity == "error"] == [], key
+        assert _new(report) == [], key
+
+
+def test_a_column_in_a_foreign_layout_gets_one_hint_and_keeps_its_row_errors(batch):
+    report, clean = batch["slash"], batch["clean_flu"]
+    flu_file = next(f for f in report.files if f.file_name.startswith("flu_"))
+    (hint,) = _new(report)
+    assert (hint.file_name, hint.row, hint.column, hint.rule, hint.severity, hint.value_masked) == \
+        (flu_file.file_name, None, "P7506", "format_hint", "warning", None)
+    formats = [e for e in report.errors if e.rule == "format"]
+    assert {(e.file_name, e.column) for e in formats} == {(flu_file.file_name, "P7506")}
+    assert len(formats) == flu_file.parsed_count
+    assert hint.message_zh == (f"P7506（就诊日期）有 {len(formats):,} 个值写成 yyyy/MM/dd HH:mm 的形式，"
+                               "接口标准要求 yyyy-MM-dd HH:mm:ss 或 yyyy-MM-dd；请修改导出程序的日期格式")
+    assert "yyyy/MM/dd HH:mm;" in hint.message_en and "yyyy-MM-dd HH:mm:ss or yyyy-MM-dd" in hint.message_en
+    # a warning: the conforming count falls by the rows with format errors, no more
+    assert report.conforming_count == clean.conforming_count - len(formats)
+    # file-level first: it sorts before the rows of its file
+    mine = [e for e in report.errors if e.file_name == flu_file.file_name]
+    assert mine.index(hint) < min(mine.index(e) for e in formats)
+
+
+def test_day_and_month_order_is_told_by_the_values(batch):
+    (hint,) = _new(batch["day_first"])
+    assert hint.column == "P6" and "写成 dd/MM/yyyy 的形式，接口标准要求 yyyy-MM-dd 或 YYYYMMDD" in hint.message_zh
+
+
+def test_a_hint_echoes_no_digit_of_any_value(batch, gen):
+    (hint,) = _new(batch["slash"])
+    n = sum(1 for e in batch["slash"].errors if e.rule == "format")
+    for message in (hint.message_zh, hint.message_en):
+        assert not re.search(r"\d", message.replace("P7506", "").replace(f"{n:,}", "")), message
+    values = {_slash_minutes(r["P7506"]) for r in _flu_rows(gen["zips"]["flu"])}
+    assert not any(v in hint.message_zh or v[:10] in hint.message_en for v in values)
+
+
+def test_scattered_bad_dates_make_no_hint(batch):
+    report = batch["scattered"]
+    assert sorted((e.row, e.rule) for e in report.errors if e.column == "P7506") == [(7, "format"), (31, "format")]
+    assert _new(report) == []
+
+
+def test_a_foreign_layout_on_fewer_than_half_of_the_values_makes_no_hint(batch):
+    report = batch["few_foreign"]
+    assert sum(e.rule == "format" for e in report.errors) == 6
+    assert _new(report) == []
+
+
+def test_rows_dated_after_the_files_day_make_one_warning(batch):
+    report, clean = batch["late_flu"], batch["clean_flu"]
+    (warning,) = _new(report)
+    assert (warning.file_name, warning.row, warning.column, warning.rule, warning.severity) == \
+        ("flu_20250106.csv", None, "P7506", "outside_period", "warning")
+    assert warning.message_zh.startswith("3 条记录的 P7506（就诊日期）晚于文件名所示的报告日 2025-01-06")
+    assert warning.message_en.startswith("3 records have P7506")
+    assert report.conforming_count == clean.conforming_count
+    assert [e for e in report.errors if e.severity == "error"] == []
+
+
+def test_older_days_are_the_normal_resend_and_never_warn(batch):
+    assert _new(batch["resent_flu"]) == []
+
+
+def test_a_monthly_file_with_rows_of_other_months_warns(batch):
+    report, clean = batch["other_month"], batch["clean_mzsy"]
+    (warning,) = _new(report)
+    assert (warning.file_name, warning.column, warning.rule) == ("mzsy_202501.csv", "JZSJ", "outside_period")
+    assert warning.message_zh == "4 条记录的 JZSJ（就诊时间）不在文件名所示的报告期 2025-01 内"
+    assert report.conforming_count == clean.conforming_count
+
+
+def test_the_dry_run_names_a_java_timestamp_layout(gen, tmp_path, monkeypatch):
+    monkeypatch.setenv("HQMS_HOME", str(tmp_path / "home"))
+    src = edit_csv_in_zip(gen["zips"]["flu"], tmp_path / "java.zip", "flu_", _rewrite("P7506", _java_timestamp))
+    report = validate_zip(src, gen["org"])
+    (hint,) = _new(report)
+    assert hint.column == "P7506" and "写成 yyyy-MM-dd HH:mm:ss.S 的形式" in hint.message_zh
+
+
+@pytest.mark.parametrize("name, day", [
+    ("flu_20250106.csv", "2025-01-06"), ("flu_20250106_2.csv", "2025-01-06"), ("mzsy_202501.csv", "2025-01-01"),
+    ("flu_1.csv", None), ("flu_20251399.csv", None), ("flu_20250106.csv.bak", None)])
+def test_the_period_comes_from_the_file_name_like_the_dbt_macro(name, day):
+    (got,) = duckdb.execute(f"SELECT CAST({hints.file_name_date_sql('n')} AS VARCHAR) FROM (SELECT ? AS n)",
+                            [name]).fetchone()
+    assert got == day
