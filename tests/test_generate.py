@@ -260,16 +260,6 @@ def _fails(ds: Dataset, entry: dict[str, object], cells: dict[str, str]) -> bool
             if (r.kind == "required_if" and r.column == code and value == ""
                     and cells[r.when.column] in r.when.values):
                 return True
-            if r.kind in ("id_card_birth", "id_card_sex") and r.column == code and value:
-                number = cells[r.id_column]
-                if ((r.when is None or cells[r.when.column] in r.when.values) and validators.id_card_valid(number)
-                        and len(number) == 18):
-                    if r.kind == "id_card_birth":
-                        birth = validators.parse_datetime(value, ds.column(code).formats)
-                        if birth is not None and birth.strftime("%Y%m%d") != number[6:14]:
-                            return True
-                    elif value in ("1", "2") and value != "21"[int(number[16]) % 2]:
-                        return True
             if r.kind == "le" and r.left[0] == code:
                 ops = [ds.column(c) for c in (*r.left, r.right)]
                 if all(cells[c.code] and _cell_ok(c, cells[c.code], cells) for c in ops):

@@ -285,9 +285,9 @@ ID_SPEC = {
         {"code": "B", "zh": "出生日期", "name": "birth", "type": "date", "formats": ["yyyy-MM-dd", "YYYYMMDD"]},
     ],
     "rules": [
-        {"id": "p_birth", "kind": "id_card_birth", "column": "B", "id_column": "ID",
+        {"id": "p_birth", "kind": "id_card_birth", "severity": "warning", "column": "B", "id_column": "ID",
          "when": {"column": "T", "in": ["01"]}, "zh": "出生日期与证件号码不一致", "en": "birth date differs"},
-        {"id": "p_sex", "kind": "id_card_sex", "column": "SEX", "id_column": "ID",
+        {"id": "p_sex", "kind": "id_card_sex", "severity": "warning", "column": "SEX", "id_column": "ID",
          "when": {"column": "T", "in": ["01"]}, "zh": "性别与证件号码不一致", "en": "sex differs"},
     ],
 }
@@ -337,3 +337,23 @@ def test_id_card_rules_need_an_id_checked_column():
     bad = {**ID_SPEC, "rules": [{**ID_SPEC["rules"][0], "id_column": "K"}]}
     with pytest.raises(ValueError, match="not checked as id_card"):
         parse_dataset(bad)
+
+
+def test_id_card_rules_as_errors_are_injected_by_the_generator():
+    """Severity is spec data: made errors, the ID rules hold rows back (conform's verdict) and the
+    generator can inject them as defects — the birth date moved or the sex swapped."""
+    import numpy as np
+
+    from hqms.generate import conform
+    from hqms.generate.defects import Injector
+
+    strict = parse_dataset({**ID_SPEC, "rules": [{**r, "severity": "error"} for r in ID_SPEC["rules"]]})
+    row = {"K": "V1", "T": "01", "ID": GOOD_ID, "SEX": "1", "B": "1980-05-17"}
+    assert conform.row_failures(strict, row, ORG) == []
+    assert conform.row_failures(strict, {**row, "SEX": "2"}, ORG) == [("SEX", "cross_field")]
+    assert conform.row_failures(ID_DS, {**row, "SEX": "2"}, ORG) == []  # a warning holds nothing back
+    injector = Injector(strict, ORG, [])
+    defects = [injector.inject(row, np.random.default_rng(seed)) for seed in range(40)]
+    assert {d.column for _, d in defects if d.kind == "cross_field"} == {"SEX", "B"}
+    for changed, d in defects:
+        assert conform.row_failures(strict, changed, ORG) == [(d.column, d.rule)]

@@ -81,6 +81,7 @@ class Check:
     zh: str             # message for the hospital's data manager (names code and Chinese name)
     en: str
     fail_sql: str       # DuckDB boolean over the staging columns; never NULL when it matters
+    severity: str = "error"  # "warning": reported, but the row is not held back
 
 
 # ---------------------------------------------------------------- SQL building blocks
@@ -319,7 +320,8 @@ def _rule_check(ds: Dataset, rule: Rule) -> Check | None:
         column = rule.column or ""
     else:
         raise ValueError(f"rule {rule.id}: unknown kind {rule.kind!r}")
-    return Check(f"{ds.id}.rule.{rule.id}", ds.id, column, "cross_field", rule.zh, rule.en, fail)
+    return Check(f"{ds.id}.rule.{rule.id}", ds.id, column, "cross_field", rule.zh, rule.en, fail,
+                 rule.severity)
 
 
 def _id_card_rule_sql(ds: Dataset, rule: Rule) -> str:

@@ -128,11 +128,12 @@ def _id_card_rule_fails(ds: Dataset, rule: Rule, row: Row) -> bool:
 
 
 def row_failures(ds: Dataset, row: Row, org_code: str) -> list[tuple[str, str]]:
-    """Every (column, rule) the pipeline would report for ``row`` uploaded by ``org_code``."""
+    """Every (column, rule) that would hold ``row`` back when ``org_code`` uploads it (warnings,
+    which never do, are left out)."""
     found = [(col.code, rule) for col in ds.columns
              if (rule := column_failure(col, row.get(col.code, ""), row))]
     found += [(r.left[0] if r.kind == "le" else r.column or "", "cross_field")
-              for r in ds.rules if rule_fails(ds, r, row)]
+              for r in ds.rules if r.severity == "error" and rule_fails(ds, r, row)]
     if ds.org_column and _usable(ds, ds.org_column, row) and row[ds.org_column] != org_code:
         found.append((ds.org_column, "org_mismatch"))
     return found

@@ -67,7 +67,7 @@ class Injector:
             "unknown_code": [c for c in cols if allowed_values(c) and c.code not in keys],
             "bad_date": [c for c in cols if c.type in ("date", "datetime") and c.code not in keys],
             "bad_check_digit": [c for c in cols if c.check == "id_card"],
-            "cross_field": list(self.ds.rules),
+            "cross_field": [r for r in self.ds.rules if r.severity == "error"],
             "wrong_org": [self.ds.column(self.ds.org_column)] if self.ds.org_column and self.other_orgs else [],
         }
         self.kinds = [k for k, v in self._candidates.items() if v]

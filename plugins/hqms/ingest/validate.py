@@ -15,7 +15,7 @@ import duckdb
 from hqms.ingest.hints import format_hints, outside_period
 from hqms.ingest.stage import FILES_TABLE, StagedFile, stage_uploads
 from hqms.registry import ErrorRecord, mask_value
-from hqms.rules import Check, compile_checks
+from hqms.rules import Check, compile_checks, literal
 from hqms.spec import Dataset
 from hqms.stagedb import StageDB, open_stage
 
@@ -65,7 +65,7 @@ def _row_errors(con: duckdb.DuckDBPyConnection, ds: Dataset, table: str, failure
             shown = None if value is None else (mask_value(value) if personal else value)
             reports[sf.upload].errors.append(ErrorRecord(
                 file_name=sf.file_name, row=row, column=column, rule=check.rule, message_zh=check.zh,
-                message_en=check.en, check_id=check_id, value_masked=shown))
+                message_en=check.en, check_id=check_id, value_masked=shown, severity=check.severity))
 
 
 def _duplicate_keys(con: duckdb.DuckDBPyConnection, ds: Dataset, table: str) -> list[tuple[str, int]]:
@@ -112,13 +112,15 @@ def validate_many(stage: StageDB, zips: list[tuple[str, Path, str]], work: Path,
     files = {sf.src: sf for sf in live}
     for result in results:
         ds = by_table[result.table]
+        checks = {c.check_id: c for c in compile_checks(ds)}
+        warnings = [literal(cid) for cid, c in checks.items() if c.severity == "warning"]
+        spare = f" WHERE check_id NOT IN ({', '.join(warnings)})" if warnings else ""
         con.execute(f"CREATE OR REPLACE TABLE {failing_table(ds)} AS "
-                    f"SELECT DISTINCT _src, _row FROM {result.failures_table}")
+                    f"SELECT DISTINCT _src, _row FROM {result.failures_table}{spare}")
         for src, row in _duplicate_keys(con, ds, result.table):
             reports[files[src].upload].errors.append(_duplicate_error(ds, files[src].file_name, row))
         for src, n in con.execute(f"SELECT _src, count(*) FROM {failing_table(ds)} GROUP BY 1").fetchall():
             reports[files[src].upload].failing[src] = n
-        checks = {c.check_id: c for c in compile_checks(ds)}
         _row_errors(con, ds, result.table, result.failures_table, files, checks, reports)
         # file-level warnings over the validated table (hqms.ingest.hints): never change counts
         names = {src: sf.file_name for src, sf in files.items() if sf.table == result.table}

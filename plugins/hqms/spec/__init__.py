@@ -100,6 +100,9 @@ class Rule:
     column: str | None = None
     when: Condition | None = None
     id_column: str | None = None
+    #: "warning": reported to the hospital, the row still goes on (a plausibility check that
+    #: real exports fail for reasons other than a wrong record, e.g. a mistyped birth date)
+    severity: str = "error"
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -201,6 +204,7 @@ def _rule(raw: dict[str, Any]) -> Rule:
         column=raw.get("column"),
         when=_condition(raw.get("when")),
         id_column=raw.get("id_column"),
+        severity=str(raw.get("severity", "error")),
     )
 
 
@@ -277,6 +281,8 @@ def _check(ds: Dataset) -> None:
                 problems.append(f"rule {rule.id}: unknown column {code}")
         if rule.kind in ID_CARD_RULE_KINDS:
             problems += _id_card_rule_problems(ds, rule, codes)
+        if rule.severity not in ("error", "warning"):
+            problems.append(f"rule {rule.id}: severity {rule.severity!r}")
     for scheme, mapping in ds.header_aliases.items():
         for alias, code in mapping.items():
             if code not in codes:
