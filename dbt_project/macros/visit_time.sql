@@ -26,6 +26,14 @@
      and ({{ a }} = {{ b }} or {{ hqms.is_date_only(a) }} or {{ hqms.is_date_only(b) }}))
 {%- endmacro %}
 
+{% macro links_to_visit(row, visit) -%}
+    {#- ON clause linking a lis_ / pdr_ row (alias row) to its flu_ visit (alias visit): same org,
+        visit type and card, and the same visit time by same_visit_time. -#}
+    {{ row }}.org_code = {{ visit }}.org_code and {{ row }}.visit_type = {{ visit }}.visit_type
+        and {{ row }}.visit_card_pid = {{ visit }}.visit_card_pid
+        and {{ hqms.same_visit_time(row ~ '.visit_time', visit ~ '.visit_time') }}
+{%- endmacro %}
+
 {% macro drop_precision_switches(relation, key_columns, time_column='visit_time') -%}
     {#- Rows of relation (one row per record, i.e. after latest_version; needs org_code,
         received_at, _loaded_at and the given columns) minus those superseded by a change of

@@ -70,9 +70,7 @@ lab_flags as (
         {{ dbt.bool_or('lab.lab_positive_b') }} as lab_positive_b
     from visits as v
     inner join lab_by_time as lab
-        on lab.org_code = v.org_code and lab.visit_type = v.visit_type
-        and lab.visit_card_pid = v.visit_card_pid
-        and {{ hqms.same_visit_time('lab.visit_time', 'v.visit_time') }}
+        on {{ hqms.links_to_visit('lab', 'v') }}
     group by v.org_code, v.record_key
 ),
 
@@ -99,9 +97,7 @@ antiviral_flags as (
         min(av.first_antiviral_start) as first_antiviral_start
     from visits as v
     inner join antiviral_by_time as av
-        on av.org_code = v.org_code and av.visit_type = v.visit_type
-        and av.visit_card_pid = v.visit_card_pid
-        and {{ hqms.same_visit_time('av.visit_time', 'v.visit_time') }}
+        on {{ hqms.links_to_visit('av', 'v') }}
     group by v.org_code, v.record_key
 ),
 
