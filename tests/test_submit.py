@@ -125,6 +125,8 @@ def test_uploads_and_errors_cli(good_zip: Path, bad_zips: dict, s3_store: Object
     assert raw.startswith(b"\xef\xbb\xbf")
     table = list(csv.reader(raw.decode("utf-8-sig").splitlines()))
     assert len(table) == 2 and table[1][3] == "unsafe_path"
+    out = _run(capsys, "errors", rejected)[1]
+    assert "错误 1  警告 0" in out.splitlines()[0]
     code, _, err = _run(capsys, "errors", "u-does-not-exist")
     assert code == 2 and "Traceback" not in err
 

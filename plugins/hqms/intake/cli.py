@@ -215,7 +215,8 @@ def run_errors(args: argparse.Namespace) -> int:
         print(f"{upload['upload_id']}  {upload['file_name']}  {china_time(upload['received_at'])}  "
               f"{STATUS_ZH.get(upload['status'], upload['status'])}  "
               f"记录数 {_n(upload['record_count'])}  达标数 {_n(upload['conforming_count'])}  "
-              f"错误 {len(errors)}")
+              f"错误 {sum(e['severity'] == 'error' for e in errors)}  "
+              f"警告 {sum(e['severity'] == 'warning' for e in errors)}")
         print_errors(errors, sys.stdout)
     return 0
 
