@@ -120,7 +120,7 @@ def build_keyed(con: duckdb.DuckDBPyConnection, memo: KeyedMemo, ds: Dataset, so
         out_type = pa.string() if KEYED_TYPES[kind] == "VARCHAR" else pa.binary()
         con.execute(f"CREATE OR REPLACE TEMP TABLE {table} (ctx VARCHAR, v VARCHAR, out {KEYED_TYPES[kind]})")
         distinct = con.execute(f"SELECT DISTINCT {ctx} AS ctx, {value} AS v FROM {source} "
-                               f"WHERE {value_present_sql(wc.source)}").fetch_arrow_table()
+                               f"WHERE {value_present_sql(wc.source)}").to_arrow_table()
         for start in range(0, distinct.num_rows, KEYED_CHUNK):
             part = distinct.slice(start, KEYED_CHUNK)
             ctx_list, values = part["ctx"].to_pylist(), part["v"].to_pylist()
