@@ -197,11 +197,12 @@ def column_ok_sql(col: Column) -> str:
 
 # ---------------------------------------------------------------- messages
 
-def _label_zh(col: Column) -> str:
+def label_zh(col: Column) -> str:
+    """How every message names a column: code and Chinese name."""
     return f"{col.code}（{col.zh}）"
 
 
-def _label_en(col: Column) -> str:
+def label_en(col: Column) -> str:
     return f"{col.code} ({col.zh}, {col.en or col.name.replace('_', ' ')})"
 
 
@@ -234,13 +235,13 @@ def _codes_text(col: Column) -> tuple[str, str]:
 def _when_text(ds: Dataset, cond: Condition) -> tuple[str, str]:
     other = ds.column(cond.column)
     values = "/".join(cond.values)
-    return (f"当 {_label_zh(other)} 为 {values} 时，",
-            f"When {_label_en(other)} is {values}, ")
+    return (f"当 {label_zh(other)} 为 {values} 时，",
+            f"When {label_en(other)} is {values}, ")
 
 
 def _messages(ds: Dataset, col: Column, rule: str) -> tuple[str, str]:
     """(zh, en) for one column rule; static text (never the offending value: it may be personal)."""
-    zh, en = _label_zh(col), _label_en(col)
+    zh, en = label_zh(col), label_en(col)
     if rule == "required":
         msg = (f"{zh}为必填项，不能为空", f"{en} is required but empty")
         if col.null_tokens:

@@ -45,7 +45,7 @@ import duckdb
 
 from hqms.ingest.stage import FILES_TABLE
 from hqms.registry import ErrorRecord
-from hqms.rules import ident, literal, typed_expr, value_present_sql
+from hqms.rules import ident, label_en, label_zh, literal, typed_expr, value_present_sql
 from hqms.spec import Column, Dataset
 
 #: Streams reported per month (the dbt var ``monthly_streams`` in dbt_project/dbt_project.yml);
@@ -71,14 +71,6 @@ def file_name_date_sql(expr: str) -> str:
             f"regexp_extract({expr}, {literal(_DAY_CAPTURE)}, 1), '%Y%m%d') AS DATE) "
             f"WHEN regexp_matches({expr}, {literal(_MONTH_RE)}) THEN CAST(try_strptime("
             f"regexp_extract({expr}, {literal(_MONTH_CAPTURE)}, 1) || '01', '%Y%m%d') AS DATE) END")
-
-
-def _label_zh(col: Column) -> str:
-    return f"{col.code}（{col.zh}）"
-
-
-def _label_en(col: Column) -> str:
-    return f"{col.code} ({col.zh}, {col.en or col.name.replace('_', ' ')})"
 
 
 def _warning(file_name: str, column: str, rule: str, check_id: str, zh: str, en: str) -> ErrorRecord:
@@ -267,9 +259,9 @@ def format_hints(con: duckdb.DuckDBPyConnection, ds: Dataset, table: str, failur
         used_zh, used_en = layout.names()
         out.append((src, _warning(
             file_names[src], code, "format_hint", f"{ds.id}.{code}.format_hint",
-            f"{_label_zh(col)}有 {layout.count:,} 个值写成 {used_zh} 的形式，接口标准要求 "
+            f"{label_zh(col)}有 {layout.count:,} 个值写成 {used_zh} 的形式，接口标准要求 "
             f"{' 或 '.join(col.formats)}；请修改导出程序的日期格式",
-            f"{_label_en(col)}: {layout.count:,} values are written as {used_en}; the interface "
+            f"{label_en(col)}: {layout.count:,} values are written as {used_en}; the interface "
             f"standard requires {' or '.join(col.formats)}; please change the date format of the export program")))
     return out
 
@@ -321,12 +313,12 @@ def outside_period(con: duckdb.DuckDBPyConnection, ds: Dataset, table: str, fail
     out = []
     for src, period, n in rows:
         if monthly:
-            zh = f"{n:,} 条记录的 {_label_zh(col)}不在文件名所示的报告期 {period} 内"
-            en = f"{n:,} records have {_label_en(col)} outside the period {period} the file name gives"
+            zh = f"{n:,} 条记录的 {label_zh(col)}不在文件名所示的报告期 {period} 内"
+            en = f"{n:,} records have {label_en(col)} outside the period {period} the file name gives"
         else:
-            zh = (f"{n:,} 条记录的 {_label_zh(col)}晚于文件名所示的报告日 {period}"
+            zh = (f"{n:,} 条记录的 {label_zh(col)}晚于文件名所示的报告日 {period}"
                   "（一天的导出不应包含该日之后的记录，请检查导出程序的日期范围或文件名）")
-            en = (f"{n:,} records have {_label_en(col)} after the day {period} the file name gives "
+            en = (f"{n:,} records have {label_en(col)} after the day {period} the file name gives "
                   "(a day's extract cannot hold later records; check the export's date range or the file name)")
         out.append((src, _warning(file_names[src], col.code, "outside_period", f"{ds.id}.outside_period", zh, en)))
     return out
