@@ -45,6 +45,7 @@ def run(tmp_path_factory):
     saved = dict(os.environ)
     os.environ.clear()
     os.environ.update(_env(home))
+    cfg = config.load()  # kept: a test below unsets HQMS_HOME, teardown must stop THIS home's server
     try:
         assert hqms(["generate", "--hospitals", "4", "--start", "2025-01-06", "--days", "2", "--seed", "7",
                      "--errors", "0.03", "--out", str(gen), "--quiet"]) == 0
@@ -58,9 +59,9 @@ def run(tmp_path_factory):
                                      capture_output=True, text=True, env=dict(os.environ), check=True)
                 uploads[row["zip"]] = out.stdout.split()[0]
         assert hqms(["run", "--no-marts"]) == 0
-        yield {"home": home, "gen": gen, "uploads": uploads, "cfg": config.load()}
+        yield {"home": home, "gen": gen, "uploads": uploads, "cfg": cfg}
     finally:
-        embedded_s3.stop(config.load())
+        embedded_s3.stop(cfg)
         os.environ.clear()
         os.environ.update(saved)
 
@@ -138,17 +139,14 @@ def test_no_plaintext_identifier_in_warehouse_logs_or_xcom(run):
 def test_landing_is_empty_and_every_original_is_in_the_vault(run, tmp_path):
     from hqms.objectstore import ObjectStore
 
-    os.environ["HQMS_HOME"] = str(run["home"])
-    try:
-        store = ObjectStore.from_config(config.load())
-        assert list(store.list(run["cfg"].buckets["landing"])) == []
-        zip_rel, upload_id = next(iter(run["uploads"].items()))
-        out = tmp_path / "restored.zip"
-        key = run["cfg"].keys_dir / "vault_sm2_private.hex"
-        assert hqms(["vault", "decrypt", upload_id, "--private-key", str(key), "--out", str(out)]) == 0
-        assert out.read_bytes() == (run["gen"] / zip_rel).read_bytes()
-    finally:
-        del os.environ["HQMS_HOME"]
+    assert os.environ["HQMS_HOME"] == str(run["home"])  # set by the module's run fixture
+    store = ObjectStore.from_config(run["cfg"])
+    assert list(store.list(run["cfg"].buckets["landing"])) == []
+    zip_rel, upload_id = next(iter(run["uploads"].items()))
+    out = tmp_path / "restored.zip"
+    key = run["cfg"].keys_dir / "vault_sm2_private.hex"
+    assert hqms(["vault", "decrypt", upload_id, "--private-key", str(key), "--out", str(out)]) == 0
+    assert out.read_bytes() == (run["gen"] / zip_rel).read_bytes()
 
 
 def test_one_row_per_natural_key_and_lineage(run):
