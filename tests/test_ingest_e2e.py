@@ -22,6 +22,7 @@ import pytest
 
 from hqms import config, embedded_s3
 from hqms.cli import main as hqms
+from hqms.registry import Registry
 
 pytestmark = pytest.mark.slow
 
@@ -156,3 +157,23 @@ def test_one_row_per_natural_key_and_lineage(run):
                 f"SELECT count(*), count(DISTINCT _nk), count(*) FILTER (WHERE _upload_id IS NULL) FROM dw.{table}"
             ).fetchone()
             assert n > 0 and n == distinct and no_lineage == 0, table
+
+
+def test_error_summary_groups_every_error_of_an_upload(run, capsys):
+    """`hqms errors ID --summary`: one line per (file, column, rule), counts adding up to the list."""
+    registry = Registry.from_config()
+    upload_id = max(run["uploads"].values(), key=lambda u: len(registry.errors(u)))
+    errors = registry.errors(upload_id)
+    assert len(errors) >= 2
+    assert hqms(["errors", upload_id, "--summary", "--json"]) == 0
+    groups = json.loads(capsys.readouterr().out)
+    assert sum(g["count"] for g in groups) == len(errors)
+    keys = {(e["file_name"], e["column"], e["rule"], e["check_id"]) for e in errors}
+    assert {(g["file_name"], g["column"], g["rule"], g["check_id"]) for g in groups} == keys
+    for g in groups:
+        rows = sorted(e["row"] for e in errors if e["check_id"] == g["check_id"]
+                      and e["file_name"] == g["file_name"] and e["row"] is not None)
+        assert g["first_rows"] == rows[:10]
+    assert hqms(["errors", upload_id, "--summary"]) == 0
+    text = capsys.readouterr().out
+    assert len(text.splitlines()) == len(groups) + 1  # the upload's header line, then one per group

@@ -64,6 +64,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("upload_id")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--csv", type=Path, metavar="FILE", help="also write the list as CSV (Excel)")
+    p.add_argument("--summary", action="store_true",
+                   help="one line per (file, column, rule): how many rows and the first of them")
     p.set_defaults(func=run_errors)
 
     p = sub.add_parser("policy", help="S3 policy confining one hospital to its landing prefix")
@@ -210,14 +212,18 @@ def run_errors(args: argparse.Namespace) -> int:
     if args.csv:
         write_errors_csv(errors, args.csv)
     if args.json:
-        print(json.dumps([_error_json(e) for e in errors], ensure_ascii=False, indent=2))
+        shown = summarise_errors(errors) if args.summary else [_error_json(e) for e in errors]
+        print(json.dumps(shown, ensure_ascii=False, indent=2))
     else:
         print(f"{upload['upload_id']}  {upload['file_name']}  {china_time(upload['received_at'])}  "
               f"{STATUS_ZH.get(upload['status'], upload['status'])}  "
               f"记录数 {_n(upload['record_count'])}  达标数 {_n(upload['conforming_count'])}  "
               f"错误 {sum(e['severity'] == 'error' for e in errors)}  "
               f"警告 {sum(e['severity'] == 'warning' for e in errors)}")
-        print_errors(errors, sys.stdout)
+        if args.summary:
+            print_summary(summarise_errors(errors), sys.stdout)
+        else:
+            print_errors(errors, sys.stdout)
     return 0
 
 
@@ -243,6 +249,40 @@ def print_errors(errors: Iterable[dict], out: TextIO) -> None:
         level = "" if e["severity"] == "error" else f" {e['severity']}"
         value = f"  值 value: {e['value_masked']}" if e["value_masked"] is not None else ""
         out.write(f"{where}  [{e['rule']}{level}]  {e['message_zh']} / {e['message_en']}{value}\n")
+
+
+#: Row numbers listed per summary line (the full list is ``hqms errors ID``).
+SUMMARY_ROWS = 10
+
+
+def summarise_errors(errors: Iterable[dict]) -> list[dict]:
+    """One entry per (file, column, rule, check): a data manager with 3,000 errors of one kind
+    needs the kind and where it starts, then the full list to fix them."""
+    groups: dict[tuple, dict] = {}
+    for e in errors:
+        key = (e["file_name"] or "", e["column"] or "", e["rule"], e["check_id"] or "")
+        g = groups.setdefault(key, {
+            "file_name": e["file_name"], "column": e["column"], "rule": e["rule"],
+            "severity": e["severity"], "check_id": e["check_id"], "count": 0, "first_rows": [],
+            "message": e["message_zh"], "message_en": e["message_en"]})
+        g["count"] += 1
+        if e["row"] is not None and len(g["first_rows"]) < SUMMARY_ROWS:
+            g["first_rows"].append(e["row"])
+    return list(groups.values())
+
+
+def print_summary(groups: Iterable[dict], out: TextIO) -> None:
+    for g in groups:
+        where = g["file_name"] or ""
+        if g["column"]:
+            where += f"  {g['column']}"
+        level = "" if g["severity"] == "error" else f" {g['severity']}"
+        rows = ""
+        if g["first_rows"]:
+            more = " …" if g["count"] > len(g["first_rows"]) else ""
+            rows = f"  第 {', '.join(map(str, g['first_rows']))}{more} 行 rows"
+        out.write(f"{where}  [{g['rule']}{level}]  {g['count']:,} 处 times{rows}  "
+                  f"{g['message']} / {g['message_en']}\n")
 
 
 def write_errors_csv(errors: Iterable[dict], path: Path) -> None:
