@@ -212,3 +212,24 @@ def test_staging_reads_a_file_with_blank_lines_first_and_a_ctrl_z_last(tmp_path)
     assert (sf.fatal, sf.errors, sf.record_count) == (False, [], 2)
     assert con.execute(f'SELECT _row, "P8000" FROM {sf.table} ORDER BY _row').fetchall() == \
         [(1, "S00001"), (2, "S00002")]
+
+
+# --- what staging learns about the text --------------------------------------------------------
+
+@pytest.mark.parametrize("data", [
+    b"A,B\r\n1,2\r\n3,4\r\n", b"A,B\n1,2\n3,4", b"A,B\r1,2\r3,4\r", b"A,B\r\n1,2\n3,4\r",
+    b"\r\n\r\nA,B\r\n1,2\r\n3,4\r\n\x1a", BOM + b"A,B\r\n1,2\r\n3,4",
+])
+def test_physical_lines_are_counted_whatever_the_line_ends_and_chunk_edges(tmp_path, chunk, data):
+    """Staging compares them with the records DuckDB read: more lines than records means a
+    value spans lines (and may end in a line break to trim)."""
+    got, out = _transcode(tmp_path, data)
+    assert got.lines == 3 == len(out.decode().splitlines())
+
+
+@pytest.mark.parametrize("text, unusual", [
+    ("A,B\r\n1,\t510105202212218240\r\n", True), ("A,B\r\n1,2\u200b\r\n", True),
+    ("A,B\r\n1,\ufeff2\r\n", True), ("A,B\r\n1,2\u3000\r\n", False), ('A,B\r\n1,"x\r\ny"\r\n', False),
+])
+def test_blanks_that_plain_trim_keeps_are_noticed(tmp_path, chunk, text, unusual):
+    assert _transcode(tmp_path, text.encode("gb18030"))[0].unusual_blanks is unusual

@@ -163,6 +163,48 @@ def test_null_markers_of_other_exporters_stage_as_null(tmp_path, quote_all):
         [(i, "阴性", None) for i in range(1, 6)] + [(6, "阴性", "NULLS")]
 
 
+@pytest.mark.parametrize("exact_path", [False, True])
+def test_values_are_trimmed_of_tabs_line_breaks_and_invisible_spaces_at_their_ends(tmp_path, exact_path):
+    """Exporters write a TAB before long numbers (so Excel keeps an ID number as text); a value
+    copied from a text box ends in a line break; a BOM or zero-width space is invisible. None of
+    them is part of the value; inside a value they are kept. The exact (Python csv) path, taken
+    when a file has a malformed row, trims the same way."""
+    rows = [_row(i) for i in range(1, 7)]
+    rows[0][3] = "\tS00001"
+    rows[1][3] = "S00002\t"
+    rows[2][6] = "阴性\r\n"
+    rows[3][6] = "\u200b\ufeff阴性\u3000"
+    rows[4][6] = "\t \r\n"                     # only blanks: no value
+    rows[5][6] = "阴\t性\r\n（复查）"          # inside the value: kept
+    text = _csv(list(LIS.codes), rows)
+    if exact_path:
+        text += '"01","MZ9","2025-01-06"\r\n'   # row 7: too few fields
+    (sf,), con = _stage(tmp_path, "lis_9.csv", text.encode("gb18030"))
+    assert sf.unusual_blanks and [e.row for e in sf.errors] == ([7] if exact_path else [])
+    assert con.execute(f'SELECT _row, "P8000", "P8003" FROM {sf.table} ORDER BY _row').fetchall() == [
+        (1, "S00001", "阴性"), (2, "S00002", "阴性"), (3, "S00003", "阴性"), (4, "S00004", "阴性"),
+        (5, "S00005", None), (6, "S00006", "阴\t性\r\n（复查）")]
+
+
+def test_a_line_break_ending_a_quoted_value_is_trimmed_in_a_file_without_other_blanks(tmp_path):
+    rows = [_row(i) for i in range(1, 4)]
+    rows[0][6] = "阴性\r\n"
+    rows[1][6] = "\n阴性"
+    (sf,), con = _stage(tmp_path, "lis_10.csv", _csv(list(LIS.codes), rows).encode("gbk"))
+    assert not sf.unusual_blanks
+    assert con.execute(f'SELECT "P8003" FROM {sf.table} ORDER BY _row').fetchall() == [("阴性",)] * 3
+
+
+def test_plain_trim_keeps_exactly_the_blanks_staging_handles_apart():
+    """Staging uses DuckDB's cheap ``TRIM`` unless a cell holds a blank it keeps; if a DuckDB
+    upgrade changes which blanks those are, this fails rather than values going untrimmed."""
+    from hqms.ingest.stage import EDGE_BLANKS, KEPT_BY_TRIM
+
+    con = duckdb.connect()
+    kept = [ch for ch in EDGE_BLANKS if con.execute("SELECT TRIM(?)", [f"{ch}a{ch}"]).fetchone()[0] != "a"]
+    assert sorted(kept) == sorted(KEPT_BY_TRIM)
+
+
 @pytest.mark.parametrize("delim", ["\t", ";", "|"])
 def test_a_file_separated_by_another_character_gets_one_clear_error(tmp_path, delim):
     text = "\r\n".join(delim.join(r) for r in [list(LIS.codes), _row(1), _row(2)]) + "\r\n"

@@ -46,6 +46,12 @@ UTF8_EVIDENCE = 4
 _WIDE_LEAD = re.compile(rb"[\xe0-\xf4]")
 #: DOS end-of-file mark, written after the last line by some old export tools.
 _EOF_MARK = "\x1a"
+#: Blanks, other than line breaks, that DuckDB's plain ``TRIM`` keeps: TAB (written before long
+#: numbers so that Excel shows them as text), other control separators, NEL, the line and
+#: paragraph separators, the zero-width space and a BOM inside the text. Staging trims them
+#: only in files that hold one (:attr:`Decoded.unusual_blanks`): looking for them costs per
+#: cell, and a dozen scans of the text here cost ≈ 1.5 ms per MB.
+UNUSUAL_BLANKS = "\t\x0b\x0c\x1c\x1d\x1e\x1f\x85\u2028\u2029\u200b\ufeff"
 
 
 class DecodeError(ValueError):
@@ -74,6 +80,8 @@ class Decoded:
     encoding: str      # utf-8-sig | utf-8 | gb18030 (a BOM before a GB18030 body reports gb18030)
     bytes_in: int
     bytes_out: int
+    unusual_blanks: bool = False   # the text holds one of :data:`UNUSUAL_BLANKS`
+    lines: int = 0                 # physical lines written (LF, CRLF and CR each end one)
 
 
 @dataclass(frozen=True)
@@ -100,6 +108,10 @@ class _Sink:
         self.bytes_out = 0
         self._blank: str | None = ""   # whitespace since the last line break; None after the header starts
         self._eof_marks = 0
+        self.unusual_blanks = False
+        self._breaks = 0
+        self._after_cr = False   # the text written so far ends with CR (a CRLF may be split)
+        self._open_line = False  # the text written so far ends inside a line
 
     def write(self, text: str) -> None:
         if not text:
@@ -114,9 +126,24 @@ class _Sink:
         if self._blank is not None:
             text = self._skip_blank_lines(self._blank + text)
         if text:
+            self.unusual_blanks = self.unusual_blanks or any(ch in text for ch in UNUSUAL_BLANKS)
+            self._count_lines(text)
             out = text.encode("utf-8")
             self._dst.write(out)
             self.bytes_out += len(out)
+
+    def _count_lines(self, text: str) -> None:
+        breaks = text.count("\n") + text.count("\r") - text.count("\r\n")
+        if self._after_cr and text.startswith("\n"):
+            breaks -= 1  # the LF of a CRLF split between two writes
+        self._breaks += breaks
+        self._after_cr = text.endswith("\r")
+        self._open_line = not text.endswith(("\r", "\n"))
+
+    @property
+    def lines(self) -> int:
+        """Physical lines written: line breaks, plus a last line without one."""
+        return self._breaks + self._open_line
 
     def _skip_blank_lines(self, text: str) -> str:
         """``text`` from the start of its first line holding more than whitespace, or "" (then the
@@ -130,9 +157,11 @@ class _Sink:
         return text[max(text.rfind("\n", 0, start), text.rfind("\r", 0, start)) + 1:]
 
 
-def _copy(first: bytes, src: BinaryIO, dst: BinaryIO, encoding: str, skip: int) -> tuple[int, int] | _Stop:
+def _copy(first: bytes, src: BinaryIO, dst: BinaryIO, encoding: str,
+          skip: int) -> tuple[int, int, bool, int] | _Stop:
     """Decode ``first`` (the stream's first chunk, of which ``skip`` bytes are a BOM) and the rest
-    of ``src`` into ``dst``; (bytes in, bytes out), or where decoding failed.
+    of ``src`` into ``dst``; (bytes in, bytes out, unusual blanks seen, lines), or where decoding
+    failed.
 
     Reads nothing from ``src`` beyond the chunk being decoded, so when the failure is in ``first``
     (``read == len(first)``) the caller can go on with the same stream.
@@ -151,7 +180,7 @@ def _copy(first: bytes, src: BinaryIO, dst: BinaryIO, encoding: str, skip: int) 
             return _Stop(encoding, data_start + exc.start, start + len(chunk))
         sink.write(text)
         if final:
-            return start, sink.bytes_out
+            return start, sink.bytes_out, sink.unusual_blanks, sink.lines
         start += len(chunk)
         chunk = src.read(CHUNK)
         final = not chunk

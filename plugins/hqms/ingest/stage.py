@@ -32,7 +32,7 @@ from typing import BinaryIO, TextIO
 
 import duckdb
 
-from hqms.ingest.decode import DecodeError, transcode
+from hqms.ingest.decode import UNUSUAL_BLANKS, DecodeError, transcode
 from hqms.intake.zipcheck import data_entries, entry_basename
 from hqms.registry import ErrorRecord, mask_value
 from hqms.spec import Dataset, dataset_for_filename, header_key
@@ -59,6 +59,8 @@ class StagedFile:
     record_count: int = 0      # data rows as the hospital counts them (malformed ones included)
     parsed_count: int = 0      # rows that reached the staging table
     encoding: str = ""
+    unusual_blanks: bool = False   # holds blanks plain TRIM keeps (hqms.ingest.decode.UNUSUAL_BLANKS)
+    lines: int = 0                 # physical lines of the transcoded file, header included
     #: File-level problems and malformed rows (csv_parse), found before rule validation.
     errors: list[ErrorRecord] = field(default_factory=list)
     #: A fatal file (missing required column, undecodable) has no conforming row at all.
@@ -183,9 +185,38 @@ def _sql_str(value: str) -> str:
 #: Cells that mean "no value": empty, and the null markers other exporters write (``NULL`` /
 #: ``null`` / ``Null`` from SQL Server and Oracle tools, ``\N`` from MySQL dumps), quoted or
 #: not. Such a marker is never a real value, and pseudonymising it would merge records. DuckDB's
-#: reader maps them to NULL at no cost; values are then trimmed of spaces (Unicode ones too:
-#: the full-width U+3000, no-break space).
+#: reader maps them to NULL at no cost; values are then trimmed (:func:`_trimmed`).
 NULL_MARKERS = ("", "NULL", "null", "Null", "\\N")
+
+#: What a value is trimmed of at both ends: every character Python's ``str.strip()`` removes,
+#: plus the invisible zero-width space and BOM. DuckDB's plain ``TRIM`` removes spaces, U+3000
+#: and the no-break space, but keeps line breaks (a value copied from a text box ends in one)
+#: and :data:`UNUSUAL_BLANKS` (a TAB before an ID number, written so that Excel shows it as
+#: text, would fail its check digit); ``TRIM`` with a character list costs ten times as much,
+#: and even looking for those characters costs ≈ 0.1 µs per cell (+ 70 % on staging), so that
+#: is done only for files that may hold them (:func:`_needs_full_trim`).
+EDGE_BLANKS = "".join(ch for ch in map(chr, range(0x3001)) if ch.isspace()) + "\u200b\ufeff"
+#: Those of them plain ``TRIM`` keeps (measured on DuckDB 1.5; a test holds it to that).
+KEPT_BY_TRIM = "\n\r" + UNUSUAL_BLANKS
+_KEPT_RE = "[" + "".join(f"\\x{{{ord(ch):x}}}" for ch in KEPT_BY_TRIM) + "]"
+_BLANKS_SQL = "||".join(f"chr({ord(ch)})" for ch in EDGE_BLANKS)
+
+
+def _trimmed(expr: str, full: bool) -> str:
+    """``expr`` trimmed, empty → NULL: of spaces only, or (``full``) of every
+    :data:`EDGE_BLANKS`, with the costly character list used only on cells that need it."""
+    if not full:
+        return f"NULLIF(TRIM({expr}), '')"
+    return (f"NULLIF(CASE WHEN regexp_matches({expr}, '{_KEPT_RE}') THEN TRIM({expr}, {_BLANKS_SQL}) "
+            f"ELSE TRIM({expr}) END, '')")
+
+
+def _needs_full_trim(files: list[StagedFile], records: int) -> bool:
+    """Whether cells of ``files`` may hold blanks plain ``TRIM`` keeps: one of
+    :data:`UNUSUAL_BLANKS` was seen while transcoding, or a line break inside a quoted value —
+    which is so when the files' data lines outnumber the ``records`` DuckDB read from them (a
+    blank line in the middle of a file makes that so too; it only costs time)."""
+    return any(sf.unusual_blanks for sf in files) or records != sum(sf.lines - 1 for sf in files)
 
 
 def _csv_options(names: list[str]) -> str:
@@ -203,36 +234,40 @@ def _create_tables(con: duckdb.DuckDBPyConnection, datasets: list[Dataset]) -> N
                     f"(_src VARCHAR, _row BIGINT, _uploader_org VARCHAR, {cols})")
 
 
-def _insert(con: duckdb.DuckDBPyConnection, ds: Dataset, names: list[str], source: str, row_expr: str) -> None:
+def _insert(con: duckdb.DuckDBPyConnection, ds: Dataset, names: list[str], source: str, row_expr: str,
+            full_trim: bool) -> None:
     """Append rows of ``source`` (a relation with a ``path`` column) to the dataset's table:
     trimmed, empty → NULL, absent optional columns NULL, ``_src``/org from ``hqms_files``."""
     present = set(names)
     cols = ["f._src", f"{row_expr} AS _row", "f._uploader_org"]
-    cols += [f'NULLIF(TRIM(r."{c}"), \'\') AS "{c}"' if c in present else f'NULL AS "{c}"' for c in ds.codes]
+    cols += [f'{_trimmed(f"r.{quoted}", full_trim)} AS {quoted}' if c in present else f"NULL AS {quoted}"
+             for c, quoted in ((c, f'"{c}"') for c in ds.codes)]
     con.execute(f"INSERT INTO {staging_table(ds)} SELECT {', '.join(cols)} FROM {source} "
                 f"JOIN {FILES_TABLE} AS f USING (path)")
 
 
-def _load_group(con: duckdb.DuckDBPyConnection, ds: Dataset, names: list[str], paths: list[Path],
-                on_rejected) -> None:
-    """One strict ``read_csv`` over ``paths`` (same dataset and header layout); halves the list
-    while DuckDB refuses it and hands a lone refused file to ``on_rejected``."""
+def _load_group(con: duckdb.DuckDBPyConnection, ds: Dataset, names: list[str],
+                members: list[tuple[StagedFile, Path]], on_rejected) -> None:
+    """One strict ``read_csv`` over the files of ``members`` (same dataset and header layout);
+    halves the list while DuckDB refuses it and hands a lone refused member to ``on_rejected``."""
     try:
         con.execute(f"CREATE OR REPLACE TEMP TABLE hqms_raw AS SELECT * FROM "
-                    f"read_csv(?, {_csv_options(names)}, filename = 'path')", [[str(p) for p in paths]])
+                    f"read_csv(?, {_csv_options(names)}, filename = 'path')", [[str(p) for _, p in members]])
     except (duckdb.Error, UnicodeDecodeError):
         # DuckDB cuts a long error text at a fixed byte count, possibly inside a multi-byte
         # character; the binding then fails to decode its own message (UnicodeDecodeError)
-        if len(paths) == 1:
-            on_rejected(paths[0])
+        if len(members) == 1:
+            on_rejected(*members[0])
             return
-        half = len(paths) // 2
-        _load_group(con, ds, names, paths[:half], on_rejected)
-        _load_group(con, ds, names, paths[half:], on_rejected)
+        half = len(members) // 2
+        _load_group(con, ds, names, members[:half], on_rejected)
+        _load_group(con, ds, names, members[half:], on_rejected)
         return
+    (records,) = con.execute("SELECT count(*) FROM hqms_raw").fetchone()
     source = ("hqms_raw AS r JOIN (SELECT path, min(rowid) AS first FROM hqms_raw GROUP BY path) AS o "
               "USING (path)")
-    _insert(con, ds, names, source, "(r.rowid - o.first + 1)::BIGINT")
+    _insert(con, ds, names, source, "(r.rowid - o.first + 1)::BIGINT",
+            _needs_full_trim([sf for sf, _ in members], records))
     con.execute("DROP TABLE hqms_raw")
 
 
@@ -305,7 +340,7 @@ def _records(fh: TextIO, width: int) -> Iterator[tuple[int, list[str] | None, st
 def _load_numbered(con: duckdb.DuckDBPyConnection, path: Path, names: list[str], ds: Dataset,
                    file_name: str) -> list[ErrorRecord]:
     """Slow, exact path: number every record in Python, keep the well-formed ones, report each
-    malformed one by its data row number."""
+    malformed one by its data row number (values fully trimmed: the cost is nothing here)."""
     clean = path.with_suffix(".numbered.csv")
     errors: list[ErrorRecord] = []
     width = len(names)
@@ -330,7 +365,7 @@ def _load_numbered(con: duckdb.DuckDBPyConnection, path: Path, names: list[str],
     source = (f"(SELECT *, {_sql_str(str(path))} AS path FROM "
               f"read_csv({_sql_str(str(clean))}, {_csv_options(['_n', *names])}, "
               f"max_line_size = {max(DUCKDB_MAX_LINE, 4 * longest + 3 * width + 64)})) AS r")
-    _insert(con, ds, names, source, "CAST(r._n AS BIGINT)")
+    _insert(con, ds, names, source, "CAST(r._n AS BIGINT)", True)
     clean.unlink()
     return errors
 
@@ -370,7 +405,8 @@ def stage_uploads(con: duckdb.DuckDBPyConnection, uploads: list[tuple[str, Path,
                 out[key].append(sf)
                 utf8 = work / f"{sf.src}.csv"
                 try:
-                    sf.encoding = transcode(lambda: zf.open(info), utf8).encoding
+                    decoded = transcode(lambda: zf.open(info), utf8)
+                    sf.encoding, sf.unusual_blanks, sf.lines = decoded.encoding, decoded.unusual_blanks, decoded.lines
                 except DecodeError as exc:
                     sf.fatal = True
                     if exc.detected == "utf-8":
@@ -421,14 +457,12 @@ def stage_uploads(con: duckdb.DuckDBPyConnection, uploads: list[tuple[str, Path,
     if registered:
         con.executemany(f"INSERT INTO {FILES_TABLE} VALUES (?, ?, ?, ?, ?)", registered)
     for (_, names), members in groups.items():
-        by_path = {str(path): sf for sf, path in members}
         ds = members[0][0].dataset
 
-        def rejected(path: Path, names: list[str] = list(names), ds: Dataset = ds) -> None:
-            sf = by_path[str(path)]
+        def rejected(sf: StagedFile, path: Path, names: list[str] = list(names), ds: Dataset = ds) -> None:
             sf.errors.extend(_load_numbered(con, path, names, ds, sf.file_name))
 
-        _load_group(con, ds, list(names), [path for _, path in members], rejected)
+        _load_group(con, ds, list(names), members, rejected)
         srcs = {sf.src: sf for sf, _ in members}
         for src, row in _repeated_headers(con, ds, list(names)):
             if src in srcs:
