@@ -1,5 +1,6 @@
 """File-level warnings after validation: ``format_hint`` (a date column written in a foreign
-layout) and ``outside_period`` (conforming rows outside the period the file name gives)."""
+layout), ``excel_hint`` (a file opened and saved again in Excel) and ``outside_period``
+(conforming rows outside the period the file name gives)."""
 from __future__ import annotations
 
 import csv
@@ -21,7 +22,7 @@ from conftest import edit_csv_in_zip
 
 ROOT = Path(__file__).resolve().parents[1]
 FLU, MZSY = spec.dataset("flu"), spec.dataset("mzsy")
-NEW_RULES = ("format_hint", "outside_period")
+NEW_RULES = ("format_hint", "excel_hint", "outside_period")
 
 
 # ---------------------------------------------------------------- shapes → layout names (no I/O)
@@ -83,6 +84,27 @@ def _rewrite(code: str, fn, rows_wanted=None):
 
 def _slash_minutes(v: str) -> str:  # 2025-01-06 09:30:12 → 2025/01/06 09:30
     return v[:16].replace("-", "/")
+
+
+def _excel_number(v: str) -> str:  # 510105202212218240 → 5.10105E+17, as Excel saves it
+    return f"{v[0]}.{v[1:6]}E+{len(v) - 1}" if v.isdigit() and len(v) > 11 else v
+
+
+def _excel_saved(rows: list[list[str]]) -> None:
+    """What Excel's Save does to a flu_ file: ID numbers in scientific notation, codes that are
+    all digits lose their leading zeros (P7503 01 → 1)."""
+    head = rows[0]
+    for row in rows[1:]:
+        for code, fn in (("P13", _excel_number), ("P7503", lambda v: v.lstrip("0") or v)):
+            row[head.index(code)] = fn(row[head.index(code)])
+
+
+def _other_document_ids(rows: list[list[str]]) -> None:
+    """Document type 99 (no check digit) with ID numbers in scientific notation: every rule passes."""
+    head = rows[0]
+    for row in rows[1:]:
+        row[head.index("P7503")] = "99"
+        row[head.index("P13")] = _excel_number(row[head.index("P13")])
 
 
 def _java_timestamp(v: str) -> str:  # Timestamp.toString(): 2025-01-06 09:30:12.0
@@ -153,6 +175,9 @@ def batch(gen, tmp_path_factory) -> dict[str, ValidationReport]:
         edit("late_flu", flu, "flu_", _rewrite("P7506", later_day, set(alive[:3]))),
         edit("resent_flu", flu, "flu_", _rewrite("P7506", earlier_day, set(alive[:2]))),
         edit("other_month", mzsy, "mzsy_", other_months),
+        edit("excel", flu, "flu_", _excel_saved),
+        edit("excel_passing", flu, "flu_", _other_document_ids),
+        edit("excel_few", flu, "flu_", _rewrite("P13", _excel_number, {1, 2, 3})),
     ])
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("HQMS_HOME", str(gen["dir"] / "home"))
@@ -238,6 +263,27 @@ def test_a_monthly_file_with_rows_of_other_months_warns(batch):
     assert (warning.file_name, warning.column, warning.rule) == ("mzsy_202501.csv", "JZSJ", "outside_period")
     assert warning.message_zh == "4 条记录的 JZSJ（就诊时间）不在文件名所示的报告期 2025-01 内"
     assert report.conforming_count == clean.conforming_count
+
+
+def test_a_file_saved_again_by_excel_gets_one_hint_per_damaged_column(batch):
+    report = batch["excel"]
+    hints_ = {e.column: e for e in _new(report)}
+    assert sorted(hints_) == ["P13", "P7503"] and {e.rule for e in hints_.values()} == {"excel_hint"}
+    ids = sum(1 for e in report.errors if e.column == "P7503" and e.rule == "code_table")
+    assert ids >= 5 and hints_["P7503"].message_zh.startswith(f"P7503（注册证件类型代码）有 {ids:,} 个值丢失了前导零")
+    assert "科学计数法（形如 5.1E+17）" in hints_["P13"].message_zh and "saved again in Excel" in hints_["P13"].message_en
+    assert all(e.severity == "warning" and e.row is None and e.value_masked is None for e in hints_.values())
+
+
+def test_scientific_notation_is_flagged_even_where_every_rule_passes(batch):
+    report, clean = batch["excel_passing"], batch["clean_flu"]
+    (hint,) = _new(report)
+    assert (hint.column, hint.rule) == ("P13", "excel_hint")
+    assert report.conforming_count == clean.conforming_count  # a warning, never a rejection
+
+
+def test_a_few_scientific_values_make_no_excel_hint(batch):
+    assert _new(batch["excel_few"]) == []
 
 
 def test_the_dry_run_names_a_java_timestamp_layout(gen, tmp_path, monkeypatch):
