@@ -257,6 +257,24 @@ def test_chinese_column_names_as_headers(tmp_path):
     assert con.execute(f'SELECT "P8000" FROM {sf.table}').fetchall() == [("S00001",)]
 
 
+@pytest.mark.parametrize("spell", [
+    lambda c, zh: f"{c}({zh})", lambda c, zh: f"{zh}（{c}）", lambda c, zh: f"{c}_{zh}", lambda c, zh: f"{c} {zh}",
+    lambda c, zh: f"{c}-{zh}",
+], ids=["code(name)", "name（code）", "code_name", "code name", "code-name"])
+def test_headers_naming_each_column_by_code_and_chinese_name(tmp_path, spell):
+    names = [spell(c, LIS.column(c).zh) for c in LIS.codes]
+    (sf,), con = _stage(tmp_path, "lis_11.csv", _csv(names, [_row(1)]).encode("gbk"))
+    assert (sf.fatal, sf.errors, sf.record_count) == (False, [], 1)
+    assert con.execute(f'SELECT "P8000" FROM {sf.table}').fetchall() == [("S00001",)]
+
+
+def test_a_header_whose_code_and_name_disagree_is_an_unknown_column(tmp_path):
+    names = list(LIS.codes)
+    names[-1] = f"{LIS.codes[-1]}({LIS.column(LIS.codes[0]).zh})"   # P8005 with the name of P7501
+    (sf,), _ = _stage(tmp_path, "lis_12.csv", _csv(names, [_row(1)]).encode("gbk"))
+    assert [(e.rule, e.severity) for e in sf.errors if e.column == names[-1]] == [("unknown_column", "warning")]
+
+
 def test_lines_of_spaces_are_blank_lines_not_records(tmp_path):
     text = _csv(list(LIS.codes), [_row(1), _row(2)]) + "   \r\n\t\r\n"
     (sf,), _ = _stage(tmp_path, "lis_10.csv", text.encode("gbk"))

@@ -85,7 +85,7 @@ def headerless(fields: list[str], ds: Dataset) -> bool:
     """The first line is data, not a header: fewer than half of its fields are column names the
     spec knows (an exporter that leaves the header out). Its fields are then a patient's values
     and must not be echoed as "unknown columns"."""
-    known = sum(header_key(_header_token(f)) in ds.alias_map for f in fields)
+    known = sum(ds.column_for_header(_header_token(f)) is not None for f in fields)
     return len(fields) >= 3 and known * 2 < len(fields)
 
 
@@ -101,13 +101,12 @@ def map_header(fields: list[str], ds: Dataset, file_name: str) -> tuple[list[str
     Returns (names, problems, fatal). Unknown extra columns are warnings; a missing required
     column is a file-level error that stops the file (no row can conform without it).
     """
-    aliases = ds.alias_map
     names: list[str] = []
     problems: list[ErrorRecord] = []
     seen: set[str] = set()
     for i, raw in enumerate(fields):
         token = _header_token(raw)
-        code = aliases.get(header_key(token))
+        code = ds.column_for_header(token)
         if code is None or code in seen:
             names.append(f"_extra_{i}")
             if not token and any(not _header_token(f) for f in fields[:i]):
@@ -153,10 +152,9 @@ def foreign_delimiter(header: list[str], ds: Dataset) -> str | None:
     column codes (a TAB- or semicolon-separated export); else None."""
     if len(header) != 1:
         return None
-    aliases = ds.alias_map
     for delim in FOREIGN_DELIMITERS:
-        tokens = [header_key(_header_token(t)) for t in header[0].split(delim)]
-        if len(tokens) > 1 and sum(t in aliases for t in tokens) >= 2:
+        tokens = [_header_token(t) for t in header[0].split(delim)]
+        if len(tokens) > 1 and sum(ds.column_for_header(t) is not None for t in tokens) >= 2:
             return delim
     return None
 

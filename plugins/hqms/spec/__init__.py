@@ -153,6 +153,35 @@ class Dataset:
             mapping.setdefault(header_key(col.zh), col.code)
         return mapping
 
+    def column_for_header(self, token: str) -> str | None:
+        """The code a header field names, or None. Besides every :attr:`alias_map` spelling,
+        a field naming one column twice, by code and by Chinese name, in either order
+        (``P900(医疗机构代码)``, ``医疗机构代码（P900）``, ``P900_医疗机构代码``,
+        ``JZSJ 就诊时间``): both halves must name the same column."""
+        key = header_key(token)
+        if (code := self.alias_map.get(key)) is not None:
+            return code
+        for first, second in _header_halves(key):
+            code = self.alias_map.get(first)
+            if code is not None and code == self.alias_map.get(second):
+                return code
+        return None
+
+
+#: What may join a code and a name in one header field (besides brackets).
+_HEADER_JOINERS = "-_:/.|"
+
+
+def _header_halves(key: str) -> list[tuple[str, str]]:
+    """Candidate (one half, other half) splits of a header key: ``A(B)`` at every opening
+    bracket, and an ASCII head (a code) before the rest."""
+    halves = []
+    if key.endswith(")"):
+        halves += [(key[:i].rstrip(_HEADER_JOINERS), key[i + 1:-1]) for i, ch in enumerate(key) if ch == "(" and i]
+    ascii_head = len(key) - len(key.lstrip("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_"))
+    halves += [(key[:i], key[i:].strip(_HEADER_JOINERS)) for i in range(1, ascii_head + 1)]
+    return halves
+
 
 def header_key(token: str) -> str:
     """How header spellings compare: NFKC (full-width letters and brackets as half-width),
