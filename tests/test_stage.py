@@ -304,3 +304,23 @@ def test_trailing_nameless_columns_get_one_warning(tmp_path):
     (sf,), _ = _stage(tmp_path, "lis_13.csv", text.encode("gbk"))
     assert [(e.rule, e.severity) for e in sf.errors] == [("unknown_column", "warning")]
     assert sf.record_count == 1 and not sf.fatal
+
+
+@pytest.mark.parametrize("rows_end", ["", ",", ',"x"'], ids=["no-comma", "empty", "value"])
+def test_a_header_ending_in_a_comma_takes_records_with_or_without_the_nameless_field(tmp_path, rows_end):
+    """An exporter writes a comma after the last header name; its records may or may not have
+    the matching empty field (or even a value there): no named column can shift, so every
+    record stays, and the nameless column gets one warning, not one error per row."""
+    lines = [",".join(LIS.codes) + ","] + [",".join(_row(i)) + rows_end for i in range(1, 6)]
+    (sf,), con = _stage(tmp_path, "lis_14.csv", ("\r\n".join(lines) + "\r\n").encode("gbk"))
+    assert (sf.record_count, sf.parsed_count, sf.fatal) == (5, 5, False)
+    assert [(e.rule, e.severity, e.message_en) for e in sf.errors] == [
+        ("unknown_column", "warning", "header field 10 has no name (an extra comma?); the column is ignored")]
+    assert con.execute(f'SELECT _row, "P8000", "P8005" FROM {sf.table} ORDER BY _row').fetchall() == \
+        [(i, f"S{i:05d}", "35") for i in range(1, 6)]
+
+
+def test_records_ending_in_a_comma_the_header_lacks_are_whole(tmp_path):
+    lines = [",".join(LIS.codes)] + [",".join(_row(i)) + "," for i in range(1, 4)]
+    (sf,), con = _stage(tmp_path, "lis_15.csv", ("\r\n".join(lines) + "\r\n").encode("gbk"))
+    assert (sf.record_count, sf.parsed_count, sf.errors) == (3, 3, [])

@@ -61,6 +61,7 @@ class StagedFile:
     encoding: str = ""
     unusual_blanks: bool = False   # holds blanks plain TRIM keeps (hqms.ingest.decode.UNUSUAL_BLANKS)
     lines: int = 0                 # physical lines of the transcoded file, header included
+    blank_tail: int = 0            # nameless fields ending the header (a trailing comma)
     #: File-level problems and malformed rows (csv_parse), found before rule validation.
     errors: list[ErrorRecord] = field(default_factory=list)
     #: A fatal file (missing required column, undecodable) has no conforming row at all.
@@ -89,6 +90,13 @@ def headerless(fields: list[str], ds: Dataset) -> bool:
     return len(fields) >= 3 and known * 2 < len(fields)
 
 
+def _without_blank_tail(fields: list[str]) -> list[str]:
+    """``fields`` without the nameless ones at the end."""
+    while fields and not _header_token(fields[-1]):
+        fields = fields[:-1]
+    return fields
+
+
 def _shown_header(token: str) -> str:
     """An unknown header name as reports show it: masked when it looks like a value (six or more
     digits: an ID, phone or card number; or very long) rather than a column name."""
@@ -111,7 +119,12 @@ def map_header(fields: list[str], ds: Dataset, file_name: str) -> tuple[list[str
             names.append(f"_extra_{i}")
             if not token and any(not _header_token(f) for f in fields[:i]):
                 continue  # nameless columns (trailing delimiters) get one warning, not one each
-            if header_key(token) not in KNOWN_JUNK_HEADERS or code in seen:
+            if not token:
+                problems.append(_file_error(
+                    file_name, "unknown_column", f"表头第 {i + 1} 列没有列名（多了一个逗号？），该列已忽略",
+                    f"header field {i + 1} has no name (an extra comma?); the column is ignored",
+                    severity="warning"))
+            elif header_key(token) not in KNOWN_JUNK_HEADERS or code in seen:
                 token = _shown_header(token)
                 what = "重复的列" if code in seen else "未知的列"
                 what_en = "duplicate column" if code in seen else "unknown column"
@@ -336,9 +349,13 @@ def _records(fh: TextIO, width: int) -> Iterator[tuple[int, list[str] | None, st
 
 
 def _load_numbered(con: duckdb.DuckDBPyConnection, path: Path, names: list[str], ds: Dataset,
-                   file_name: str) -> list[ErrorRecord]:
+                   file_name: str, blank_tail: int = 0) -> list[ErrorRecord]:
     """Slow, exact path: number every record in Python, keep the well-formed ones, report each
-    malformed one by its data row number (values fully trimmed: the cost is nothing here)."""
+    malformed one by its data row number (values fully trimmed: the cost is nothing here).
+
+    ``blank_tail``: the header ended in that many nameless fields (an exporter that writes a
+    comma after the last name), which ``names`` leaves out; a record may or may not have them
+    (no named column can shift), and what they hold is ignored, as the header's warning says."""
     clean = path.with_suffix(".numbered.csv")
     errors: list[ErrorRecord] = []
     width = len(names)
@@ -348,6 +365,8 @@ def _load_numbered(con: duckdb.DuckDBPyConnection, path: Path, names: list[str],
         writer.writerow(["_n", *names])
         longest = 0
         for n, record, problem in _records(src, width):
+            if record is not None and width < len(record) <= width + blank_tail:
+                del record[width:]
             if record is not None and len(record) == width:
                 writer.writerow([n, *record])
                 longest = max(longest, sum(map(len, record)))
@@ -442,6 +461,7 @@ def stage_uploads(con: duckdb.DuckDBPyConnection, uploads: list[tuple[str, Path,
                         "file must start with the standard's column names, so it cannot be accepted"))
                     sf.record_count = 1 + _count_records(utf8, len(header))
                     continue
+                sf.blank_tail = len(header) - len(_without_blank_tail(header))
                 names, problems, fatal = map_header(header, ds, file_name)
                 sf.errors.extend(problems)
                 if fatal:
@@ -449,7 +469,9 @@ def stage_uploads(con: duckdb.DuckDBPyConnection, uploads: list[tuple[str, Path,
                     sf.record_count = _count_records(utf8, len(header))
                     continue
                 registered.append((sf.src, key, file_name, str(utf8), org_code))
-                groups.setdefault((ds.id, tuple(names)), []).append((sf, utf8))
+                # read without the header's nameless tail: DuckDB then takes records with or without
+                # those fields when they are empty (a trailing comma); others go the exact path
+                groups.setdefault((ds.id, tuple(names[:len(names) - sf.blank_tail])), []).append((sf, utf8))
     staged = [sf for files in out.values() for sf in files]
     _create_tables(con, list({sf.dataset.id: sf.dataset for sf in staged}.values()))
     if registered:
@@ -458,7 +480,7 @@ def stage_uploads(con: duckdb.DuckDBPyConnection, uploads: list[tuple[str, Path,
         ds = members[0][0].dataset
 
         def rejected(sf: StagedFile, path: Path, names: list[str] = list(names), ds: Dataset = ds) -> None:
-            sf.errors.extend(_load_numbered(con, path, names, ds, sf.file_name))
+            sf.errors.extend(_load_numbered(con, path, names, ds, sf.file_name, sf.blank_tail))
 
         _load_group(con, ds, list(names), members, rejected)
         srcs = {sf.src: sf for sf, _ in members}
