@@ -43,6 +43,10 @@ NEW_RULES = ("format_hint", "excel_hint", "outside_period")
     ("9999-.-9", None, None, "9999-.-9 (9 = any digit)"),
     ("9999-99-99 ::99", None, None, "9999-99-99 ::99 (9 = any digit)"),
     ("9999/9/9 9:99:99", None, None, "yyyy/M/d H:mm:ss"),
+    ("9999年99月99日", None, None, "yyyy年MM月dd日"),
+    ("9999年9月9日 9时99分", None, None, "yyyy年M月d日 H时mm分"),
+    ("9999年99月99日 99时99分99秒", None, None, "yyyy年MM月dd日 HH时mm分ss秒"),
+    ("9999年99月99日 99:99:99", None, None, "yyyy年MM月dd日 HH:mm:ss"),
 ])
 def test_a_shape_is_named_by_its_layout(shape, first_max, second_max, name):
     layout = hints.top_layout(FLU.column("P7506"), [(shape, 7)])
@@ -105,6 +109,10 @@ def _other_document_ids(rows: list[list[str]]) -> None:
     for row in rows[1:]:
         row[head.index("P7503")] = "99"
         row[head.index("P13")] = _excel_number(row[head.index("P13")])
+
+
+def _chinese_date_time(v: str) -> str:  # 2025-01-06 09:30:12 → 2025年01月06日 09时30分12秒
+    return f"{v[:4]}年{v[5:7]}月{v[8:10]}日 {v[11:13]}时{v[14:16]}分{v[17:19]}秒" if len(v) == 19 else v
 
 
 def _java_timestamp(v: str) -> str:  # Timestamp.toString(): 2025-01-06 09:30:12.0
@@ -175,6 +183,7 @@ def batch(gen, tmp_path_factory) -> dict[str, ValidationReport]:
         edit("late_flu", flu, "flu_", _rewrite("P7506", later_day, set(alive[:3]))),
         edit("resent_flu", flu, "flu_", _rewrite("P7506", earlier_day, set(alive[:2]))),
         edit("other_month", mzsy, "mzsy_", other_months),
+        edit("chinese", flu, "flu_", _rewrite("P7506", _chinese_date_time)),
         edit("excel", flu, "flu_", _excel_saved),
         edit("excel_passing", flu, "flu_", _other_document_ids),
         edit("excel_few", flu, "flu_", _rewrite("P13", _excel_number, {1, 2, 3})),
@@ -214,6 +223,11 @@ def test_a_column_in_a_foreign_layout_gets_one_hint_and_keeps_its_row_errors(bat
     # file-level first: it sorts before the rows of its file
     mine = [e for e in report.errors if e.file_name == flu_file.file_name]
     assert mine.index(hint) < min(mine.index(e) for e in formats)
+
+
+def test_a_chinese_date_layout_is_named(batch):
+    (hint,) = _new(batch["chinese"])
+    assert hint.column == "P7506" and "写成 yyyy年MM月dd日 HH时mm分ss秒 的形式" in hint.message_zh
 
 
 def test_day_and_month_order_is_told_by_the_values(batch):

@@ -5,10 +5,10 @@ counts. They say in one line per file what the row errors alone leave the data m
 
 ``format_hint`` — a date/datetime column written systematically in a foreign layout
 (``2026/11/01 09:30``, Java's ``Timestamp.toString()`` ``2026-11-01 09:30:00.0``,
-``20261101093000``, ``01/11/2026``) keeps its one ``format`` error per cell, and gets ONE warning
+``20261101093000``, ``01/11/2026``, ``2026年11月01日 09时30分``) keeps its one ``format`` error per cell, and gets ONE warning
 per (file, column) naming the layout used and the layout required. Only a value's *shape* is
-computed (every digit → ``9``), and only shapes made of ``9`` and the separators ``- / . : T``
-and space are considered, so nothing a hospital wrote is ever echoed (values may be personal).
+computed (every digit → ``9``), and only shapes made of ``9`` and the separators ``- / . : T``,
+space and 年月日时分秒 are considered, so nothing a hospital wrote is ever echoed (values may be personal).
 Shapes are translated into layout names (``9999/99/99 99:99`` → ``yyyy/MM/dd HH:mm``); shapes of
 one layout that differ only in zero padding (``2026/1/5 9:30`` beside ``2026/11/15 19:30``) count
 together as ``yyyy/M/d H:mm``; a shape no layout explains is shown as itself (``9999-99``). A
@@ -68,8 +68,9 @@ MONTHLY_STREAMS = ("outpatient",)
 MIN_HINT_VALUES = 5
 #: … and that layout must cover at least this share of the column's non-empty values in the file.
 MIN_HINT_SHARE = 0.5
-#: Shapes that may be shown and translated: digits (as 9) and date separators only.
-QUALIFYING_SHAPE = r"[-/.:T 9]*9[-/.:T 9]*"
+#: Shapes that may be shown and translated: digits (as 9) and date separators only (the
+#: Chinese ones too: 2026年11月1日 9时30分).
+QUALIFYING_SHAPE = r"[-/.:T 9年月日时分秒]*9[-/.:T 9年月日时分秒]*"
 #: Distinct failing shapes read per (file, column), most frequent first (bounds a junk column).
 MAX_SHAPES = 50
 
@@ -134,6 +135,8 @@ class Layout:
         date_sep, time_sep, time_fields = self.key[1], self.key[2], self.key[3]
         if kind == "ymd":
             dates = [f"yyyy{date_sep}{field_('M', 'M')}{date_sep}{field_('d', 'd')}"]
+        elif kind == "ymd_zh":
+            dates = [f"yyyy年{field_('M', 'M')}月{field_('d', 'd')}日"]
         elif kind == "ymd8":
             dates = ["yyyyMMdd"]
         else:  # day and month first in some order, year last
@@ -146,11 +149,13 @@ class Layout:
             else:
                 dates = [dm, md]
         time = ""
-        if time_fields:
+        if time_fields and kind == "ymd_zh" and self.key[5]:  # 时分秒
+            time = time_sep + field_('H', 'H') + "时mm分" + ("ss秒" if time_fields == 3 else "")
+        elif time_fields:
             time = field_('H', 'H') + ":mm" + (":ss" if time_fields == 3 else "")
             if self.fraction:
                 time += "." + "S" * self.fraction
-            time = ("'T'" if time_sep == "T" else " ") + time
+            time = ("'T'" if time_sep == "T" else time_sep if kind == "ymd_zh" else " ") + time
         full = [d + time for d in dates]
         return " 或 ".join(full), " or ".join(full)
 
@@ -160,6 +165,8 @@ _SPLIT = re.compile(r"([^ T]+)(?:([ T])(.+))?")           # date part, then " " 
 _YMD = re.compile(r"9999([-/.])(99?)\1(99?)")               # yyyy-M-d, any padding
 _XXY = re.compile(r"(99?)([-/.])(99?)\2(9999)")             # d/M/yyyy or M/d/yyyy
 _TIME = re.compile(r"(99?):99(?::99(?:\.(9+))?)?")          # H:mm, H:mm:ss, H:mm:ss.S…
+_YMD_ZH = re.compile(r"9999年(99?)月(99?)日")                # yyyy年M月d日
+_SPLIT_ZH = re.compile(r"(9999年99?月99?日)( ?)(.*)")         # … then a time, spaced or not
 
 
 def parse_shape(shape: str) -> tuple[tuple, dict[str, int], int]:
@@ -169,6 +176,8 @@ def parse_shape(shape: str) -> tuple[tuple, dict[str, int], int]:
     if set(shape) == {"9"}:
         name = _DIGITS.get(len(shape))
         return (("digits", name), {}, 0) if name else unknown
+    if zh := _SPLIT_ZH.fullmatch(shape):
+        return _parse_zh(shape, *zh.groups()) or unknown
     split = _SPLIT.fullmatch(shape)
     if not split:
         return unknown
@@ -189,6 +198,21 @@ def parse_shape(shape: str) -> tuple[tuple, dict[str, int], int]:
         time_fields, fraction = time.count(":") + 1, len(t[2] or "")
         widths["H"] = len(t[1])
     return (kind, date_sep, time_sep or "", time_fields, bool(fraction)), widths, fraction
+
+
+def _parse_zh(shape: str, date: str, space: str, time: str) -> tuple[tuple, dict[str, int], int] | None:
+    """A date with 年月日 and an optional time with 时分秒 (or colons), as Chinese exporters
+    write them; None when the time part is something else."""
+    m = _YMD_ZH.fullmatch(date)
+    widths = {"M": len(m[1]), "d": len(m[2])}
+    if not time:
+        return ("ymd_zh", "", "", 0, False, False), widths, 0
+    hanzi = "时" in time
+    if not (t := re.fullmatch(r"(99?)时99分(?:99秒)?" if hanzi else r"(99?):99(?::99)?", time)):
+        return None
+    widths["H"] = len(t[1])
+    fields = 3 if ("秒" in time or time.count(":") == 2) else 2
+    return ("ymd_zh", "", space, fields, False, hanzi), widths, 0
 
 
 def accepted_shapes(col: Column) -> set[str]:
