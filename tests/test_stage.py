@@ -324,3 +324,12 @@ def test_records_ending_in_a_comma_the_header_lacks_are_whole(tmp_path):
     lines = [",".join(LIS.codes)] + [",".join(_row(i)) + "," for i in range(1, 4)]
     (sf,), con = _stage(tmp_path, "lis_15.csv", ("\r\n".join(lines) + "\r\n").encode("gbk"))
     assert (sf.record_count, sf.parsed_count, sf.errors) == (3, 3, [])
+
+
+def test_a_second_bom_before_a_quoted_header_is_not_part_of_the_first_name(tmp_path):
+    """Decoding drops one BOM; an exporter that wrote its own before a library's leaves a
+    second one outside the first field's quotes."""
+    payload = b"\xef\xbb\xbf" + ("\ufeff" + _csv(list(LIS.codes), [_row(1)])).encode("utf-8")
+    (sf,), con = _stage(tmp_path, "lis_16.csv", payload)
+    assert (sf.fatal, sf.errors, sf.record_count) == (False, [], 1)
+    assert con.execute(f'SELECT "P7501" FROM {sf.table}').fetchall() == [("01",)]

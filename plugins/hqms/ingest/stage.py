@@ -79,7 +79,9 @@ def _file_error(file_name: str, rule: str, zh: str, en: str, column: str | None 
 
 
 def _header_token(raw: str) -> str:
-    return raw.strip().strip('"').lstrip("\ufeff").strip()
+    """A header field without blanks, quotes and a BOM around it (in whichever order an
+    exporter put them: a second BOM, after the one decoding drops, sits outside the quotes)."""
+    return raw.strip().lstrip("\ufeff").strip().strip('"').lstrip("\ufeff").strip()
 
 
 def headerless(fields: list[str], ds: Dataset) -> bool:
