@@ -329,7 +329,9 @@ def test_records_ending_in_a_comma_the_header_lacks_are_whole(tmp_path):
 def test_a_second_bom_before_a_quoted_header_is_not_part_of_the_first_name(tmp_path):
     """Decoding drops one BOM; an exporter that wrote its own before a library's leaves a
     second one outside the first field's quotes."""
-    payload = b"\xef\xbb\xbf" + ("\ufeff" + _csv(list(LIS.codes), [_row(1)])).encode("utf-8")
+    header = ",".join(f'"{c}"' for c in LIS.codes)
+    payload = b"\xef\xbb\xbf" + ("\ufeff" + header + "\r\n" + _csv(list(LIS.codes), [_row(1)]).split("\r\n", 1)[1]
+                                  ).encode("utf-8")
     (sf,), con = _stage(tmp_path, "lis_16.csv", payload)
     assert (sf.fatal, sf.errors, sf.record_count) == (False, [], 1)
     assert con.execute(f'SELECT "P7501" FROM {sf.table}').fetchall() == [("01",)]
