@@ -335,3 +335,15 @@ def test_a_second_bom_before_a_quoted_header_is_not_part_of_the_first_name(tmp_p
     (sf,), con = _stage(tmp_path, "lis_16.csv", payload)
     assert (sf.fatal, sf.errors, sf.record_count) == (False, [], 1)
     assert con.execute(f'SELECT "P7501" FROM {sf.table}').fetchall() == [("01",)]
+
+
+def test_a_lone_carriage_return_inside_a_value_survives_the_exact_path(tmp_path):
+    """Found by fuzzing: the exact path re-wrote such a value unquoted (its line terminator is
+    LF), and DuckDB then refused the whole re-written file — the upload could not be staged."""
+    rows = [_row(i) for i in range(1, 5)]
+    rows[1][5] = "2025-\r01-06 10:00:00"
+    text = _csv(list(LIS.codes), rows) + '"01","MZ9"\r\n'     # row 5: too few fields → exact path
+    (sf,), con = _stage(tmp_path, "lis_17.csv", text.encode("gbk"))
+    assert [(e.rule, e.row) for e in sf.errors] == [("csv_parse", 5)]
+    assert con.execute(f'SELECT _row, "P8002" FROM {sf.table} ORDER BY _row').fetchall() == [
+        (1, "2025-01-06 10:00:00"), (2, "2025-\r01-06 10:00:00"), (3, "2025-01-06 10:00:00"), (4, "2025-01-06 10:00:00")]

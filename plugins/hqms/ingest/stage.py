@@ -363,7 +363,9 @@ def _load_numbered(con: duckdb.DuckDBPyConnection, path: Path, names: list[str],
     width = len(names)
     with _cell_limit(), path.open(encoding="utf-8", newline="") as src, \
             clean.open("w", encoding="utf-8", newline="") as dst:
-        writer = csv.writer(dst, lineterminator="\n")
+        # every field quoted: with the minimal quoting a lone CR inside a value (only LF is the
+        # line terminator here) went out bare and broke DuckDB's reading of the whole file
+        writer = csv.writer(dst, lineterminator="\n", quoting=csv.QUOTE_ALL)
         writer.writerow(["_n", *names])
         longest = 0
         for n, record, problem in _records(src, width):
