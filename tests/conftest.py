@@ -92,6 +92,19 @@ def shared_s3_env(hqms_home: Path, _shared_s3_config: config.Config,
 
 # --- synthetic uploads ----------------------------------------------------------------------------
 
+def generate_day(out: Path, seed: int) -> dict:
+    """One synthetic hospital's day of flu, fever and outpatient uploads under ``out``:
+    ``{"dir": out, "org": its code, "zips": {stream: zip path}}`` (its own HQMS_HOME under ``out``)."""
+    from hqms.cli import main as hqms
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HQMS_HOME", str(out / "home"))
+        assert hqms(["generate", "--hospitals", "1", "--start", "2025-01-06", "--days", "1", "--seed", str(seed),
+                     "--streams", "flu,fever,outpatient", "--out", str(out / "g"), "--quiet"]) == 0
+    plan = {r["stream"]: r for r in csv.DictReader((out / "g" / "upload_plan.csv").open(encoding="utf-8"))}
+    return {"dir": out, "org": plan["flu"]["org_code"], "zips": {s: out / "g" / r["zip"] for s, r in plan.items()}}
+
+
 def edit_csv_in_zip(src: Path, dst: Path, prefix: str, edit: Callable[[list[list[str]]], None]) -> Path:
     """Copy an upload, letting ``edit`` change the rows (header first) of its ``prefix`` CSVs in
     place; GBK and CRLF as the exporters write them."""

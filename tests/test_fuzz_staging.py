@@ -4,14 +4,12 @@ would leave the upload to fail its retries. Seeded, so a failure reproduces; the
 through the full ingest (vault, de-identify, merge) ran clean for 210 uploads when this was written."""
 from __future__ import annotations
 
-import csv
 import random
 import zipfile
-from pathlib import Path
 
 import pytest
 
-from hqms.cli import main as hqms
+from conftest import generate_day
 from hqms.ingest.validate import validate_zip
 
 TOKENS = [b'"', b",", b"\r\n", b"\n", b"\r", b"\x00", b"\xff", b"\xef\xbb\xbf", b"\t", b'""', b"\\",
@@ -21,13 +19,7 @@ CASES = 30  # per stream
 
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory) -> dict:
-    out = tmp_path_factory.mktemp("fuzz")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("HQMS_HOME", str(out / "home"))
-        assert hqms(["generate", "--hospitals", "1", "--start", "2025-01-06", "--days", "1", "--seed", "3",
-                     "--streams", "flu,fever,outpatient", "--out", str(out / "g"), "--quiet"]) == 0
-    plan = {r["stream"]: r for r in csv.DictReader((out / "g" / "upload_plan.csv").open(encoding="utf-8"))}
-    return {"dir": out, "org": plan["flu"]["org_code"], "zips": {s: out / "g" / r["zip"] for s, r in plan.items()}}
+    return generate_day(tmp_path_factory.mktemp("fuzz"), seed=3)
 
 
 def _mutate(data: bytes, rng: random.Random) -> bytes:

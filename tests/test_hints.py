@@ -14,11 +14,10 @@ import pytest
 import yaml
 
 from hqms import spec
-from hqms.cli import main as hqms
 from hqms.ingest import hints
 from hqms.ingest.validate import ValidationReport, validate_many, validate_zip
 from hqms.stagedb import open_stage
-from conftest import edit_csv_in_zip
+from conftest import edit_csv_in_zip, generate_day
 
 ROOT = Path(__file__).resolve().parents[1]
 FLU, MZSY = spec.dataset("flu"), spec.dataset("mzsy")
@@ -121,14 +120,7 @@ def _java_timestamp(v: str) -> str:  # Timestamp.toString(): 2025-01-06 09:30:12
 
 @pytest.fixture(scope="module")
 def gen(tmp_path_factory) -> dict:
-    out = tmp_path_factory.mktemp("gen")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("HQMS_HOME", str(out / "home"))
-        assert hqms(["generate", "--hospitals", "1", "--start", "2025-01-06", "--days", "1", "--seed", "11",
-                     "--streams", "flu,fever,outpatient", "--out", str(out / "g"), "--quiet"]) == 0
-    plan = {r["stream"]: r for r in csv.DictReader((out / "g" / "upload_plan.csv").open(encoding="utf-8"))}
-    return {"dir": out, "zips": {s: out / "g" / r["zip"] for s, r in plan.items()},
-            "org": plan["flu"]["org_code"]}
+    return generate_day(tmp_path_factory.mktemp("gen"), seed=11)
 
 
 def _flu_rows(zip_path: Path) -> list[dict[str, str]]:
