@@ -21,7 +21,7 @@ from conftest import edit_csv_in_zip, generate_day
 
 ROOT = Path(__file__).resolve().parents[1]
 FLU, MZSY = spec.dataset("flu"), spec.dataset("mzsy")
-NEW_RULES = ("format_hint", "excel_hint", "outside_period")
+NEW_RULES = ("format_hint", "excel_hint", "number_hint", "outside_period")
 
 
 # ---------------------------------------------------------------- shapes → layout names (no I/O)
@@ -176,6 +176,7 @@ def batch(gen, tmp_path_factory) -> dict[str, ValidationReport]:
         edit("resent_flu", flu, "flu_", _rewrite("P7506", earlier_day, set(alive[:2]))),
         edit("other_month", mzsy, "mzsy_", other_months),
         edit("chinese", flu, "flu_", _rewrite("P7506", _chinese_date_time)),
+        edit("doubles", flu, "flu_", _rewrite("P7", lambda v: v + ".0")),
         edit("excel", flu, "flu_", _excel_saved),
         edit("excel_passing", flu, "flu_", _other_document_ids),
         edit("excel_few", flu, "flu_", _rewrite("P13", _excel_number, {1, 2, 3})),
@@ -286,6 +287,15 @@ def test_scientific_notation_is_flagged_even_where_every_rule_passes(batch):
     (hint,) = _new(report)
     assert (hint.column, hint.rule) == ("P13", "excel_hint")
     assert report.conforming_count == clean.conforming_count  # a warning, never a rejection
+
+
+def test_integers_written_as_doubles_get_one_hint_and_keep_their_type_errors(batch):
+    report = batch["doubles"]
+    (hint,) = _new(report)
+    types = [e for e in report.errors if e.rule == "type"]
+    assert {e.column for e in types} == {"P7"} and len(types) >= 5
+    assert (hint.column, hint.rule, hint.severity) == ("P7", "number_hint", "warning")
+    assert hint.message_zh.startswith(f"P7（年龄（岁））有 {len(types):,} 个值写成了带小数的形式（形如 35.0）")
 
 
 def test_a_few_scientific_values_make_no_excel_hint(batch):

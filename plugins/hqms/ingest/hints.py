@@ -1,6 +1,7 @@
-"""File-level warnings computed after validation: ``format_hint``, ``excel_hint`` and ``outside_period``.
+"""File-level warnings computed after validation: ``format_hint``, ``excel_hint``, ``number_hint``
+and ``outside_period``.
 
-Both are warnings (severity ``warning``): they never reject a row and never change conforming
+All are warnings (severity ``warning``): they never reject a row and never change conforming
 counts. They say in one line per file what the row errors alone leave the data manager to guess.
 
 ``format_hint`` — a date/datetime column written systematically in a foreign layout
@@ -27,6 +28,10 @@ rule (a document type other than 01 has no check digit). One warning per (file, 
 at least :data:`MIN_HINT_VALUES` values bear the mark: scientific notation over every value of
 the file's text columns; a lost zero over the values that failed ``code_table`` and are a valid
 code once zero-padded. Neither echoes a value.
+
+``number_hint`` — an integer column written as decimals with a zero fraction (``35.0``: a Java
+``Double``, an Oracle ``NUMBER`` read as floating point): one warning per (file, column) when at
+least :data:`MIN_HINT_VALUES` of its ``type`` failures are such values.
 
 ``outside_period`` — the reporting period comes from the file name, by the same regexes as
 the dbt macro ``file_name_date`` (``flu_20250106.csv`` / ``flu_20250106_2.csv`` → day
@@ -332,6 +337,20 @@ def _zero_stripped_codes(col: Column) -> list[str]:
     return sorted({c.lstrip("0") for c in codes if c.startswith("0") and c.lstrip("0").isdigit()})
 
 
+def _marked_failures(con: duckdb.DuckDBPyConnection, table: str, failures: str, rule: str,
+                     marks: dict[str, str], file_names: dict[str, str]) -> dict[tuple[str, str], int]:
+    """``{(_src, column): n}`` of the cells that failed ``rule`` and whose value bears the
+    column's mark (``marks``: column code → SQL predicate over ``s.<column>``), where at least
+    :data:`MIN_HINT_VALUES` do. One aggregate over the rule's failures, nothing when no marks."""
+    if not marks:
+        return {}
+    case = " ".join(f"WHEN {literal(code)} THEN {pred}" for code, pred in marks.items())
+    return {(src, code): n for src, code, n in con.execute(f"""
+        SELECT f._src, f."column", count(*) FROM {failures} AS f JOIN {table} AS s USING (_src, _row)
+        WHERE f.rule = {literal(rule)} AND list_contains(?, f._src) AND CASE f."column" {case} ELSE FALSE END
+        GROUP BY ALL HAVING count(*) >= {MIN_HINT_VALUES}""", [sorted(file_names)]).fetchall()}
+
+
 def excel_hints(con: duckdb.DuckDBPyConnection, ds: Dataset, table: str, failures: str,
                 file_names: dict[str, str]) -> list[tuple[str, ErrorRecord]]:
     """``(_src, warning)`` for every (file, column) of ``ds`` that bears Excel's marks (see the
@@ -344,16 +363,10 @@ def excel_hints(con: duckdb.DuckDBPyConnection, ds: Dataset, table: str, failure
         for src, *ns in con.execute(f"SELECT _src, {counts} FROM {table} WHERE list_contains(?, _src) "
                                     "GROUP BY _src", [sorted(file_names)]).fetchall():
             found.update({(src, c.code): ("scientific", n) for c, n in zip(texts, ns) if n >= MIN_HINT_VALUES})
-    stripped = {c.code: codes for c in ds.columns if (codes := _zero_stripped_codes(c))}
-    if stripped:
-        lost = " ".join(f"WHEN {literal(code)} THEN list_contains([{', '.join(map(literal, codes))}], "
-                        f"s.{ident(code)})" for code, codes in stripped.items())
-        for src, code, n in con.execute(f"""
-                SELECT f._src, f."column", count(*) FROM {failures} AS f JOIN {table} AS s USING (_src, _row)
-                WHERE f.rule = 'code_table' AND list_contains(?, f._src) AND CASE f."column" {lost} ELSE FALSE END
-                GROUP BY ALL""", [sorted(file_names)]).fetchall():
-            if n >= MIN_HINT_VALUES and (src, code) not in found:
-                found[(src, code)] = ("zero", n)
+    lost_zero = {c.code: f"list_contains([{', '.join(map(literal, codes))}], s.{ident(c.code)})"
+                 for c in ds.columns if (codes := _zero_stripped_codes(c))}
+    for cell, n in _marked_failures(con, table, failures, "code_table", lost_zero, file_names).items():
+        found.setdefault(cell, ("zero", n))
     out = []
     for (src, code), (mark, n) in sorted(found.items()):
         col = ds.column(code)
@@ -370,6 +383,32 @@ def excel_hints(con: duckdb.DuckDBPyConnection, ds: Dataset, table: str, failure
                   "looks opened and saved again in Excel, or the export program treats codes as numbers; "
                   "export the codes exactly as the code table writes them (codes are text, not numbers)")
         out.append((src, _warning(file_names[src], code, "excel_hint", f"{ds.id}.{code}.excel_hint", zh, en)))
+    return out
+
+
+# ---------------------------------------------------------------- number_hint
+
+#: An integer written as a decimal with a zero fraction (a Java ``Double``, an Oracle ``NUMBER``
+#: read as floating point): ``35.0``, ``2.00``.
+ZERO_FRACTION = r"[+-]?[0-9]+\.0+"
+
+
+def number_hints(con: duckdb.DuckDBPyConnection, ds: Dataset, table: str, failures: str,
+                 file_names: dict[str, str]) -> list[tuple[str, ErrorRecord]]:
+    """``(_src, warning)`` for every (file, column) whose integers are written with a zero
+    fraction (``35.0``), at least :data:`MIN_HINT_VALUES` of them: the rows keep their ``type``
+    errors, and the warning names the export's number format as the cause."""
+    marks = {c.code: f"regexp_full_match(s.{ident(c.code)}, {literal(ZERO_FRACTION)})"
+             for c in ds.columns if c.type == "integer"}
+    out = []
+    for (src, code), n in sorted(_marked_failures(con, table, failures, "type", marks, file_names).items()):
+        col = ds.column(code)
+        out.append((src, _warning(
+            file_names[src], code, "number_hint", f"{ds.id}.{code}.number_hint",
+            f"{label_zh(col)}有 {n:,} 个值写成了带小数的形式（形如 35.0），接口标准要求整数；"
+            "请修改导出程序的数值格式（整数不带小数点）",
+            f"{label_en(col)}: {n:,} values are written with a decimal fraction (like 35.0); the interface "
+            "standard requires integers; please change the number format of the export program")))
     return out
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import duckdb
 
-from hqms.ingest.hints import excel_hints, format_hints, outside_period
+from hqms.ingest.hints import excel_hints, format_hints, number_hints, outside_period
 from hqms.ingest.stage import FILES_TABLE, StagedFile, stage_uploads
 from hqms.registry import ErrorRecord, mask_value
 from hqms.rules import Check, compile_checks, literal
@@ -126,6 +126,7 @@ def validate_many(stage: StageDB, zips: list[tuple[str, Path, str]], work: Path,
         names = {src: sf.file_name for src, sf in files.items() if sf.table == result.table}
         for src, warning in (format_hints(con, ds, result.table, result.failures_table, names)
                              + excel_hints(con, ds, result.table, result.failures_table, names)
+                             + number_hints(con, ds, result.table, result.failures_table, names)
                              + outside_period(con, ds, result.table, failing_table(ds), names)):
             reports[files[src].upload].errors.append(warning)
     for report in reports.values():
