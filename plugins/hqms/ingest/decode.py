@@ -25,7 +25,7 @@ from contextlib import closing
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
-from typing import BinaryIO
+from typing import AnyStr, BinaryIO
 
 CHUNK = 4 * 1024 * 1024
 #: What we read when UTF-8 fails. GB18030 is a superset of GBK and GB2312.
@@ -93,6 +93,14 @@ class _Stop:
     read: int          # bytes taken from the stream by then
 
 
+def _line_breaks(chunk: AnyStr, after_cr: bool) -> int:
+    """Line breaks in ``chunk`` (text or bytes): LF, CRLF and a lone CR (old Mac files) each end
+    a line; ``after_cr``: the chunk before ended in CR, so a leading LF completes that CRLF."""
+    lf, cr = ("\n", "\r") if isinstance(chunk, str) else (b"\n", b"\r")
+    breaks = chunk.count(lf) + chunk.count(cr) - chunk.count(cr + lf)
+    return breaks - 1 if after_cr and chunk.startswith(lf) else breaks
+
+
 class _Sink:
     """Writes decoded text as UTF-8 without the leading blank lines (only whitespace, as
     ``str.isspace``, up to a CR or LF) and without the Ctrl-Z run that ends the file.
@@ -133,10 +141,7 @@ class _Sink:
             self.bytes_out += len(out)
 
     def _count_lines(self, text: str) -> None:
-        breaks = text.count("\n") + text.count("\r") - text.count("\r\n")
-        if self._after_cr and text.startswith("\n"):
-            breaks -= 1  # the LF of a CRLF split between two writes
-        self._breaks += breaks
+        self._breaks += _line_breaks(text, self._after_cr)
         self._after_cr = text.endswith("\r")
         self._open_line = not text.endswith(("\r", "\n"))
 
@@ -219,9 +224,7 @@ def _line_at(open_src: Callable[[], BinaryIO], offset: int) -> int:
     line = 1
     after_cr = False
     for chunk in _span(open_src, 0, offset):
-        line += chunk.count(b"\n") + chunk.count(b"\r") - chunk.count(b"\r\n")
-        if after_cr and chunk.startswith(b"\n"):
-            line -= 1
+        line += _line_breaks(chunk, after_cr)
         after_cr = chunk.endswith(b"\r")
     return line
 

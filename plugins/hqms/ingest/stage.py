@@ -351,7 +351,7 @@ def _records(fh: TextIO, width: int) -> Iterator[tuple[int, list[str] | None, st
 
 
 def _load_numbered(con: duckdb.DuckDBPyConnection, path: Path, names: list[str], ds: Dataset,
-                   file_name: str, blank_tail: int = 0) -> list[ErrorRecord]:
+                   file_name: str, blank_tail: int) -> list[ErrorRecord]:
     """Slow, exact path: number every record in Python, keep the well-formed ones, report each
     malformed one by its data row number (values fully trimmed: the cost is nothing here).
 
