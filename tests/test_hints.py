@@ -89,7 +89,7 @@ def _slash_minutes(v: str) -> str:  # 2025-01-06 09:30:12 → 2025/01/06 09:30
     return v[:16].replace("-", "/")
 
 
-def _excel_number(v: str) -> str:  # 510105202212218240 → 5.10105E+17, as Excel saves it
+def _excel_number(v: str) -> str:  # 18 digits → 1.10105E+17, as Excel saves them
     return f"{v[0]}.{v[1:6]}E+{len(v) - 1}" if v.isdigit() and len(v) > 11 else v
 
 
