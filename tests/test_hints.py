@@ -312,8 +312,18 @@ def test_the_dry_run_names_a_java_timestamp_layout(gen, tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("name, day", [
     ("flu_20250106.csv", "2025-01-06"), ("flu_20250106_2.csv", "2025-01-06"), ("mzsy_202501.csv", "2025-01-01"),
-    ("flu_1.csv", None), ("flu_20251399.csv", None), ("flu_20250106.csv.bak", None)])
+    ("flu_20250106(1).csv", "2025-01-06"), ("flu_20250106 (2).csv", "2025-01-06"),
+    ("flu_20250106_2 - 副本.csv", "2025-01-06"), ("flu_20250106 - 副本 (3).csv", "2025-01-06"),
+    ("flu_20250106 copy 2.csv", "2025-01-06"), ("mzsy_202501 - 副本.csv", "2025-01-01"),
+    ("flu_1.csv", None), ("flu_20251399.csv", None), ("flu_20250106.csv.bak", None),
+    ("flu_20250106 v2.csv", None), ("flu_202501061.csv", None)])
 def test_the_period_comes_from_the_file_name_like_the_dbt_macro(name, day):
     (got,) = duckdb.execute(f"SELECT CAST({hints.file_name_date_sql('n')} AS VARCHAR) FROM (SELECT ? AS n)",
                             [name]).fetchone()
     assert got == day
+
+
+def test_the_dbt_macro_reads_file_names_with_the_same_expressions():
+    macro = (Path(__file__).parents[1] / "dbt_project" / "macros" / "time.sql").read_text(encoding="utf-8")
+    assert f"set day = '{hints._DAY_CAPTURE}'" in macro
+    assert f"set month = '{hints._MONTH_CAPTURE}'" in macro

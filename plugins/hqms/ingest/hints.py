@@ -79,16 +79,20 @@ QUALIFYING_SHAPE = r"[-/.:T 9年月日时分秒]*9[-/.:T 9年月日时分秒]*"
 #: Distinct failing shapes read per (file, column), most frequent first (bounds a junk column).
 MAX_SHAPES = 50
 
-#: The dbt macro ``file_name_date`` (dbt_project/macros/time.sql): a day, or a month's first day.
-_DAY_RE, _DAY_CAPTURE = r"_\d{8}(_\d+)?\.[A-Za-z]+$", r"_(\d{8})(_\d+)?\.[A-Za-z]+$"
-_MONTH_RE, _MONTH_CAPTURE = r"_\d{6}(_\d+)?\.[A-Za-z]+$", r"_(\d{6})(_\d+)?\.[A-Za-z]+$"
+#: The dbt macro ``file_name_date`` (dbt_project/macros/time.sql; a test holds the two to the
+#: same expressions): a day, or a month's first day, from ``flu_20250106.csv`` /
+#: ``flu_20250106_2.csv`` / ``mzsy_202501.csv``, also after the marks a copy or a second download
+#: adds to a name — ``(1)``, `` (1)``, `` - 副本``, `` - 副本 (2)``, `` copy 2``.
+_COPY = r"(\s?\(\d+\)|\s?-?\s?(副本|[Cc]opy)(\s?\(?\d+\)?)?)*"
+_DAY_CAPTURE = r"_(\d{8})(_\d+)?" + _COPY + r"\.[A-Za-z]+$"
+_MONTH_CAPTURE = r"_(\d{6})(_\d+)?" + _COPY + r"\.[A-Za-z]+$"
 
 
 def file_name_date_sql(expr: str) -> str:
     """DuckDB SQL of the dbt macro ``file_name_date``: the DATE a file name gives, else NULL."""
-    return (f"CASE WHEN regexp_matches({expr}, {literal(_DAY_RE)}) THEN CAST(try_strptime("
+    return (f"CASE WHEN regexp_matches({expr}, {literal(_DAY_CAPTURE)}) THEN CAST(try_strptime("
             f"regexp_extract({expr}, {literal(_DAY_CAPTURE)}, 1), '%Y%m%d') AS DATE) "
-            f"WHEN regexp_matches({expr}, {literal(_MONTH_RE)}) THEN CAST(try_strptime("
+            f"WHEN regexp_matches({expr}, {literal(_MONTH_CAPTURE)}) THEN CAST(try_strptime("
             f"regexp_extract({expr}, {literal(_MONTH_CAPTURE)}, 1) || '01', '%Y%m%d') AS DATE) END")
 
 
