@@ -114,6 +114,15 @@ def _chinese_date_time(v: str) -> str:  # 2025-01-06 09:30:12 → 2025年01月06
     return f"{v[:4]}年{v[5:7]}月{v[8:10]}日 {v[11:13]}时{v[14:16]}分{v[17:19]}秒" if len(v) == 19 else v
 
 
+def _full_width_rows(cells: dict[int, str]):
+    """Row n's column code written in full-width characters (a Chinese input method's 全角 mode)."""
+    def edit(rows: list[list[str]]) -> None:
+        for n, code in cells.items():
+            i = rows[0].index(code)
+            rows[n][i] = "".join(chr(ord(ch) + 0xFEE0) if "!" <= ch <= "~" else ch for ch in rows[n][i])
+    return edit
+
+
 def _java_timestamp(v: str) -> str:  # Timestamp.toString(): 2025-01-06 09:30:12.0
     return v + ".0" if len(v) == 19 else v
 
@@ -180,6 +189,7 @@ def batch(gen, tmp_path_factory) -> dict[str, ValidationReport]:
         edit("excel", flu, "flu_", _excel_saved),
         edit("excel_passing", flu, "flu_", _other_document_ids),
         edit("excel_few", flu, "flu_", _rewrite("P13", _excel_number, {1, 2, 3})),
+        edit("full_width", flu, "flu_", _full_width_rows({2: "P13", 3: "P7503"})),
     ])
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("HQMS_HOME", str(gen["dir"] / "home"))
@@ -327,3 +337,17 @@ def test_the_dbt_macro_reads_file_names_with_the_same_expressions():
     macro = (Path(__file__).parents[1] / "dbt_project" / "macros" / "time.sql").read_text(encoding="utf-8")
     assert f"set day = '{hints._DAY_CAPTURE}'" in macro
     assert f"set month = '{hints._MONTH_CAPTURE}'" in macro
+
+
+def test_a_value_in_full_width_characters_says_so_without_showing_it(batch):
+    """An ID number typed in full-width digits fails its check digit; the masked value cannot
+    show why, the note does. Only the rows holding such characters get it."""
+    report = batch["full_width"]
+    errors = [e for e in report.errors if e.severity == "error"]
+    assert {(e.row, e.column) for e in errors} == {(2, "P13"), (3, "P7503")}
+    for e in errors:
+        assert e.message_zh.endswith("（该值含全角字符，如 １、Ｘ、－，请改用半角字符）")
+        assert "full-width characters" in e.message_en
+    id_error = next(e for e in errors if e.column == "P13")
+    assert "*" in id_error.value_masked and hints.FULL_WIDTH.match(id_error.value_masked[0])
+    assert not any("全角" in e.message_zh for e in batch["excel_few"].errors)

@@ -417,6 +417,24 @@ def number_hints(con: duckdb.DuckDBPyConnection, ds: Dataset, table: str, failur
     return out
 
 
+# ---------------------------------------------------------------- notes on one failing value
+
+#: Full-width forms of ASCII (U+FF01–U+FF5E: １, Ｘ, －, ：) and the ideographic space: typed in a
+#: Chinese input method's full-width mode they look like the standard's characters, so neither
+#: the masked value of an ID number (``１****Ｘ``) nor a shown code (``０１``) tells the data
+#: manager why the row failed.
+FULL_WIDTH = re.compile("[\uff01-\uff5e\u3000]")
+
+
+def value_note(value: str | None) -> tuple[str, str]:
+    """(zh, en) appended to a failing cell's message when its value holds full-width characters,
+    else empty strings. Names the characters' kind, never the value."""
+    if value is None or not FULL_WIDTH.search(value):
+        return "", ""
+    return ("（该值含全角字符，如 １、Ｘ、－，请改用半角字符）",
+            " (the value holds full-width characters such as １, Ｘ or －; write them half-width)")
+
+
 # ---------------------------------------------------------------- outside_period
 
 def is_monthly(ds: Dataset) -> bool:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import duckdb
 
-from hqms.ingest.hints import excel_hints, format_hints, number_hints, outside_period
+from hqms.ingest.hints import excel_hints, format_hints, number_hints, outside_period, value_note
 from hqms.ingest.stage import FILES_TABLE, StagedFile, stage_uploads
 from hqms.registry import ErrorRecord, mask_value
 from hqms.rules import Check, compile_checks, literal
@@ -49,7 +49,8 @@ def failing_table(ds: Dataset) -> str:
 def _row_errors(con: duckdb.DuckDBPyConnection, ds: Dataset, table: str, failures: str,
                 files: dict[str, StagedFile], checks: dict[str, Check],
                 reports: dict[str, ValidationReport]) -> None:
-    """One ErrorRecord per failing (row, check), value masked when the column is personal."""
+    """One ErrorRecord per failing (row, check), value masked when the column is personal, and
+    a note when the value holds full-width characters (:func:`hqms.ingest.hints.value_note`)."""
     for (column,) in con.execute(f"SELECT DISTINCT \"column\" FROM {failures}").fetchall():
         if column is None:
             rows = con.execute(f"SELECT _src, _row, check_id, NULL FROM {failures} "
@@ -63,9 +64,10 @@ def _row_errors(con: duckdb.DuckDBPyConnection, ds: Dataset, table: str, failure
         for src, row, check_id, value in rows:
             sf, check = files[src], checks[check_id]
             shown = None if value is None else (mask_value(value) if personal else value)
+            note_zh, note_en = value_note(value)
             reports[sf.upload].errors.append(ErrorRecord(
-                file_name=sf.file_name, row=row, column=column, rule=check.rule, message_zh=check.zh,
-                message_en=check.en, check_id=check_id, value_masked=shown, severity=check.severity))
+                file_name=sf.file_name, row=row, column=column, rule=check.rule, message_zh=check.zh + note_zh,
+                message_en=check.en + note_en, check_id=check_id, value_masked=shown, severity=check.severity))
 
 
 def _duplicate_keys(con: duckdb.DuckDBPyConnection, ds: Dataset, table: str) -> list[tuple[str, int]]:
