@@ -347,3 +347,26 @@ def test_a_lone_carriage_return_inside_a_value_survives_the_exact_path(tmp_path)
     assert [(e.rule, e.row) for e in sf.errors] == [("csv_parse", 5)]
     assert con.execute(f'SELECT _row, "P8002" FROM {sf.table} ORDER BY _row').fetchall() == [
         (1, "2025-01-06 10:00:00"), (2, "2025-\r01-06 10:00:00"), (3, "2025-01-06 10:00:00"), (4, "2025-01-06 10:00:00")]
+
+
+@pytest.mark.parametrize("exact_path", [False, True])
+def test_rows_of_commas_are_not_records_and_later_rows_keep_their_numbers(tmp_path, exact_path):
+    """Excel saves the empty rows of a sheet's used range as lines of commas: one warning, not
+    one record with an error per required column. Blank or null-marker cells count as empty."""
+    empty = [""] * len(LIS.codes)
+    rows = [_row(1), empty, _row(3), ["  ", "NULL"] + [""] * (len(LIS.codes) - 2), _row(5), empty, empty]
+    if exact_path:
+        rows[4] = _row(5) + ["one field too many"]  # a malformed row sends the file to the exact path
+    (sf,), con = _stage(tmp_path, "lis_11.csv", _csv(list(LIS.codes), rows, quote_all=False).encode("gbk"))
+    warnings = [(e.rule, e.row, e.severity) for e in sf.errors if e.rule == "blank_rows"]
+    assert warnings == [("blank_rows", 2, "warning")]
+    assert "4 rows hold no value" in sf.errors[[e.rule for e in sf.errors].index("blank_rows")].message_en
+    assert sf.record_count == 3
+    assert con.execute(f'SELECT _row, "P8000" FROM {sf.table} WHERE _src = ? ORDER BY _row', [sf.src]).fetchall() == \
+        ([(1, "S00001"), (3, "S00003")] if exact_path else [(1, "S00001"), (3, "S00003"), (5, "S00005")])
+
+
+def test_a_file_of_only_rows_of_commas_is_empty(tmp_path):
+    (sf,), _ = _stage(tmp_path, "lis_12.csv", _csv(list(LIS.codes), [[""] * len(LIS.codes)] * 3).encode("gbk"))
+    assert (sf.record_count, sf.parsed_count) == (0, 0)
+    assert sorted((e.rule, e.severity) for e in sf.errors) == [("blank_rows", "warning"), ("empty_file", "warning")]

@@ -35,6 +35,7 @@ import duckdb
 from hqms.ingest.decode import UNUSUAL_BLANKS, DecodeError, transcode
 from hqms.intake.zipcheck import data_entries, entry_basename
 from hqms.registry import ErrorRecord, mask_value
+from hqms.rules import ident
 from hqms.spec import Dataset, dataset_for_filename, header_key
 
 #: Header spellings exporters add that carry no data (Java serialisation artefacts).
@@ -61,6 +62,7 @@ class StagedFile:
     encoding: str = ""
     unusual_blanks: bool = False   # holds blanks plain TRIM keeps (hqms.ingest.decode.UNUSUAL_BLANKS)
     lines: int = 0                 # physical lines of the transcoded file, header included
+    blank_rows: int = 0            # rows without any value (not records; see _skip_blank_rows)
     blank_tail: int = 0            # nameless fields ending the header (a trailing comma)
     #: File-level problems and malformed rows (csv_parse), found before rule validation.
     errors: list[ErrorRecord] = field(default_factory=list)
@@ -184,6 +186,31 @@ def _repeated_headers(con: duckdb.DuckDBPyConnection, ds: Dataset, names: list[s
     cond = " AND ".join(
         f'upper("{c}") IN ({", ".join(_sql_str(a) for a, code in aliases.items() if code == c)})' for c in codes)
     return con.execute(f"SELECT _src, _row FROM {staging_table(ds)} WHERE {cond}").fetchall()
+
+
+def _skip_blank_rows(con: duckdb.DuckDBPyConnection, staged: list[StagedFile]) -> None:
+    """Rows without any value (every field empty, blank or a null marker) are not records: Excel
+    saves the empty rows of a sheet's used range as lines of commas, and a hand-edited export
+    may keep an empty line of them in the middle. Each would otherwise be one record with an
+    error for every required column. They leave the staging tables (the other rows keep their
+    numbers) and each file holding some gets one warning naming how many and the first."""
+    files = {sf.src: sf for sf in staged if not sf.fatal}
+    for ds in {sf.dataset.id: sf.dataset for sf in files.values()}.values():
+        columns = sorted(ds.columns, key=lambda c: not c.required)  # a required one ends the test early
+        blank = f"coalesce({', '.join(ident(c.code) for c in columns)}) IS NULL"
+        found = con.execute(f"SELECT _src, count(*), min(_row) FROM {staging_table(ds)} WHERE {blank} "
+                            "GROUP BY _src ORDER BY _src").fetchall()
+        if not found:
+            continue
+        con.execute(f"DELETE FROM {staging_table(ds)} WHERE {blank}")
+        for src, n, first in found:
+            sf = files[src]
+            sf.blank_rows = n
+            sf.errors.append(_file_error(
+                sf.file_name, "blank_rows",
+                f"{n:,} 行没有任何值（第 {first} 行起；如 Excel 另存时留下的只有逗号的行），已跳过，不计入记录数",
+                (f"{n:,} rows hold" if n > 1 else "1 row holds") + f" no value at all (from row {first}; like "
+                "the rows of commas Excel saves), skipped and not counted as records", row=first, severity="warning"))
 
 
 def _read_header(utf8_path: Path) -> list[str]:
@@ -494,6 +521,7 @@ def stage_uploads(con: duckdb.DuckDBPyConnection, uploads: list[tuple[str, Path,
                     srcs[src].file_name, "csv_parse", f"第 {row} 行是重复的表头（文件被拼接？），不是记录",
                     f"row {row} repeats the header line (files concatenated?); it is not a record", row=row))
                 con.execute(f"DELETE FROM {staging_table(ds)} WHERE _src = ? AND _row = ?", [src, row])
+    _skip_blank_rows(con, staged)
     _count(con, staged)
     for sf in staged:
         (work / f"{sf.src}.csv").unlink(missing_ok=True)
@@ -512,7 +540,7 @@ def _count(con: duckdb.DuckDBPyConnection, staged: list[StagedFile]) -> None:
         parsed, last = counts.get(sf.src, (0, 0))
         malformed = sum(1 for e in sf.errors if e.rule == "csv_parse")
         sf.parsed_count = parsed
-        sf.record_count = max(last, parsed + malformed)
+        sf.record_count = max(last, parsed + malformed + sf.blank_rows) - sf.blank_rows
         if sf.record_count == 0:
             sf.errors.append(_file_error(sf.file_name, "empty_file", "文件没有数据行",
                                          "the file has a header but no data rows", severity="warning"))
