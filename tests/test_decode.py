@@ -61,6 +61,22 @@ def test_valid_files_come_out_as_the_same_text(tmp_path, chunk, encoding, report
     assert (got.bytes_in, got.bytes_out) == (len(text.encode(encoding)), len(out))
 
 
+@pytest.mark.parametrize("bom, codec", [(codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be")])
+def test_utf16_with_its_byte_order_mark_is_read_as_utf16(tmp_path, chunk, bom, codec):
+    """What Windows PowerShell's ``>`` and ``bcp -w`` write; 上 is 0A 4E in UTF-16-LE, a byte
+    that must not count as a line break."""
+    text = "P7501,P8003\r\n01,上呼吸道感染（甲型流感病毒抗原阳性）\r\n02,阴性\r\n"
+    got, out = _transcode(tmp_path, bom + text.encode(codec))
+    assert (got.encoding, out.decode("utf-8"), got.lines) == (codec, text, 3)
+
+
+@pytest.mark.parametrize("damage", [b"\x00\xd8A\x00", b"\x00"], ids=["lone surrogate", "odd length"])
+def test_damaged_utf16_is_refused_at_its_line(tmp_path, chunk, damage):
+    lines = "P7501,P8003\r\n上,上\r\n上,上\r\n".encode("utf-16-le")
+    exc = _error(tmp_path, codecs.BOM_UTF16_LE + lines + damage)
+    assert (exc.encoding, exc.detected, exc.line) == ("utf-16-le", "utf-16-le", 4)
+
+
 def test_utf8_file_with_a_gbk_row_is_refused_at_that_row_not_read_as_gb18030(tmp_path, chunk):
     data = _utf8_with_a_gbk_row()
     data.decode("gb18030")  # the whole file passes as GB18030: falling back would garble it silently

@@ -33,7 +33,7 @@ def _stage(tmp_path: Path, name: str, payload: bytes) -> tuple[list, duckdb.Duck
     return stage_zip(zpath, ORG, con, tmp_path / "work"), con
 
 
-@pytest.mark.parametrize("encoding", ["gbk", "utf-8", "utf-8-sig", "gb18030"])
+@pytest.mark.parametrize("encoding", ["gbk", "utf-8", "utf-8-sig", "gb18030", "utf-16"])
 def test_encodings_decode_to_the_same_rows(tmp_path, encoding):
     text = _csv(list(LIS.codes), [_row(i, "甲型流感病毒抗原阳性（胶体金）") for i in range(1, 4)])
     (sf,), con = _stage(tmp_path, "20250106/lis_20250106.csv", text.encode(encoding))
@@ -370,3 +370,12 @@ def test_a_file_of_only_rows_of_commas_is_empty(tmp_path):
     (sf,), _ = _stage(tmp_path, "lis_12.csv", _csv(list(LIS.codes), [[""] * len(LIS.codes)] * 3).encode("gbk"))
     assert (sf.record_count, sf.parsed_count) == (0, 0)
     assert sorted((e.rule, e.severity) for e in sf.errors) == [("blank_rows", "warning"), ("empty_file", "warning")]
+
+
+def test_a_damaged_utf16_file_is_one_encoding_error_naming_utf16_and_its_line(tmp_path):
+    rows = [_row(1), _row(2), _row(3)]
+    rows[1][6] = "BAD"
+    text = _csv(list(LIS.codes), rows).encode("utf-16").replace("BAD".encode("utf-16-le"), b"\x00\xd8A\x00")
+    (sf,), _ = _stage(tmp_path, "lis_13.csv", text)  # a lone surrogate in row 2, on line 3
+    assert sf.fatal and [(e.rule, e.row) for e in sf.errors] == [("encoding", None)]
+    assert "the file is UTF-16 but line 3" in sf.errors[0].message_en and sf.record_count == 3

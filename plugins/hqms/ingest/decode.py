@@ -10,6 +10,10 @@ the file is read as GB18030 (a superset of GBK and GB2312) only if the UTF-8 rea
 shown that the file is UTF-8 (see :data:`UTF8_EVIDENCE`); otherwise the undecodable bytes are a
 damaged row of a UTF-8 file and the file is refused at that row.
 
+A file that starts with a UTF-16 byte-order mark is UTF-16 (neither GBK nor UTF-8 can start
+with FF FE or FE FF): what Windows PowerShell's ``>`` and SQL Server's ``bcp -w`` write. It is
+read as such, and a damaged one is refused at its line.
+
 Cleaning, on the decoded text: a UTF-8 BOM is dropped (whatever the body turns out to be),
 blank lines before the header are dropped (an exporter's leading empty line would otherwise be
 read as an empty header, i.e. an empty file) and so is a DOS end-of-file mark (Ctrl-Z) at the
@@ -44,6 +48,8 @@ FALLBACK = "gb18030"
 UTF8_EVIDENCE = 4
 #: Lead bytes of three- and four-byte sequences (in bytes known to be valid UTF-8).
 _WIDE_LEAD = re.compile(rb"[\xe0-\xf4]")
+#: Byte-order marks of UTF-16 and the codec that reads the text after them.
+UTF16_BOMS = ((codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be"))
 #: DOS end-of-file mark, written after the last line by some old export tools.
 _EOF_MARK = "\x1a"
 #: Blanks, other than line breaks, that DuckDB's plain ``TRIM`` keeps: TAB (written before long
@@ -58,13 +64,14 @@ class DecodeError(ValueError):
     """The bytes cannot be decoded; ``line`` is the 1-based physical line of the first bad byte.
 
     ``detected`` is what the file evidently is: ``"utf-8"`` for a UTF-8 file with invalid bytes
-    (``encoding`` is then ``"utf-8"`` too), :data:`FALLBACK` when it is neither UTF-8 nor
-    GB18030 (``encoding`` is then the reading that got further, and ``line`` is where it failed).
+    (``encoding`` is then ``"utf-8"`` too), ``"utf-16-le"``/``"utf-16-be"`` for a file with a
+    UTF-16 byte-order mark, :data:`FALLBACK` when it is neither UTF-8 nor GB18030 (``encoding``
+    is then the reading that got further, and ``line`` is where it failed).
     """
 
     def __init__(self, encoding: str, line: int, detected: str) -> None:
-        if detected == "utf-8":
-            message = f"UTF-8 text with invalid bytes at line {line}"
+        if detected != FALLBACK:
+            message = f"{detected.upper()} text with invalid bytes at line {line}"
         else:
             message = f"neither UTF-8 nor GB18030: the {encoding} reading fails at line {line}"
         super().__init__(message)
@@ -77,7 +84,7 @@ class DecodeError(ValueError):
 class Decoded:
     """What :func:`transcode` read and wrote (the encoding is kept on the staged file)."""
 
-    encoding: str      # utf-8-sig | utf-8 | gb18030 (a BOM before a GB18030 body reports gb18030)
+    encoding: str      # utf-8-sig | utf-8 | gb18030 (a BOM before a GB18030 body reports gb18030) | utf-16-le | utf-16-be
     bytes_in: int
     bytes_out: int
     unusual_blanks: bool = False   # the text holds one of :data:`UNUSUAL_BLANKS`
@@ -218,14 +225,19 @@ def _is_utf8(open_src: Callable[[], BinaryIO], start: int, offset: int) -> bool:
     return False
 
 
-def _line_at(open_src: Callable[[], BinaryIO], offset: int) -> int:
+def _line_at(open_src: Callable[[], BinaryIO], offset: int, encoding: str | None = None) -> int:
     """The 1-based physical line of the byte at ``offset``: LF, CRLF and a lone CR (old Mac
-    files) each end a line, also when a CRLF is split between two reads."""
+    files) each end a line, also when a CRLF is split between two reads. Counted in the bytes
+    (ASCII-compatible encodings), or in the text an ``encoding`` reads from them (UTF-16, where
+    a 0x0A byte may be half of another character)."""
     line = 1
     after_cr = False
+    decoder = codecs.getincrementaldecoder(encoding)(errors="replace") if encoding else None
     for chunk in _span(open_src, 0, offset):
-        line += _line_breaks(chunk, after_cr)
-        after_cr = chunk.endswith(b"\r")
+        part = decoder.decode(chunk) if decoder else chunk
+        if part:  # a decoder may hold a chunk's bytes back
+            line += _line_breaks(part, after_cr)
+            after_cr = part.endswith("\r" if decoder else b"\r")
     return line
 
 
@@ -239,6 +251,12 @@ def transcode(open_src: Callable[[], BinaryIO], dst_path: Path) -> Decoded:
     with dst_path.open("wb") as dst:
         with open_src() as src:
             first = src.read(max(CHUNK, len(codecs.BOM_UTF8)))
+            for bom, encoding in UTF16_BOMS:
+                if first.startswith(bom):
+                    wide = _copy(first, src, dst, encoding, len(bom))
+                    if isinstance(wide, _Stop):
+                        raise DecodeError(encoding, _line_at(open_src, wide.offset, encoding), detected=encoding)
+                    return Decoded(encoding, *wide)
             skip = len(codecs.BOM_UTF8) if first.startswith(codecs.BOM_UTF8) else 0
             utf8 = _copy(first, src, dst, "utf-8", skip)
             if not isinstance(utf8, _Stop):

@@ -32,7 +32,7 @@ from typing import BinaryIO, TextIO
 
 import duckdb
 
-from hqms.ingest.decode import UNUSUAL_BLANKS, DecodeError, transcode
+from hqms.ingest.decode import FALLBACK, UNUSUAL_BLANKS, DecodeError, transcode
 from hqms.intake.zipcheck import data_entries, entry_basename
 from hqms.registry import ErrorRecord, mask_value
 from hqms.rules import ident
@@ -457,10 +457,12 @@ def stage_uploads(con: duckdb.DuckDBPyConnection, uploads: list[tuple[str, Path,
                     sf.encoding, sf.unusual_blanks, sf.lines = decoded.encoding, decoded.unusual_blanks, decoded.lines
                 except DecodeError as exc:
                     sf.fatal = True
-                    if exc.detected == "utf-8":
-                        zh = f"文件是 UTF-8 编码，但第 {exc.line} 行含有非 UTF-8 字节（混入了其他编码？），请统一编码后重新上传"
-                        en = (f"the file is UTF-8 but line {exc.line} holds bytes that are not UTF-8 "
-                              "(another encoding mixed in?); save it in one encoding and upload again")
+                    if exc.detected != FALLBACK:
+                        name = exc.detected.upper().replace("-LE", "").replace("-BE", "")
+                        zh = (f"文件是 {name} 编码，但第 {exc.line} 行含有非 {name} 字节（混入了其他编码或文件已损坏？），"
+                              "请统一编码后重新上传")
+                        en = (f"the file is {name} but line {exc.line} holds bytes that are not {name} "
+                              "(another encoding mixed in, or a damaged file?); save it in one encoding and upload again")
                     else:
                         zh = f"文件编码无法识别（第 {exc.line} 行既非 UTF-8 也非 GBK）"
                         en = f"unreadable encoding at line {exc.line} (neither UTF-8 nor GBK)"
