@@ -77,6 +77,13 @@ def test_damaged_utf16_is_refused_at_its_line(tmp_path, chunk, damage):
     assert (exc.encoding, exc.detected, exc.line) == ("utf-16-le", "utf-16-le", 4)
 
 
+@pytest.mark.parametrize("text, formulas", [("a,b\r\n=\"01\",x\r\n", True), ("a,b\r\n\"=\"\"01\"\"\",x\r\n", True),
+                                             ("a,b\r\n=,\"x\"\r\n", False), ("a,b\r\n01,x=1\r\n", False)])
+def test_excel_text_formulas_are_noticed_also_across_chunk_edges(tmp_path, chunk, text, formulas):
+    got, _ = _transcode(tmp_path, text.encode("gbk"))
+    assert got.text_formulas is formulas
+
+
 def test_utf8_file_with_a_gbk_row_is_refused_at_that_row_not_read_as_gb18030(tmp_path, chunk):
     data = _utf8_with_a_gbk_row()
     data.decode("gb18030")  # the whole file passes as GB18030: falling back would garble it silently

@@ -379,3 +379,24 @@ def test_a_damaged_utf16_file_is_one_encoding_error_naming_utf16_and_its_line(tm
     (sf,), _ = _stage(tmp_path, "lis_13.csv", text)  # a lone surrogate in row 2, on line 3
     assert sf.fatal and [(e.rule, e.row) for e in sf.errors] == [("encoding", None)]
     assert "the file is UTF-16 but line 3" in sf.errors[0].message_en and sf.record_count == 3
+
+
+def test_excel_text_formulas_are_read_as_the_text_inside_with_one_warning_per_column(tmp_path):
+    """``="MZ00001"`` read as written would pass every rule and be pseudonymised as is, never
+    linking with the visit's other rows. Unquoted or quoted the CSV way, empty, padded."""
+    rows = [_row(i) for i in range(1, 5)]
+    for r in rows:
+        r[1] = f'="{r[1]}"'
+    rows[2][8] = '="35"'
+    rows[3][6] = '=" 阴性 "'
+    rows[0][6] = '=""'
+    rows[1][6] = 'x="y"'  # not a formula: kept
+    text = ",".join(LIS.codes) + "\r\n" + "\r\n".join(
+        ",".join(f'"{v.replace(chr(34), chr(34) * 2)}"' if n % 2 else v for n, v in enumerate(r)) for r in rows) + "\r\n"
+    (sf,), con = _stage(tmp_path, "lis_14.csv", text.encode("gbk"))
+    assert sf.text_formulas and sf.record_count == 4
+    assert sorted((e.rule, e.column, e.severity) for e in sf.errors) == [
+        ("text_formula", "P7502", "warning"), ("text_formula", "P8003", "warning"), ("text_formula", "P8005", "warning")]
+    assert "4 values are written as Excel text formulas" in next(e for e in sf.errors if e.column == "P7502").message_en
+    assert con.execute(f'SELECT _row, "P7502", "P8003", "P8005" FROM {sf.table} ORDER BY _row').fetchall() == [
+        (1, "MZ00001", None, "35"), (2, "MZ00002", 'x="y"', "35"), (3, "MZ00003", "阴性", "35"), (4, "MZ00004", "阴性", "35")]

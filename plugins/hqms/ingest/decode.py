@@ -89,6 +89,7 @@ class Decoded:
     bytes_out: int
     unusual_blanks: bool = False   # the text holds one of :data:`UNUSUAL_BLANKS`
     lines: int = 0                 # physical lines written (LF, CRLF and CR each end one)
+    text_formulas: bool = False    # the text holds ``="`` (an Excel text formula, see hqms.ingest.stage)
 
 
 @dataclass(frozen=True)
@@ -124,6 +125,8 @@ class _Sink:
         self._blank: str | None = ""   # whitespace since the last line break; None after the header starts
         self._eof_marks = 0
         self.unusual_blanks = False
+        self.text_formulas = False
+        self._last = ""  # the last character written: ``="`` may be split between two writes
         self._breaks = 0
         self._after_cr = False   # the text written so far ends with CR (a CRLF may be split)
         self._open_line = False  # the text written so far ends inside a line
@@ -142,6 +145,8 @@ class _Sink:
             text = self._skip_blank_lines(self._blank + text)
         if text:
             self.unusual_blanks = self.unusual_blanks or any(ch in text for ch in UNUSUAL_BLANKS)
+            self.text_formulas = self.text_formulas or '="' in self._last + text[:1] or '="' in text
+            self._last = text[-1]
             self._count_lines(text)
             out = text.encode("utf-8")
             self._dst.write(out)
@@ -170,10 +175,10 @@ class _Sink:
 
 
 def _copy(first: bytes, src: BinaryIO, dst: BinaryIO, encoding: str,
-          skip: int) -> tuple[int, int, bool, int] | _Stop:
+          skip: int) -> tuple[int, int, bool, int, bool] | _Stop:
     """Decode ``first`` (the stream's first chunk, of which ``skip`` bytes are a BOM) and the rest
-    of ``src`` into ``dst``; (bytes in, bytes out, unusual blanks seen, lines), or where decoding
-    failed.
+    of ``src`` into ``dst``; (bytes in, bytes out, unusual blanks seen, lines, text formulas
+    seen), or where decoding failed.
 
     Reads nothing from ``src`` beyond the chunk being decoded, so when the failure is in ``first``
     (``read == len(first)``) the caller can go on with the same stream.
@@ -192,7 +197,7 @@ def _copy(first: bytes, src: BinaryIO, dst: BinaryIO, encoding: str,
             return _Stop(encoding, data_start + exc.start, start + len(chunk))
         sink.write(text)
         if final:
-            return start, sink.bytes_out, sink.unusual_blanks, sink.lines
+            return start, sink.bytes_out, sink.unusual_blanks, sink.lines, sink.text_formulas
         start += len(chunk)
         chunk = src.read(CHUNK)
         final = not chunk

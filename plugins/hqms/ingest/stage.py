@@ -35,7 +35,7 @@ import duckdb
 from hqms.ingest.decode import FALLBACK, UNUSUAL_BLANKS, DecodeError, transcode
 from hqms.intake.zipcheck import data_entries, entry_basename
 from hqms.registry import ErrorRecord, mask_value
-from hqms.rules import ident
+from hqms.rules import ident, label_en, label_zh
 from hqms.spec import Dataset, dataset_for_filename, header_key
 
 #: Header spellings exporters add that carry no data (Java serialisation artefacts).
@@ -63,6 +63,7 @@ class StagedFile:
     unusual_blanks: bool = False   # holds blanks plain TRIM keeps (hqms.ingest.decode.UNUSUAL_BLANKS)
     lines: int = 0                 # physical lines of the transcoded file, header included
     blank_rows: int = 0            # rows without any value (not records; see _skip_blank_rows)
+    text_formulas: bool = False    # the text holds ``="`` (see _unwrap_text_formulas)
     blank_tail: int = 0            # nameless fields ending the header (a trailing comma)
     #: File-level problems and malformed rows (csv_parse), found before rule validation.
     errors: list[ErrorRecord] = field(default_factory=list)
@@ -186,6 +187,42 @@ def _repeated_headers(con: duckdb.DuckDBPyConnection, ds: Dataset, names: list[s
     cond = " AND ".join(
         f'upper("{c}") IN ({", ".join(_sql_str(a) for a, code in aliases.items() if code == c)})' for c in codes)
     return con.execute(f"SELECT _src, _row FROM {staging_table(ds)} WHERE {cond}").fetchall()
+
+
+#: A cell holding an Excel text formula, ``="0123"``: some report tools write values so, that
+#: Excel shows them as text (leading zeros, long numbers). Read as written, a record number
+#: ``="MZ00001"`` passes every rule and is pseudonymised as is — and then never links with the
+#: same visit's lab and prescription rows.
+_FORMULA = """{c} LIKE '="%"'"""
+
+
+def _unwrap_text_formulas(con: duckdb.DuckDBPyConnection, staged: list[StagedFile]) -> None:
+    """Cells written as Excel text formulas (``="…"``) hold the text inside, trimmed, empty →
+    NULL; one ``text_formula`` warning per (file, column) that had any, with the count. Only
+    files whose text holds ``="`` are looked at (the transcoder notes it), so this costs nothing
+    for every other file."""
+    files = {sf.src: sf for sf in staged if sf.text_formulas and not sf.fatal}
+    for ds in {sf.dataset.id: sf.dataset for sf in files.values()}.values():
+        srcs = sorted(src for src, sf in files.items() if sf.dataset.id == ds.id)
+        counts = ", ".join(f"count(*) FILTER (WHERE {_FORMULA.format(c=ident(c))})" for c in ds.codes)
+        found = con.execute(f"SELECT _src, {counts} FROM {staging_table(ds)} WHERE list_contains(?, _src) "
+                            "GROUP BY _src ORDER BY _src", [srcs]).fetchall()
+        for src, *ns in found:
+            for code, n in zip(ds.codes, ns):
+                if n:
+                    col = ds.column(code)
+                    files[src].errors.append(_file_error(
+                        files[src].file_name, "text_formula",
+                        f"{label_zh(col)}有 {n:,} 个值写成了 Excel 文本公式（形如 =\"…\"），已按引号内的文本读取；"
+                        "请导出纯文本值",
+                        f"{label_en(col)}: {n:,} values are written as Excel text formulas "
+                        "(like =\"…\"), read as the text inside the quotes; please export plain values",
+                        column=code, severity="warning"))
+        for code, total in zip(ds.codes, map(sum, zip(*(ns for _, *ns in found)))):
+            if total:
+                c = ident(code)
+                con.execute(f"UPDATE {staging_table(ds)} SET {c} = NULLIF(TRIM(substr({c}, 3, length({c}) - 3)), '') "
+                            f"WHERE list_contains(?, _src) AND {_FORMULA.format(c=c)}", [srcs])
 
 
 def _skip_blank_rows(con: duckdb.DuckDBPyConnection, staged: list[StagedFile]) -> None:
@@ -455,6 +492,7 @@ def stage_uploads(con: duckdb.DuckDBPyConnection, uploads: list[tuple[str, Path,
                 try:
                     decoded = transcode(lambda: zf.open(info), utf8)
                     sf.encoding, sf.unusual_blanks, sf.lines = decoded.encoding, decoded.unusual_blanks, decoded.lines
+                    sf.text_formulas = decoded.text_formulas
                 except DecodeError as exc:
                     sf.fatal = True
                     if exc.detected != FALLBACK:
@@ -523,6 +561,7 @@ def stage_uploads(con: duckdb.DuckDBPyConnection, uploads: list[tuple[str, Path,
                     srcs[src].file_name, "csv_parse", f"第 {row} 行是重复的表头（文件被拼接？），不是记录",
                     f"row {row} repeats the header line (files concatenated?); it is not a record", row=row))
                 con.execute(f"DELETE FROM {staging_table(ds)} WHERE _src = ? AND _row = ?", [src, row])
+    _unwrap_text_formulas(con, staged)
     _skip_blank_rows(con, staged)
     _count(con, staged)
     for sf in staged:

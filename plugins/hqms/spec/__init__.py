@@ -40,7 +40,7 @@ ID_CARD_RULE_KINDS = ("id_card_birth", "id_card_sex")
 COLUMN_RULES = ("required", "length", "type", "format", "range", "code_table", "check")
 #: Row- and file-level rule names.
 ROW_RULES = ("cross_field", "org_mismatch")
-FILE_RULES = ("missing_column", "unknown_column", "csv_parse", "encoding", "empty_file", "blank_rows",
+FILE_RULES = ("missing_column", "unknown_column", "csv_parse", "encoding", "empty_file", "blank_rows", "text_formula",
               "duplicate_key", "format_hint", "excel_hint", "number_hint", "outside_period")
 
 
