@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from hqms import spec
+from hqms.validators import make_org_code, make_uscc
 from hqms.ingest import hints
 from hqms.ingest.validate import ValidationReport, validate_many, validate_zip
 from hqms.stagedb import open_stage
@@ -21,7 +22,7 @@ from conftest import edit_csv_in_zip, generate_day
 
 ROOT = Path(__file__).resolve().parents[1]
 FLU, MZSY = spec.dataset("flu"), spec.dataset("mzsy")
-NEW_RULES = ("format_hint", "excel_hint", "number_hint", "outside_period")
+NEW_RULES = ("format_hint", "excel_hint", "number_hint", "org_hint", "outside_period")
 
 
 # ---------------------------------------------------------------- shapes → layout names (no I/O)
@@ -190,6 +191,9 @@ def batch(gen, tmp_path_factory) -> dict[str, ValidationReport]:
         edit("excel_passing", flu, "flu_", _other_document_ids),
         edit("excel_few", flu, "flu_", _rewrite("P13", _excel_number, {1, 2, 3})),
         edit("full_width", flu, "flu_", _full_width_rows({2: "P13", 3: "P7503"})),
+        edit("org_uscc", flu, "flu_", _rewrite("P900", lambda v: make_uscc("1", "2", v[9:15], v[:9]))),
+        edit("org_code9", mzsy, "mzsy_", _rewrite("ZZJGDM", lambda v: v[:9], {1, 2})),
+        edit("org_other", flu, "flu_", _rewrite("P900", lambda v: make_org_code("12345678") + v[9:])),
     ])
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("HQMS_HOME", str(gen["dir"] / "home"))
@@ -351,3 +355,23 @@ def test_a_value_in_full_width_characters_says_so_without_showing_it(batch):
     id_error = next(e for e in errors if e.column == "P13")
     assert "*" in id_error.value_masked and hints.FULL_WIDTH.match(id_error.value_masked[0])
     assert not any("全角" in e.message_zh for e in batch["excel_few"].errors)
+
+
+@pytest.mark.parametrize("key, column, count", [("org_uscc", "P900", None), ("org_code9", "ZZJGDM", 2)])
+def test_an_org_column_holding_the_hospitals_credit_or_org_code_names_the_code_wanted(batch, gen, key, column, count):
+    """Older documents call the column 组织机构代码: a hospital writing its USCC or 9-character
+    code there fails every row's check; one warning says which code is wanted (its own)."""
+    report = batch[key]
+    checks = [e for e in report.errors if e.rule == "check" and e.column == column]
+    (hint,) = _new(report)
+    assert (hint.rule, hint.column, hint.severity) == ("org_hint", column, "warning")
+    assert len(checks) == (count or report.record_count - sum(f.record_count for f in report.files
+                                                              if not f.file_name.startswith("flu_")))
+    assert f"有 {len(checks):,} 个值是本机构的统一社会信用代码或组织机构代码" in hint.message_zh
+    assert f"(yours: {gen['org']})" in hint.message_en
+
+
+def test_another_hospitals_code_is_an_org_mismatch_without_a_hint(batch):
+    report = batch["org_other"]
+    assert {e.rule for e in report.errors if e.column == "P900"} == {"org_mismatch"}
+    assert _new(report) == []

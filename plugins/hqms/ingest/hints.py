@@ -343,17 +343,19 @@ def _zero_stripped_codes(col: Column) -> list[str]:
 
 
 def _marked_failures(con: duckdb.DuckDBPyConnection, table: str, failures: str, rule: str,
-                     marks: dict[str, str], file_names: dict[str, str]) -> dict[tuple[str, str], int]:
+                     marks: dict[str, str], file_names: dict[str, str],
+                     least: int = MIN_HINT_VALUES) -> dict[tuple[str, str], int]:
     """``{(_src, column): n}`` of the cells that failed ``rule`` and whose value bears the
-    column's mark (``marks``: column code → SQL predicate over ``s.<column>``), where at least
-    :data:`MIN_HINT_VALUES` do. One aggregate over the rule's failures, nothing when no marks."""
+    column's mark (``marks``: column code → SQL predicate over ``s.<column>`` and the staged
+    row's other columns), where at least ``least`` do. One aggregate over the rule's failures,
+    nothing when no marks."""
     if not marks:
         return {}
     case = " ".join(f"WHEN {literal(code)} THEN {pred}" for code, pred in marks.items())
     return {(src, code): n for src, code, n in con.execute(f"""
         SELECT f._src, f."column", count(*) FROM {failures} AS f JOIN {table} AS s USING (_src, _row)
         WHERE f.rule = {literal(rule)} AND list_contains(?, f._src) AND CASE f."column" {case} ELSE FALSE END
-        GROUP BY ALL HAVING count(*) >= {MIN_HINT_VALUES}""", [sorted(file_names)]).fetchall()}
+        GROUP BY ALL HAVING count(*) >= {int(least)}""", [sorted(file_names)]).fetchall()}
 
 
 def excel_hints(con: duckdb.DuckDBPyConnection, ds: Dataset, table: str, failures: str,
@@ -415,6 +417,36 @@ def number_hints(con: duckdb.DuckDBPyConnection, ds: Dataset, table: str, failur
             f"{label_en(col)}: {n:,} values are written with a decimal fraction (like 35.0); the interface "
             "standard requires integers; please change the number format of the export program")))
     return out
+
+
+# ---------------------------------------------------------------- org_hint
+
+def org_hints(con: duckdb.DuckDBPyConnection, ds: Dataset, table: str, failures: str,
+              file_names: dict[str, str]) -> list[tuple[str, ErrorRecord]]:
+    """``(_src, warning)`` for every file whose 医疗机构代码 column holds the uploading
+    hospital's own 统一社会信用代码 or 9-character 组织机构代码 instead of its 22-character
+    医疗机构代码 (older documents call the column 组织机构代码). Both are recognised from the
+    uploader's code itself: its first 9 characters are the organisation code, which a USCC
+    carries at characters 9–17. Every such row fails ``check``; the warning names the code the
+    standard wants (the hospital's own, not personal)."""
+    col = ds.column(ds.org_column) if ds.org_column else None
+    if col is None or col.check != "medical_org_code":
+        return []
+    c, org9 = f"s.{ident(col.code)}", "left(s._uploader_org, 9)"
+    marks = {col.code: f"({c} = {org9} OR (length({c}) = 18 AND substr({c}, 9, 9) = {org9}))"}
+    found = _marked_failures(con, table, failures, "check", marks, file_names, least=1)
+    if not found:
+        return []
+    uploader = dict(con.execute(f"SELECT _src, _uploader_org FROM {FILES_TABLE} WHERE list_contains(?, _src)",
+                                [sorted(src for src, _ in found)]).fetchall())
+    return [(src, _warning(
+        file_names[src], code, "org_hint", f"{ds.id}.{code}.org_hint",
+        f"{label_zh(col)}有 {n:,} 个值是本机构的统一社会信用代码或组织机构代码，接口标准要求 22 位医疗机构代码"
+        f"（本机构为 {uploader[src]}）；请修改导出程序",
+        f"{label_en(col)}: {n:,} values are this institution's unified social credit code or organisation "
+        f"code; the interface standard requires the 22-character medical institution code (yours: "
+        f"{uploader[src]}); please change the export program"))
+        for (src, code), n in sorted(found.items())]
 
 
 # ---------------------------------------------------------------- notes on one failing value
