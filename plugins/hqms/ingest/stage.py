@@ -234,12 +234,13 @@ def _skip_blank_rows(con: duckdb.DuckDBPyConnection, staged: list[StagedFile]) -
     files = {sf.src: sf for sf in staged if not sf.fatal}
     for ds in {sf.dataset.id: sf.dataset for sf in files.values()}.values():
         columns = sorted(ds.columns, key=lambda c: not c.required)  # a required one ends the test early
-        blank = f"coalesce({', '.join(ident(c.code) for c in columns)}) IS NULL"
+        srcs = sorted(src for src, sf in files.items() if sf.dataset.id == ds.id)
+        blank = f"list_contains(?, _src) AND coalesce({', '.join(ident(c.code) for c in columns)}) IS NULL"
         found = con.execute(f"SELECT _src, count(*), min(_row) FROM {staging_table(ds)} WHERE {blank} "
-                            "GROUP BY _src ORDER BY _src").fetchall()
+                            "GROUP BY _src ORDER BY _src", [srcs]).fetchall()
         if not found:
             continue
-        con.execute(f"DELETE FROM {staging_table(ds)} WHERE {blank}")
+        con.execute(f"DELETE FROM {staging_table(ds)} WHERE {blank}", [srcs])
         for src, n, first in found:
             sf = files[src]
             sf.blank_rows = n
