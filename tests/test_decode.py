@@ -216,8 +216,11 @@ def test_a_file_of_blank_lines_comes_out_empty(tmp_path, chunk, data):
     (b"A,B\r\n1,\x1a2\r\n", b"A,B\r\n1,\x1a2\r\n"),           # not at the end: data, kept
     (b"A,B\r\n\x1a\r\n1,2\r\n", b"A,B\r\n\x1a\r\n1,2\r\n"),
     (b"A,B\r\n1,2\r\n\x1a\r\n", b"A,B\r\n1,2\r\n\x1a\r\n"),
+    (b"A,B\r\n1,2\r\n" + b"\x00" * 100, b"A,B\r\n1,2\r\n"),   # the zero padding of a cut-off copy
+    (b"A,B\r\n1,2\r\n\x1a\x00\x1a\x00", b"A,B\r\n1,2\r\n"),
+    (b"A,B\r\n1,\x002\r\n\x00", b"A,B\r\n1,\x002\r\n"),      # inside: data, kept
 ])
-def test_a_dos_end_of_file_mark_is_dropped_only_at_the_very_end(tmp_path, chunk, data, expected):
+def test_a_dos_end_of_file_mark_or_nul_padding_is_dropped_only_at_the_very_end(tmp_path, chunk, data, expected):
     assert _transcode(tmp_path, data)[1] == expected
 
 

@@ -17,7 +17,7 @@ read as such, and a damaged one is refused at its line.
 Cleaning, on the decoded text: a UTF-8 BOM is dropped (whatever the body turns out to be),
 blank lines before the header are dropped (an exporter's leading empty line would otherwise be
 read as an empty header, i.e. an empty file) and so is a DOS end-of-file mark (Ctrl-Z) at the
-very end (it would otherwise become a data row). Record numbers downstream count data records
+very end, and so is NUL padding there (either would otherwise become a data row). Record numbers downstream count data records
 after the header, so none of this shifts them.
 """
 from __future__ import annotations
@@ -50,8 +50,9 @@ UTF8_EVIDENCE = 4
 _WIDE_LEAD = re.compile(rb"[\xe0-\xf4]")
 #: Byte-order marks of UTF-16 and the codec that reads the text after them.
 UTF16_BOMS = ((codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be"))
-#: DOS end-of-file mark, written after the last line by some old export tools.
-_EOF_MARK = "\x1a"
+#: What may trail the last line and is no data: DOS end-of-file marks (Ctrl-Z, written by some
+#: old export tools) and NUL bytes (the zero padding of a pre-allocated or cut-off copy).
+_TRAILERS = "\x1a\x00"
 #: Blanks, other than line breaks, that DuckDB's plain ``TRIM`` keeps: TAB (written before long
 #: numbers so that Excel shows them as text), other control separators, NEL, the line and
 #: paragraph separators, the zero-width space and a BOM inside the text. Staging trims them
@@ -111,19 +112,20 @@ def _line_breaks(chunk: AnyStr, after_cr: bool) -> int:
 
 class _Sink:
     """Writes decoded text as UTF-8 without the leading blank lines (only whitespace, as
-    ``str.isspace``, up to a CR or LF) and without the Ctrl-Z run that ends the file.
+    ``str.isspace``, up to a CR or LF) and without the run of Ctrl-Z and NUL that ends the file
+    (:data:`_TRAILERS`).
 
     Both are decided at chunk edges without buffering more than one line: the whitespace-only
     start of the current line while no header was seen (the header line keeps its own leading
-    whitespace), and a count of Ctrl-Z at the end of the last chunk, written only if more text
-    follows. Whatever is held when the input ends is simply not written.
+    whitespace), and the trailer characters at the end of the last chunk, written only if more
+    text follows. Whatever is held when the input ends is simply not written.
     """
 
     def __init__(self, dst: BinaryIO) -> None:
         self._dst = dst
         self.bytes_out = 0
         self._blank: str | None = ""   # whitespace since the last line break; None after the header starts
-        self._eof_marks = 0
+        self._held = ""  # trailer characters ending the text so far, written if more text follows
         self.unusual_blanks = False
         self.text_formulas = False
         self._last = ""  # the last character written: ``="`` may be split between two writes
@@ -134,13 +136,10 @@ class _Sink:
     def write(self, text: str) -> None:
         if not text:
             return
-        if self._eof_marks:
-            text = _EOF_MARK * self._eof_marks + text
-            self._eof_marks = 0
-        if text.endswith(_EOF_MARK):
-            kept = text.rstrip(_EOF_MARK)
-            self._eof_marks = len(text) - len(kept)
-            text = kept
+        text, self._held = self._held + text, ""
+        kept = text.rstrip(_TRAILERS)
+        if len(kept) < len(text):
+            text, self._held = kept, text[len(kept):]
         if self._blank is not None:
             text = self._skip_blank_lines(self._blank + text)
         if text:
