@@ -95,3 +95,77 @@ def test_missing_keys_stop_the_claim_before_any_attempt_is_spent(home):
         claim()
     registry = Registry.from_config(config.load())
     assert {(registry.get(i)["status"], registry.get(i)["attempts"]) for i in ids} == {("landed", 0)}
+
+
+def test_rounds_overlap_but_warehouse_transactions_never_do_and_a_failed_merge_is_isolated(home, monkeypatch):
+    """Round k+1 is staged while round k merges; merges run one at a time, in order; a round
+    whose merge fails is retried upload by upload once nothing else merges, and only the
+    upload that breaks the merge is left for the next claim."""
+    import threading
+    import time
+
+    ids = _submit(home)
+    monkeypatch.setenv("HQMS_BATCH_MAX_BYTES", "1")  # one upload per round
+    poison = ids[1]
+    events: list[tuple[str, str]] = []
+    running, overlapping = threading.Lock(), []
+    real_stage, real_commit = process_mod._stage_round, process_mod._commit_round
+
+    def stage_round(fetched, *args, **kwargs):
+        events.append(("stage", fetched[0][0]["upload_id"]))
+        return real_stage(fetched, *args, **kwargs)
+
+    def commit_round(staged, *args, **kwargs):
+        if not running.acquire(blocking=False):
+            overlapping.append(staged.run_id)
+            running.acquire()
+        try:
+            uid = staged.uploads[0]["upload_id"]
+            events.append(("merge", uid))
+            time.sleep(1.5)  # long enough for the next round to be staged meanwhile
+            if uid == poison:
+                staged.stage.close()
+                raise RuntimeError("merge failed")
+            outcomes = real_commit(staged, *args, **kwargs)
+            events.append(("merged", uid))
+            return outcomes
+        finally:
+            running.release()
+
+    monkeypatch.setattr(process_mod, "_stage_round", stage_round)
+    monkeypatch.setattr(process_mod, "_commit_round", commit_round)
+    (batch,) = claim()
+    with pytest.raises(BatchIncomplete, match=poison):
+        process(batch)
+    assert overlapping == []
+    k = next(k for k, uid in enumerate(batch[:-1]) if uid != poison)
+    # round k+1 was staged while round k merged
+    assert events.index(("stage", batch[k + 1])) < events.index(("merged", batch[k]))
+    assert [uid for kind, uid in events if kind == "merge"].count(poison) == 1  # a round of one: left for the next claim
+    registry = Registry.from_config(config.load())
+    assert {i: registry.get(i)["status"] for i in ids} == {i: "processing" if i == poison else "processed"
+                                                            for i in ids}
+
+
+def test_a_round_whose_merge_fails_is_retried_upload_by_upload(home, monkeypatch):
+    ids = _submit(home)
+    poison = ids[2]
+    merged: list[list[str]] = []
+    real_commit = process_mod._commit_round
+
+    def commit_round(staged, *args, **kwargs):
+        uploads = [u["upload_id"] for u in staged.uploads]
+        merged.append(uploads)
+        if poison in uploads:
+            staged.stage.close()
+            raise RuntimeError("merge failed")
+        return real_commit(staged, *args, **kwargs)
+
+    monkeypatch.setattr(process_mod, "_commit_round", commit_round)
+    (batch,) = claim()
+    with pytest.raises(BatchIncomplete, match=poison):
+        process(batch)
+    assert merged == [batch] + [[uid] for uid in batch]
+    registry = Registry.from_config(config.load())
+    assert {i: registry.get(i)["status"] for i in ids} == {i: "processing" if i == poison else "processed"
+                                                            for i in ids}

@@ -121,6 +121,24 @@ class Config:
         }
 
 
+#: Units DuckDB's ``memory_limit`` accepts (its KB/MB/GB are powers of 1000, KiB/MiB/GiB of 1024).
+_SIZE_UNITS = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
+               "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
+
+
+def size_bytes(text: str) -> int:
+    """Bytes of a DuckDB size setting such as ``768MB`` or ``1.5 GiB`` (ValueError otherwise),
+    so that a budget can be shared out."""
+    number = text.strip().upper().rstrip("BIKMGT ")
+    unit = text.strip().upper()[len(number):].replace(" ", "") or "B"
+    if unit not in _SIZE_UNITS:
+        raise ValueError(f"not a size: {text!r} (e.g. 768MB, 1GiB)")
+    try:
+        return int(float(number) * _SIZE_UNITS[unit])
+    except ValueError:
+        raise ValueError(f"not a size: {text!r} (e.g. 768MB, 1GiB)") from None
+
+
 def _mask_url(url: str) -> str:
     """Hide a password inside a database URL (``scheme://user:pw@host``)."""
     if "://" in url and "@" in url:
