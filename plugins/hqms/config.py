@@ -54,7 +54,7 @@ class Config:
     max_zip_bytes: int = 20 * 1024 * 1024
     max_uncompressed_bytes: int = 2 * 1024 * 1024 * 1024
     max_ratio: int = 200
-    duckdb_memory_limit: str = "768MB"
+    duckdb_memory_limit: str = "600MB"
     duckdb_threads: int = 2
     #: A ``processing`` claim older than this is presumed dead (kill -9) and handed out again.
     stale_claim_seconds: int = 7200
@@ -177,7 +177,7 @@ def load() -> Config:
         max_zip_bytes=int(_env("HQMS_MAX_ZIP_BYTES", str(20 * 1024 * 1024)) or 0),
         max_uncompressed_bytes=int(_env("HQMS_MAX_UNCOMPRESSED_BYTES", str(2 * 1024**3)) or 0),
         max_ratio=int(_env("HQMS_MAX_RATIO", "200") or 200),
-        duckdb_memory_limit=_env("HQMS_DUCKDB_MEMORY_LIMIT", "768MB") or "768MB",
+        duckdb_memory_limit=_env("HQMS_DUCKDB_MEMORY_LIMIT", "600MB") or "600MB",
         duckdb_threads=int(_env("HQMS_DUCKDB_THREADS", "2") or 2),
         stale_claim_seconds=int(_env("HQMS_STALE_CLAIM_SECONDS", "7200") or 7200),
         max_attempts=int(_env("HQMS_MAX_ATTEMPTS", "3") or 3),

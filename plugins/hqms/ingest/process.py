@@ -30,6 +30,7 @@ makes it redundant is durable. An upload whose stored bytes fail the checks is l
 from __future__ import annotations
 
 import logging
+import resource
 import shutil
 import time
 import traceback
@@ -279,9 +280,9 @@ def _commit_round(staged: _Staged, cfg: hqms_config.Config, registry: Registry, 
         n_err = sum(1 for e in report.errors if e.severity == "error")
         outcomes.append(Outcome(uid, upload["stream"], status, report.record_count, report.conforming_count, n_err))
     log.info("round %s: %d uploads, %d records; stage+validate %.1f s, keyed crypto %.1f s, "
-             "de-identify+merge %.1f s, record %.1f s", staged.run_id, len(outcomes),
+             "de-identify+merge %.1f s, record %.1f s; peak RSS so far %.0f MB", staged.run_id, len(outcomes),
              sum(o.record_count for o in outcomes), *staged.seconds, merged - started,
-             time.perf_counter() - merged)
+             time.perf_counter() - merged, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     return outcomes
 
 
