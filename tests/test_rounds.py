@@ -28,9 +28,10 @@ def test_rounds_respect_the_csv_byte_budget(tmp_path):
 @pytest.mark.parametrize("limit, share", [("768MB", 384_000_000), ("1GiB", 2**29), ("1.5 GB", 750_000_000)])
 def test_the_two_staging_databases_share_the_duckdb_memory_budget(monkeypatch, limit, share):
     """Two at once (a round merging, the next one staged), so each gets half: the task's DuckDB
-    memory stays what HQMS_DUCKDB_MEMORY_LIMIT says."""
+    memory stays what HQMS_DUCKDB_MEMORY_LIMIT says; a round alone keeps it all."""
     monkeypatch.setenv("HQMS_DUCKDB_MEMORY_LIMIT", limit)
-    assert stage_memory_limit(config.load()) == f"{share}B"
+    assert stage_memory_limit(config.load(), at_once=2) == f"{share}B"
+    assert stage_memory_limit(config.load(), at_once=1) == f"{share * 2}B"  # a batch of one round
     con = duckdb.connect()
     con.execute(f"SET memory_limit = '{share}B'")  # DuckDB takes the form
 

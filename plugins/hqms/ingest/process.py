@@ -205,11 +205,13 @@ def _rounds(fetched: list[tuple[dict, Path]], max_bytes: int) -> list[list[tuple
 STAGES_AT_ONCE = 2
 
 
-def stage_memory_limit(cfg: hqms_config.Config) -> str:
-    """One staging database's share of the ingest task's DuckDB memory budget (beyond it,
-    DuckDB spills to the work directory): two shares cost the same as one database with the
-    whole budget, where two full ones raised peak memory by ≈ 300 MB."""
-    return f"{hqms_config.size_bytes(cfg.duckdb_memory_limit) // STAGES_AT_ONCE}B"
+def stage_memory_limit(cfg: hqms_config.Config, at_once: int) -> str:
+    """One staging database's share of the ingest task's DuckDB memory budget when ``at_once``
+    of them may be alive together (beyond it, DuckDB spills to the work directory): two halves
+    cost the same as one database with the whole budget, where two whole ones raised peak memory
+    by ≈ 300 MB; a round that never overlaps another keeps the whole budget (halved, a batch of
+    one round spilled and took a third longer)."""
+    return f"{hqms_config.size_bytes(cfg.duckdb_memory_limit) // max(1, at_once)}B"
 
 
 @dataclass
@@ -231,12 +233,13 @@ class _Staged:
 
 
 def _stage_round(fetched: list[tuple[dict, Path]], cfg: hqms_config.Config, keyring: Keyring, run_id: str,
-                 work: Path) -> _Staged:
+                 work: Path, at_once: int = 1) -> _Staged:
     """Steps 3–4 up to the warehouse: one staging database, one GX checkpoint, the round's
     pseudonyms and ciphertext. Touches neither the warehouse nor the registry."""
     started = time.perf_counter()
     uploads = [u for u, _ in fetched]
-    stage = open_stage(work / "duckdb_tmp", memory_limit=stage_memory_limit(cfg), threads=cfg.duckdb_threads)
+    stage = open_stage(work / "duckdb_tmp", memory_limit=stage_memory_limit(cfg, at_once),
+                       threads=cfg.duckdb_threads)
     try:
         reports = validate_many(stage, [(u["upload_id"], path, u["org_code"]) for u, path in fetched], work,
                                 docs_dir=cfg.gx_docs_dir / run_id, run_id=run_id)
@@ -364,7 +367,8 @@ def _rounds_overlapped(rounds: list[list[tuple[dict, Path]]], cfg: hqms_config.C
             round_id = run_id if len(rounds) == 1 else f"{run_id}.{n + 1}"
             round_work = work / f"round{n + 1}"
             try:
-                staged: _Staged | BaseException = _stage_round(round_, cfg, keyring, round_id, round_work)
+                staged: _Staged | BaseException = _stage_round(round_, cfg, keyring, round_id, round_work,
+                                                               at_once=min(len(rounds), STAGES_AT_ONCE))
             except Exception as exc:  # noqa: BLE001 — handled once the running merge is done
                 staged = exc
             if committing is not None:
