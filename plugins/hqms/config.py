@@ -54,7 +54,7 @@ class Config:
     max_zip_bytes: int = 20 * 1024 * 1024
     max_uncompressed_bytes: int = 2 * 1024 * 1024 * 1024
     max_ratio: int = 200
-    duckdb_memory_limit: str = "600MB"
+    duckdb_memory_limit: str = "768MB"
     duckdb_threads: int = 2
     #: A ``processing`` claim older than this is presumed dead (kill -9) and handed out again.
     stale_claim_seconds: int = 7200
@@ -121,24 +121,6 @@ class Config:
         }
 
 
-#: Units DuckDB's ``memory_limit`` accepts (its KB/MB/GB are powers of 1000, KiB/MiB/GiB of 1024).
-_SIZE_UNITS = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
-               "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
-
-
-def size_bytes(text: str) -> int:
-    """Bytes of a DuckDB size setting such as ``768MB`` or ``1.5 GiB`` (ValueError otherwise),
-    so that a budget can be shared out."""
-    number = text.strip().upper().rstrip("BIKMGT ")
-    unit = text.strip().upper()[len(number):].replace(" ", "") or "B"
-    if unit not in _SIZE_UNITS:
-        raise ValueError(f"not a size: {text!r} (e.g. 768MB, 1GiB)")
-    try:
-        return int(float(number) * _SIZE_UNITS[unit])
-    except ValueError:
-        raise ValueError(f"not a size: {text!r} (e.g. 768MB, 1GiB)") from None
-
-
 def _mask_url(url: str) -> str:
     """Hide a password inside a database URL (``scheme://user:pw@host``)."""
     if "://" in url and "@" in url:
@@ -177,7 +159,7 @@ def load() -> Config:
         max_zip_bytes=int(_env("HQMS_MAX_ZIP_BYTES", str(20 * 1024 * 1024)) or 0),
         max_uncompressed_bytes=int(_env("HQMS_MAX_UNCOMPRESSED_BYTES", str(2 * 1024**3)) or 0),
         max_ratio=int(_env("HQMS_MAX_RATIO", "200") or 200),
-        duckdb_memory_limit=_env("HQMS_DUCKDB_MEMORY_LIMIT", "600MB") or "600MB",
+        duckdb_memory_limit=_env("HQMS_DUCKDB_MEMORY_LIMIT", "768MB") or "768MB",
         duckdb_threads=int(_env("HQMS_DUCKDB_THREADS", "2") or 2),
         stale_claim_seconds=int(_env("HQMS_STALE_CLAIM_SECONDS", "7200") or 7200),
         max_attempts=int(_env("HQMS_MAX_ATTEMPTS", "3") or 3),

@@ -15,11 +15,7 @@ Per upload, in this order, and why:
    key winning (the ``hqms_warehouse`` pool serialises ingest tasks; the warehouse file is
    locked only for this step);
 5. record the outcome (status, counts, every error) in the registry;
-6. delete the plaintext landing object; the round's staging database goes with its merge.
-
-Steps 4 (from the warehouse transaction on) to 6 of one round run on a merge thread while the
-next round is staged and validated: the two halves load different cores (Python vs DuckDB),
-warehouse transactions still run one at a time and in order (:func:`_rounds_overlapped`).
+6. delete the plaintext landing object; the staging database goes when the batch is done.
 
 A kill -9 anywhere leaves the unfinished uploads ``processing``; the next run reclaims them
 (stale claim) and repeats the steps: the vault step is idempotent, the merge replaces the
@@ -35,7 +31,7 @@ import shutil
 import time
 import traceback
 import zipfile
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,7 +44,7 @@ from hqms.ingest.validate import ValidationReport, validate_many
 from hqms.keys import Keyring, load_keyring
 from hqms.objectstore import ObjectStore
 from hqms.registry import Registry
-from hqms.stagedb import StageDB, open_stage
+from hqms.stagedb import open_stage
 from hqms.warehouse import ensure_schema
 
 log = logging.getLogger(__name__)
@@ -200,99 +196,55 @@ def _rounds(fetched: list[tuple[dict, Path]], max_bytes: int) -> list[list[tuple
     return rounds
 
 
-#: Staging databases alive at once: the round merging and the round staged next
-#: (:func:`_rounds_overlapped`); they share ``HQMS_DUCKDB_MEMORY_LIMIT``.
-STAGES_AT_ONCE = 2
+def _clock() -> tuple[float, float]:
+    """(wall, process CPU) seconds: a round's log line shows both, so the data team can see how
+    much of each step ran on more than one core."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return time.perf_counter(), usage.ru_utime + usage.ru_stime
 
 
-def stage_memory_limit(cfg: hqms_config.Config, at_once: int) -> str:
-    """One staging database's share of the ingest task's DuckDB memory budget when ``at_once``
-    of them may be alive together (beyond it, DuckDB spills to the work directory): two halves
-    cost the same as one database with the whole budget, where two whole ones raised peak memory
-    by ≈ 300 MB; a round that never overlaps another keeps the whole budget (halved, a batch of
-    one round spilled and took a third longer)."""
-    return f"{hqms_config.size_bytes(cfg.duckdb_memory_limit) // max(1, at_once)}B"
-
-
-@dataclass
-class _Staged:
-    """A round staged, validated and prepared (steps 3–4 before the warehouse), waiting for its
-    warehouse transaction; owns its staging database until :func:`_commit_round` closes it."""
-
-    fetched: list[tuple[dict, Path]]
-    run_id: str
-    stage: StageDB
-    reports: dict[str, ValidationReport]
-    decisions: dict[str, tuple[str, str, str]]
-    parts: dict[str, list[Part]]
-    seconds: tuple[float, float]   # stage+validate, keyed crypto (wall)
-
-    @property
-    def uploads(self) -> list[dict]:
-        return [u for u, _ in self.fetched]
-
-
-def _stage_round(fetched: list[tuple[dict, Path]], cfg: hqms_config.Config, keyring: Keyring, run_id: str,
-                 work: Path, at_once: int = 1) -> _Staged:
-    """Steps 3–4 up to the warehouse: one staging database, one GX checkpoint, the round's
-    pseudonyms and ciphertext. Touches neither the warehouse nor the registry."""
-    started = time.perf_counter()
+def _process_round(fetched: list[tuple[dict, Path]], cfg: hqms_config.Config, registry: Registry,
+                   store: ObjectStore, keyring: Keyring, run_id: str, work: Path) -> list[Outcome]:
+    """Steps 3–6 for fetched and vaulted uploads: one staging database, one GX checkpoint, one
+    warehouse transaction."""
+    started = _clock()
     uploads = [u for u, _ in fetched]
-    stage = open_stage(work / "duckdb_tmp", memory_limit=stage_memory_limit(cfg, at_once),
-                       threads=cfg.duckdb_threads)
-    try:
+    with open_stage(work / "duckdb_tmp", memory_limit=cfg.duckdb_memory_limit,
+                    threads=cfg.duckdb_threads) as stage:
         reports = validate_many(stage, [(u["upload_id"], path, u["org_code"]) for u, path in fetched], work,
                                 docs_dir=cfg.gx_docs_dir / run_id, run_id=run_id)
-        validated = time.perf_counter()
+        validated = _clock()
         # staging numbers rows by insertion order; from here on no step depends on row order,
         # and without it DuckDB builds and writes tables in parallel (merge ≈ 2× faster)
         stage.con.execute("SET preserve_insertion_order = false")
         decisions = {u["upload_id"]: decide_status(reports[u["upload_id"]]) for u in uploads}
         parts = _parts(uploads, reports)
         prepare(stage.con, keyring, parts)
-    except BaseException:
-        stage.close()
-        raise
-    return _Staged(fetched, run_id, stage, reports, decisions, parts,
-                   (validated - started, time.perf_counter() - validated))
-
-
-def _commit_round(staged: _Staged, cfg: hqms_config.Config, registry: Registry, store: ObjectStore) -> list[Outcome]:
-    """Steps 4–6 of a staged round: the warehouse transaction, the registry, the landing
-    deletion; the staging database is closed whatever happens."""
-    started = time.perf_counter()
-    uploads = staged.uploads
-    try:
-        attach_warehouse(staged.stage.con, cfg)
+        prepared = _clock()
+        attach_warehouse(stage.con, cfg)
         try:
-            _merge_batch(staged.stage.con, uploads, staged.reports, staged.decisions, staged.parts)
+            _merge_batch(stage.con, uploads, reports, decisions, parts)
         finally:
-            detach_warehouse(staged.stage.con)
-    finally:
-        staged.stage.close()
-    merged = time.perf_counter()
+            detach_warehouse(stage.con)
+    merged = _clock()
     outcomes: list[Outcome] = []
     for upload in uploads:
         uid = upload["upload_id"]
-        report = staged.reports[uid]
-        status, msg_zh, msg_en = staged.decisions[uid]
+        report = reports[uid]
+        status, msg_zh, msg_en = decisions[uid]
         registry.replace_errors(uid, report.errors)
         registry.set_status(uid, status, message_zh=msg_zh, message_en=msg_en,
                             record_count=report.record_count, conforming_count=report.conforming_count)
         store.delete(cfg.buckets["landing"], upload["object_key"])
         n_err = sum(1 for e in report.errors if e.severity == "error")
         outcomes.append(Outcome(uid, upload["stream"], status, report.record_count, report.conforming_count, n_err))
-    log.info("round %s: %d uploads, %d records; stage+validate %.1f s, keyed crypto %.1f s, "
-             "de-identify+merge %.1f s, record %.1f s; peak RSS so far %.0f MB", staged.run_id, len(outcomes),
-             sum(o.record_count for o in outcomes), *staged.seconds, merged - started,
-             time.perf_counter() - merged, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    done = _clock()
+    steps = zip(("stage+validate", "keyed crypto", "de-identify+merge", "record"),
+                (started, validated, prepared, merged), (validated, prepared, merged, done))
+    log.info("round %s: %d uploads, %d records; %s (wall s / CPU s)", run_id, len(outcomes),
+             sum(o.record_count for o in outcomes),
+             ", ".join(f"{name} {b[0] - a[0]:.1f}/{b[1] - a[1]:.1f}" for name, a, b in steps))
     return outcomes
-
-
-def _process_round(fetched: list[tuple[dict, Path]], cfg: hqms_config.Config, registry: Registry,
-                   store: ObjectStore, keyring: Keyring, run_id: str, work: Path) -> list[Outcome]:
-    """Steps 3–6 for fetched and vaulted uploads, one after the other."""
-    return _commit_round(_stage_round(fetched, cfg, keyring, run_id, work), cfg, registry, store)
 
 
 def _log_failure(what: str, exc: BaseException) -> None:
@@ -302,86 +254,25 @@ def _log_failure(what: str, exc: BaseException) -> None:
               "".join(traceback.format_tb(exc.__traceback__)).rstrip())
 
 
-def _one_at_a_time(round_: list[tuple[dict, Path]], cfg: hqms_config.Config, registry: Registry,
-                   store: ObjectStore, keyring: Keyring, round_id: str, work: Path, failed: list[str],
-                   exc: BaseException) -> list[Outcome]:
-    """After ``round_`` failed with ``exc``: each of its uploads as a round of its own (one
-    upload that breaks the ingest must not hold back the others). An upload that fails alone
-    stays ``processing`` (added to ``failed``) for the next claim, which gives up after
+def _process_isolated(round_: list[tuple[dict, Path]], cfg: hqms_config.Config, registry: Registry,
+                      store: ObjectStore, keyring: Keyring, round_id: str, work: Path,
+                      failed: list[str]) -> list[Outcome]:
+    """A round, and if it fails, each of its uploads as a round of its own: one upload that
+    breaks the ingest must not hold back the others. An upload that fails alone stays
+    ``processing`` (added to ``failed``) for the next claim, which gives up after
     ``HQMS_MAX_ATTEMPTS`` (:meth:`Registry.fail_exhausted`)."""
-    if len(round_) == 1:
-        _log_failure(f"upload {round_[0][0]['upload_id']} could not be processed; left for retry", exc)
-        failed.append(round_[0][0]["upload_id"])
-        return []
-    _log_failure(f"round {round_id} failed; processing its {len(round_)} uploads one at a time", exc)
+    try:
+        return _process_round(round_, cfg, registry, store, keyring, round_id, work)
+    except Exception as exc:  # noqa: BLE001 — isolate whatever broke, report it, go on
+        if len(round_) == 1:
+            _log_failure(f"upload {round_[0][0]['upload_id']} could not be processed; left for retry", exc)
+            failed.append(round_[0][0]["upload_id"])
+            return []
+        _log_failure(f"round {round_id} failed; processing its {len(round_)} uploads one at a time", exc)
     outcomes: list[Outcome] = []
     for n, item in enumerate(round_):
         outcomes += _process_isolated([item], cfg, registry, store, keyring, f"{round_id}.u{n + 1}",
                                       work.with_name(f"{work.name}.u{n + 1}"), failed)
-    return outcomes
-
-
-def _process_isolated(round_: list[tuple[dict, Path]], cfg: hqms_config.Config, registry: Registry,
-                      store: ObjectStore, keyring: Keyring, round_id: str, work: Path,
-                      failed: list[str]) -> list[Outcome]:
-    """A round, and if it fails, each of its uploads on its own (:func:`_one_at_a_time`)."""
-    try:
-        return _process_round(round_, cfg, registry, store, keyring, round_id, work)
-    except Exception as exc:  # noqa: BLE001 — isolate whatever broke, report it, go on
-        return _one_at_a_time(round_, cfg, registry, store, keyring, round_id, work, failed, exc)
-
-
-@dataclass
-class _Committing:
-    """A round whose warehouse transaction runs on the merge thread."""
-
-    round_: list[tuple[dict, Path]]
-    round_id: str
-    work: Path
-    future: Future
-
-
-def _rounds_overlapped(rounds: list[list[tuple[dict, Path]]], cfg: hqms_config.Config, registry: Registry,
-                       store: ObjectStore, keyring: Keyring, run_id: str, work: Path,
-                       failed: list[str]) -> list[Outcome]:
-    """Every round, the next one staged and validated while the previous one merges.
-
-    Why: staging, GX and the keyed crypto are mostly Python (one core), the merge is DuckDB
-    work that releases the GIL; one after the other the machine's two cores were 1.3–1.5 busy.
-    At most two staging databases live at once (the one merging, the one staged next), and
-    warehouse transactions never overlap: one merge thread runs them in order, and a failed
-    round is retried upload by upload only once no merge is running.
-    """
-    outcomes: list[Outcome] = []
-
-    def settle(committing: _Committing) -> None:
-        try:
-            outcomes.extend(committing.future.result())
-        except Exception as exc:  # noqa: BLE001 — as _process_isolated
-            outcomes.extend(_one_at_a_time(committing.round_, cfg, registry, store, keyring, committing.round_id,
-                                           committing.work, failed, exc))
-
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hqms-merge") as merger:
-        committing: _Committing | None = None
-        for n, round_ in enumerate(rounds):
-            round_id = run_id if len(rounds) == 1 else f"{run_id}.{n + 1}"
-            round_work = work / f"round{n + 1}"
-            try:
-                staged: _Staged | BaseException = _stage_round(round_, cfg, keyring, round_id, round_work,
-                                                               at_once=min(len(rounds), STAGES_AT_ONCE))
-            except Exception as exc:  # noqa: BLE001 — handled once the running merge is done
-                staged = exc
-            if committing is not None:
-                settle(committing)
-                committing = None
-            if isinstance(staged, BaseException):
-                outcomes += _one_at_a_time(round_, cfg, registry, store, keyring, round_id, round_work, failed,
-                                           staged)
-            else:
-                committing = _Committing(round_, round_id, round_work,
-                                         merger.submit(_commit_round, staged, cfg, registry, store))
-        if committing is not None:
-            settle(committing)
     return outcomes
 
 
@@ -402,16 +293,16 @@ def process_batch(upload_ids: list[str], cfg: hqms_config.Config | None = None) 
     work.mkdir(parents=True)
     quality.preload()
     started = time.perf_counter()
-    cpu_started = time.process_time()
     keyring = load_keyring(cfg)
     fetched, failed = _fetch_all(uploads, store, cfg, keyring, work)
     log.info("batch %s: %d uploads fetched and vaulted in %.1f s", run_id, len(fetched),
              time.perf_counter() - started)
-    outcomes = _rounds_overlapped(_rounds(fetched, cfg.batch_max_bytes), cfg, registry, store, keyring, run_id,
-                                  work, failed)
-    wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
-    log.info("batch %s: %d uploads, %d records in %.1f s, %.1f CPU s (%.2f cores busy)", run_id, len(outcomes),
-             sum(o.record_count for o in outcomes), wall, cpu, cpu / wall if wall else 0.0)
+    rounds = _rounds(fetched, cfg.batch_max_bytes)
+    outcomes: list[Outcome] = []
+    for n, round_ in enumerate(rounds):
+        round_id = run_id if len(rounds) == 1 else f"{run_id}.{n + 1}"
+        outcomes += _process_isolated(round_, cfg, registry, store, keyring, round_id, work / f"round{n + 1}",
+                                      failed)
     shutil.rmtree(work, ignore_errors=True)
     if failed:
         raise BatchIncomplete(f"{len(failed)} uploads left for retry: {', '.join(failed)}")
