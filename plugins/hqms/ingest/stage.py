@@ -189,11 +189,20 @@ def _repeated_headers(con: duckdb.DuckDBPyConnection, ds: Dataset, names: list[s
     return con.execute(f"SELECT _src, _row FROM {staging_table(ds)} WHERE {cond}").fetchall()
 
 
-#: A cell holding an Excel text formula, ``="0123"``: some report tools write values so, that
-#: Excel shows them as text (leading zeros, long numbers). Read as written, a record number
-#: ``="MZ00001"`` passes every rule and is pseudonymised as is — and then never links with the
-#: same visit's lab and prescription rows.
-_FORMULA = """{c} LIKE '="%"'"""
+def _by_dataset(files: list[StagedFile]) -> list[tuple[Dataset, dict[str, StagedFile]]]:
+    """``files`` grouped by dataset (one staging table each), keyed by ``_src``."""
+    groups: dict[str, tuple[Dataset, dict[str, StagedFile]]] = {}
+    for sf in files:
+        groups.setdefault(sf.dataset.id, (sf.dataset, {}))[1][sf.src] = sf
+    return list(groups.values())
+
+
+def _is_formula(cell: str) -> str:
+    """SQL: the cell holds an Excel text formula, ``="0123"``. Some report tools write values so,
+    that Excel shows them as text (leading zeros, long numbers). Read as written, a record number
+    ``="MZ00001"`` passes every rule and is pseudonymised as is — and then never links with the
+    same visit's lab and prescription rows."""
+    return f"""{cell} LIKE '="%"'"""
 
 
 def _unwrap_text_formulas(con: duckdb.DuckDBPyConnection, staged: list[StagedFile]) -> None:
@@ -201,10 +210,9 @@ def _unwrap_text_formulas(con: duckdb.DuckDBPyConnection, staged: list[StagedFil
     NULL; one ``text_formula`` warning per (file, column) that had any, with the count. Only
     files whose text holds ``="`` are looked at (the transcoder notes it), so this costs nothing
     for every other file."""
-    files = {sf.src: sf for sf in staged if sf.text_formulas and not sf.fatal}
-    for ds in {sf.dataset.id: sf.dataset for sf in files.values()}.values():
-        srcs = sorted(src for src, sf in files.items() if sf.dataset.id == ds.id)
-        counts = ", ".join(f"count(*) FILTER (WHERE {_FORMULA.format(c=ident(c))})" for c in ds.codes)
+    for ds, files in _by_dataset([sf for sf in staged if sf.text_formulas and not sf.fatal]):
+        srcs = sorted(files)
+        counts = ", ".join(f"count(*) FILTER (WHERE {_is_formula(ident(c))})" for c in ds.codes)
         found = con.execute(f"SELECT _src, {counts} FROM {staging_table(ds)} WHERE list_contains(?, _src) "
                             "GROUP BY _src ORDER BY _src", [srcs]).fetchall()
         for src, *ns in found:
@@ -222,7 +230,7 @@ def _unwrap_text_formulas(con: duckdb.DuckDBPyConnection, staged: list[StagedFil
             if total:
                 c = ident(code)
                 con.execute(f"UPDATE {staging_table(ds)} SET {c} = NULLIF(TRIM(substr({c}, 3, length({c}) - 3)), '') "
-                            f"WHERE list_contains(?, _src) AND {_FORMULA.format(c=c)}", [srcs])
+                            f"WHERE list_contains(?, _src) AND {_is_formula(c)}", [srcs])
 
 
 def _skip_blank_rows(con: duckdb.DuckDBPyConnection, staged: list[StagedFile]) -> None:
@@ -231,16 +239,14 @@ def _skip_blank_rows(con: duckdb.DuckDBPyConnection, staged: list[StagedFile]) -
     may keep an empty line of them in the middle. Each would otherwise be one record with an
     error for every required column. They leave the staging tables (the other rows keep their
     numbers) and each file holding some gets one warning naming how many and the first."""
-    files = {sf.src: sf for sf in staged if not sf.fatal}
-    for ds in {sf.dataset.id: sf.dataset for sf in files.values()}.values():
+    for ds, files in _by_dataset([sf for sf in staged if not sf.fatal]):
         columns = sorted(ds.columns, key=lambda c: not c.required)  # a required one ends the test early
-        srcs = sorted(src for src, sf in files.items() if sf.dataset.id == ds.id)
         blank = f"list_contains(?, _src) AND coalesce({', '.join(ident(c.code) for c in columns)}) IS NULL"
         found = con.execute(f"SELECT _src, count(*), min(_row) FROM {staging_table(ds)} WHERE {blank} "
-                            "GROUP BY _src ORDER BY _src", [srcs]).fetchall()
+                            "GROUP BY _src ORDER BY _src", [sorted(files)]).fetchall()
         if not found:
             continue
-        con.execute(f"DELETE FROM {staging_table(ds)} WHERE {blank}", [srcs])
+        con.execute(f"DELETE FROM {staging_table(ds)} WHERE {blank}", [sorted(files)])
         for src, n, first in found:
             sf = files[src]
             sf.blank_rows = n
