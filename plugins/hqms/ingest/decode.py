@@ -71,14 +71,19 @@ class DecodeError(ValueError):
     """
 
     def __init__(self, encoding: str, line: int, detected: str) -> None:
-        if detected != FALLBACK:
-            message = f"{detected.upper()} text with invalid bytes at line {line}"
-        else:
-            message = f"neither UTF-8 nor GB18030: the {encoding} reading fails at line {line}"
-        super().__init__(message)
         self.encoding = encoding
         self.line = line
         self.detected = detected
+        if self.known_encoding:
+            super().__init__(f"{self.known_encoding} text with invalid bytes at line {line}")
+        else:
+            super().__init__(f"neither UTF-8 nor GB18030: the {encoding} reading fails at line {line}")
+
+    @property
+    def known_encoding(self) -> str | None:
+        """The encoding the file evidently is, as people name it (``UTF-8``, ``UTF-16``), or
+        None when it is neither UTF-8 nor GB18030."""
+        return None if self.detected == FALLBACK else self.detected.upper().removesuffix("-LE").removesuffix("-BE")
 
 
 @dataclass(frozen=True)

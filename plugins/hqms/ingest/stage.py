@@ -32,7 +32,7 @@ from typing import BinaryIO, TextIO
 
 import duckdb
 
-from hqms.ingest.decode import FALLBACK, UNUSUAL_BLANKS, DecodeError, transcode
+from hqms.ingest.decode import UNUSUAL_BLANKS, DecodeError, transcode
 from hqms.intake.zipcheck import data_entries, entry_basename
 from hqms.registry import ErrorRecord, mask_value
 from hqms.rules import ident, label_en, label_zh
@@ -502,8 +502,7 @@ def stage_uploads(con: duckdb.DuckDBPyConnection, uploads: list[tuple[str, Path,
                     sf.text_formulas = decoded.text_formulas
                 except DecodeError as exc:
                     sf.fatal = True
-                    if exc.detected != FALLBACK:
-                        name = exc.detected.upper().replace("-LE", "").replace("-BE", "")
+                    if name := exc.known_encoding:
                         zh = (f"文件是 {name} 编码，但第 {exc.line} 行含有非 {name} 字节（混入了其他编码或文件已损坏？），"
                               "请统一编码后重新上传")
                         en = (f"the file is {name} but line {exc.line} holds bytes that are not {name} "
