@@ -1,5 +1,6 @@
-"""File-level warnings computed after validation: ``format_hint``, ``excel_hint``, ``number_hint``
-and ``outside_period``.
+"""File-level warnings computed after validation: ``format_hint``, ``excel_hint``, ``number_hint``,
+``org_hint`` and ``outside_period``; and :func:`value_note`, the note a single failing value's
+message gets when it holds full-width characters.
 
 All are warnings (severity ``warning``): they never reject a row and never change conforming
 counts. They say in one line per file what the row errors alone leave the data manager to guess.
@@ -33,10 +34,13 @@ code once zero-padded. Neither echoes a value.
 ``Double``, an Oracle ``NUMBER`` read as floating point): one warning per (file, column) when at
 least :data:`MIN_HINT_VALUES` of its ``type`` failures are such values.
 
+``org_hint`` — the 医疗机构代码 column holding the uploader's own 统一社会信用代码 or
+9-character 组织机构代码: one warning per file naming the 22-character code wanted.
+
 ``outside_period`` — the reporting period comes from the file name, by the same regexes as
 the dbt macro ``file_name_date`` (``flu_20250106.csv`` / ``flu_20250106_2.csv`` → day
-2025-01-06; ``mzsy_202501.csv`` → month 2025-01, i.e. its first day; no date in the name → no
-check). Over the rows that passed validation, the typed ``event_column`` of the dataset is
+2025-01-06, also after a copy's mark such as ``(1)`` or `` - 副本``; ``mzsy_202501.csv`` → month
+2025-01, i.e. its first day; no date in the name → no check). Over the rows that passed validation, the typed ``event_column`` of the dataset is
 compared with it: daily streams count rows dated AFTER the file's day (an extract cannot hold
 visits after its own day; older days are the normal 7-day re-send), monthly streams
 (:data:`MONTHLY_STREAMS`) count rows of another month. One warning per file when the count is
