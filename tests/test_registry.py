@@ -1,8 +1,10 @@
 """Upload registry on a real SQLite file: life cycle, duplicates, claims, errors, concurrency."""
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -147,3 +149,32 @@ def test_concurrent_writers_and_readers(hqms_home: Path) -> None:
     assert len(registry.list_uploads()) == 100
     assert len(claimed) == len(set(claimed)) == 40
 
+
+
+def test_first_connection_waits_for_a_writer_on_a_fresh_file(tmp_path: Path) -> None:
+    """A registry file still in rollback mode, another process mid-write: SQLite refuses the
+    switch to WAL at once (no busy wait); the registry waits for the writer instead of failing."""
+    path = tmp_path / "fresh.db"
+    holding, release = threading.Event(), threading.Event()
+
+    def writer() -> None:
+        con = sqlite3.connect(path, isolation_level=None)
+        con.execute("CREATE TABLE other (a)")
+        con.execute("BEGIN IMMEDIATE")
+        con.execute("INSERT INTO other VALUES (1)")
+        holding.set()
+        release.wait(10)
+        con.execute("COMMIT")
+        con.close()
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    holding.wait(10)
+    threading.Timer(0.5, release.set).start()
+    started = time.monotonic()
+    registry = Registry(f"sqlite:///{path}")
+    thread.join()
+    assert time.monotonic() - started >= 0.4  # it waited for the writer
+    assert registry.list_uploads() == []
+    with sqlite3.connect(path) as con:
+        assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"

@@ -24,6 +24,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import secrets
+import sqlite3
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -136,21 +138,40 @@ def make_upload_id(received_at: datetime | None = None) -> str:
     return f"u{moment:%Y%m%d%H%M%S}{secrets.token_hex(4)}"
 
 
+_BUSY_WAIT_S = 30
+
+
+def _switch_to_wal(cur: sqlite3.Cursor) -> None:
+    """Put the file in WAL mode (a persistent property of the file, so this changes something
+    only on a fresh one). Retried here because SQLite answers "database is locked" at once,
+    without its busy wait, when another process holds a write transaction on a file still in
+    rollback mode (waiting could deadlock) — processes racing on a fresh registry met that."""
+    deadline = time.monotonic() + _BUSY_WAIT_S
+    while cur.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 @functools.cache
 def _engine(url: str) -> Engine:
     """One engine per URL and process. SQLite: no pooling (fork-safe under Airflow), WAL, 30 s
     busy wait, and BEGIN IMMEDIATE for writes so read-then-write never hits SQLITE_BUSY."""
     if not url.startswith("sqlite"):
         return sa.create_engine(url, pool_pre_ping=True)
-    engine = sa.create_engine(url, poolclass=sa.pool.NullPool, connect_args={"timeout": 30})
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool,
+                              connect_args={"timeout": _BUSY_WAIT_S})
 
     @sa.event.listens_for(engine, "connect")
     def _on_connect(dbapi_con, _record) -> None:
         dbapi_con.isolation_level = None  # let the "begin" hook below issue BEGIN itself
         cur = dbapi_con.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute(f"PRAGMA busy_timeout={_BUSY_WAIT_S * 1000}")
+        _switch_to_wal(cur)
         cur.execute("PRAGMA synchronous=NORMAL")
-        cur.execute("PRAGMA busy_timeout=30000")
         cur.close()
 
     @sa.event.listens_for(engine, "begin")
