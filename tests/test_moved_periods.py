@@ -47,3 +47,39 @@ def test_a_resent_visit_moved_to_another_day_records_the_day_it_left(s3_store, t
     assert moved == [("fever", plan["org_code"], *moved_from)]
     days = dict(con.execute("SELECT CAST(visit_time AS DATE)::VARCHAR, count(*) FROM dw.fever GROUP BY 1").fetchall())
     assert days.get("2025-01-05") == 1
+
+
+def test_a_replayed_older_upload_does_not_replace_a_newer_version(s3_store, tmp_path: Path) -> None:
+    """An upload received before the stored version's (a re-processed or late-registered older
+    export) must not regress the warehouse: its re-sent records stay as the newer upload has them,
+    and no moved date is recorded for them."""
+    gen = tmp_path / "gen"
+    assert hqms(["generate", "--hospitals", "1", "--start", "2025-01-06", "--days", "1", "--seed", "22",
+                 "--streams", "fever", "--scale", "0.2", "--out", str(gen), "--quiet"]) == 0
+    assert hqms(["keys", "init"]) == 0
+    plan = next(csv.DictReader((gen / "upload_plan.csv").open(encoding="utf-8")))
+    first = gen / plan["zip"]
+
+    def visit_on(day: str):
+        def edit(rows: list[list[str]]) -> None:
+            at = rows[0].index("P7506")
+            rows[1][at] = day + rows[1][at][10:]
+        return edit
+
+    newer = edit_csv_in_zip(first, tmp_path / "newer.zip", "fever_", visit_on("2025-01-05"))
+    older = edit_csv_in_zip(first, tmp_path / "older.zip", "fever_", visit_on("2025-01-04"))
+    newer_id = submit(newer, plan["org_code"], plan["uploader"],
+                      received_at=datetime.fromisoformat("2025-01-08T09:00:00+08:00")).upload_id
+    _ingest_all()
+    submit(older, plan["org_code"], plan["uploader"], received_at=datetime.fromisoformat("2025-01-07T09:00:00+08:00"))
+    _ingest_all()
+
+    con = duckdb.connect(str(config.load().warehouse_path), read_only=True)
+    rows, keys, lineage = con.execute(
+        "SELECT count(*), count(DISTINCT _nk), list(DISTINCT _upload_id) FROM dw.fever").fetchone()
+    assert rows == keys and lineage == [newer_id]
+    days = dict(con.execute("SELECT CAST(visit_time AS DATE)::VARCHAR, count(*) FROM dw.fever GROUP BY 1").fetchall())
+    assert days.get("2025-01-05") == 1 and "2025-01-04" not in days
+    assert con.execute("SELECT count(*) FROM ops.moved_periods").fetchone()[0] == 0
+    statuses = con.execute("SELECT status FROM ops.uploads").fetchall()
+    assert len(statuses) == 2

@@ -43,7 +43,6 @@ class Part:
 class FileResult:
     staged: StagedFile
     conforming: int            # rows that passed every rule
-    merged: int                # distinct natural keys this file contributed as the newest version
     period_start: str | None
     period_end: str | None
 
@@ -93,21 +92,24 @@ def merge_dataset(con: duckdb.DuckDBPyConnection, ds: Dataset, parts: list[Part]
                         FROM dw.{ds.id} AS t JOIN incoming AS i ON t._nk = i._nk
                         WHERE t._received_at <= i._received_at
                           AND CAST(t.{event} AS DATE) IS DISTINCT FROM CAST(i.{event} AS DATE)""")
-    con.execute(f"""DELETE FROM dw.{ds.id} AS t USING incoming AS i
-                    WHERE t._nk = i._nk AND t._received_at <= i._received_at""")
-    con.execute(f"""INSERT INTO dw.{ds.id} SELECT i.* FROM incoming AS i
-                    WHERE NOT EXISTS (SELECT 1 FROM dw.{ds.id} AS t WHERE t._nk = i._nk)""")
-    stats = {
-        (u, f): (n, lo, hi)
-        for u, f, n, lo, hi in con.execute(
-            f"SELECT _upload_id, _source_file, count(*), CAST(min({event}) AS DATE)::VARCHAR, "
+    periods = {
+        (u, f): (lo, hi)
+        for u, f, lo, hi in con.execute(
+            f"SELECT _upload_id, _source_file, CAST(min({event}) AS DATE)::VARCHAR, "
             f"CAST(max({event}) AS DATE)::VARCHAR FROM incoming GROUP BY ALL").fetchall()
     }
+    con.execute(f"""DELETE FROM dw.{ds.id} AS t USING incoming AS i
+                    WHERE t._nk = i._nk AND t._received_at <= i._received_at""")
+    # what still matches is a version from a later upload: it stays, the incoming row does not
+    # go in. Two keys-only joins and a plain INSERT, not an anti-join INSERT, whose hash table
+    # held every incoming column (measured: the lab merge ≈ 2× faster)
+    con.execute(f"DELETE FROM incoming AS i USING dw.{ds.id} AS t WHERE t._nk = i._nk")
+    con.execute(f"INSERT INTO dw.{ds.id} SELECT * FROM incoming")
     con.execute("DROP TABLE incoming")
     out = []
     for p in parts:
-        n, lo, hi = stats.get((p.upload_id, p.staged.file_name), (0, None, None))
-        out.append(FileResult(p.staged, p.conforming, n, lo, hi))
+        lo, hi = periods.get((p.upload_id, p.staged.file_name), (None, None))
+        out.append(FileResult(p.staged, p.conforming, lo, hi))
     return out
 
 

@@ -160,7 +160,7 @@ def _merge_batch(con: duckdb.DuckDBPyConnection, uploads: list[dict], reports: d
     for upload in uploads:
         for sf in reports[upload["upload_id"]].files:
             if sf.fatal:
-                results[upload["upload_id"]].append(FileResult(sf, 0, 0, None, None))
+                results[upload["upload_id"]].append(FileResult(sf, 0, None, None))
     con.execute("BEGIN TRANSACTION")
     try:
         for dataset_parts in parts.values():
