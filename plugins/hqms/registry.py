@@ -142,14 +142,16 @@ _BUSY_WAIT_S = 30
 
 
 def _switch_to_wal(cur: sqlite3.Cursor) -> None:
-    """Put the file in WAL mode (a persistent property of the file, so this changes something
-    only on a fresh one). Retried here because SQLite answers "database is locked" at once,
-    without its busy wait, when another process holds a write transaction on a file still in
-    rollback mode (waiting could deadlock) — processes racing on a fresh registry met that."""
+    """Put the file in WAL mode (a persistent property of the file: a no-op on one already in
+    it; an in-memory database stays as it is). Retried here because SQLite answers "database is
+    locked" at once, without its busy wait, when another process holds a write transaction on a
+    file still in rollback mode (waiting could deadlock): processes racing on a fresh registry
+    met that."""
     deadline = time.monotonic() + _BUSY_WAIT_S
-    while cur.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+    while True:
         try:
-            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA journal_mode=WAL").fetchone()
+            return
         except sqlite3.OperationalError as exc:
             if "locked" not in str(exc) or time.monotonic() > deadline:
                 raise
