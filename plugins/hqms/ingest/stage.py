@@ -9,9 +9,9 @@ the file's id within the batch, ``_row`` = the 1-based data row as the hospital 
 
 Cost is per batch, not per file: every file is transcoded to UTF-8 in Python (DuckDB's own
 GB18030 decoding is not trusted, see stack-notes), then all files of one dataset that share a
-header layout are read by ONE strict DuckDB ``read_csv`` over the list of files. A table created
-from that scan keeps insertion order, file after file, so ``rowid`` minus the file's first
-``rowid`` is the record number. If DuckDB rejects a line (wrong column count, broken quoting) the
+header layout are read by ONE strict DuckDB ``read_csv`` over the list of files, straight into
+the dataset's table: only a projection in between, so the table keeps the read order, file after
+file, and ``rowid`` minus the file's first ``rowid`` is the record number. If DuckDB rejects a line (wrong column count, broken quoting) the
 list is split in halves until the offending file is alone; that file is re-read through
 Python's csv module, which numbers every record and reports the malformed ones by row (a stray
 quote costs its own row only; a huge cell is staged for the length rule). Dialects that are not
@@ -57,6 +57,7 @@ class StagedFile:
     dataset: Dataset
     src: str                   # ``_src`` of its rows: unique within the batch
     upload: str                # key of the upload it came from
+    uploader_org: str          # 医疗机构代码 of the uploading hospital (``_uploader_org``)
     record_count: int = 0      # data rows as the hospital counts them (malformed ones included)
     parsed_count: int = 0      # rows that reached the staging table
     encoding: str = ""
@@ -295,14 +296,6 @@ def _trimmed(expr: str, full: bool) -> str:
             f"ELSE TRIM({expr}) END, '')")
 
 
-def _needs_full_trim(files: list[StagedFile], records: int) -> bool:
-    """Whether cells of ``files`` may hold blanks plain ``TRIM`` keeps: one of
-    :data:`UNUSUAL_BLANKS` was seen while transcoding, or a line break inside a quoted value —
-    which is so when the files' data lines outnumber the ``records`` DuckDB read from them (a
-    blank line in the middle of a file makes that so too; it only costs time)."""
-    return any(sf.unusual_blanks for sf in files) or records != sum(sf.lines - 1 for sf in files)
-
-
 def _csv_options(names: list[str]) -> str:
     columns = "{" + ", ".join(f"{_sql_str(n)}: 'VARCHAR'" for n in names) + "}"
     return (f"delim=',', quote='\"', escape='\"', header=true, auto_detect=false, "
@@ -311,32 +304,63 @@ def _csv_options(names: list[str]) -> str:
 
 def _create_tables(con: duckdb.DuckDBPyConnection, datasets: list[Dataset]) -> None:
     con.execute(f"CREATE TABLE IF NOT EXISTS {FILES_TABLE} "
-                "(_src VARCHAR, upload VARCHAR, file_name VARCHAR, path VARCHAR, _uploader_org VARCHAR)")
+                "(_src VARCHAR, upload VARCHAR, file_name VARCHAR, _uploader_org VARCHAR)")
     for ds in datasets:
         cols = ", ".join(f'"{c}" VARCHAR' for c in ds.codes)
         con.execute(f"CREATE TABLE IF NOT EXISTS {staging_table(ds)} "
                     f"(_src VARCHAR, _row BIGINT, _uploader_org VARCHAR, {cols})")
 
 
-def _insert(con: duckdb.DuckDBPyConnection, ds: Dataset, names: list[str], source: str, row_expr: str,
-            full_trim: bool) -> None:
-    """Append rows of ``source`` (a relation with a ``path`` column) to the dataset's table:
-    trimmed, empty → NULL, absent optional columns NULL, ``_src``/org from ``hqms_files``."""
+def _insert(con: duckdb.DuckDBPyConnection, ds: Dataset, names: list[str],
+            files: list[tuple[StagedFile, Path]], csv_options: str, row_expr: str, full_trim: bool) -> int:
+    """Append the records of ``files`` (one ``read_csv`` with ``csv_options``) to the dataset's
+    table: trimmed, empty → NULL, absent optional columns NULL; ``_src`` and the uploader's org
+    picked by the reader's ``file_index``. Only a projection stands between the reader and the
+    table, so the table gets the rows in DuckDB's read order, file after file (a join would not
+    be guaranteed to keep it). Returns how many rows were appended."""
     present = set(names)
-    cols = ["f._src", f"{row_expr} AS _row", "f._uploader_org"]
+    pick = "[r.file_index::BIGINT + 1]"
+    cols = ["[" + ", ".join(_sql_str(sf.src) for sf, _ in files) + "]" + pick + " AS _src",
+            f"{row_expr} AS _row",
+            "[" + ", ".join(_sql_str(sf.uploader_org) for sf, _ in files) + "]" + pick + " AS _uploader_org"]
     cols += [f'{_trimmed(f"r.{quoted}", full_trim)} AS {quoted}' if c in present else f"NULL AS {quoted}"
              for c, quoted in ((c, f'"{c}"') for c in ds.codes)]
-    con.execute(f"INSERT INTO {staging_table(ds)} SELECT {', '.join(cols)} FROM {source} "
-                f"JOIN {FILES_TABLE} AS f USING (path)")
+    (appended,) = con.execute(f"INSERT INTO {staging_table(ds)} SELECT {', '.join(cols)} "
+                              f"FROM read_csv(?, {csv_options}) AS r",
+                              [[str(path) for _, path in files]]).fetchone()
+    return appended
+
+
+def _number_rows(con: duckdb.DuckDBPyConnection, ds: Dataset) -> None:
+    """``_row`` of the rows :func:`_insert` just appended without one: their ``rowid`` (read
+    order, each file's rows together) minus the first of their file's, plus one."""
+    table = staging_table(ds)
+    con.execute(f"UPDATE {table} AS t SET _row = t.rowid - o.first + 1 "
+                f"FROM (SELECT _src, min(rowid) AS first FROM {table} WHERE _row IS NULL GROUP BY _src) AS o "
+                f"WHERE t._src = o._src AND t._row IS NULL")
+
+
+def _trim_fully(con: duckdb.DuckDBPyConnection, ds: Dataset, names: list[str], files: list[StagedFile]) -> None:
+    """Trim the staged values of ``files`` of every :data:`EDGE_BLANKS` (they were trimmed of
+    spaces only): trimming fully what was trimmed plainly gives what full trimming gives."""
+    quoted = [f'"{c}"' for c in ds.codes if c in set(names)]
+    sets = ", ".join(f"{q} = {_trimmed(q, True)}" for q in quoted)
+    con.execute(f"UPDATE {staging_table(ds)} SET {sets} WHERE list_contains(?, _src)", [[sf.src for sf in files]])
 
 
 def _load_group(con: duckdb.DuckDBPyConnection, ds: Dataset, names: list[str],
                 members: list[tuple[StagedFile, Path]], on_rejected) -> None:
     """One strict ``read_csv`` over the files of ``members`` (same dataset and header layout);
-    halves the list while DuckDB refuses it and hands a lone refused member to ``on_rejected``."""
+    halves the list while DuckDB refuses it and hands a lone refused member to ``on_rejected``.
+
+    Cells are trimmed of spaces only unless they may hold blanks plain ``TRIM`` keeps: one of
+    :data:`UNUSUAL_BLANKS` was seen while transcoding (known before), or a line break inside a
+    quoted value — so when the files' data lines outnumber the records DuckDB read (known
+    after: those files are then trimmed again, fully; a blank line inside a file does that too,
+    it only costs time)."""
+    full = any(sf.unusual_blanks for sf, _ in members)
     try:
-        con.execute(f"CREATE OR REPLACE TEMP TABLE hqms_raw AS SELECT * FROM "
-                    f"read_csv(?, {_csv_options(names)}, filename = 'path')", [[str(p) for _, p in members]])
+        records = _insert(con, ds, names, members, _csv_options(names), "NULL", full)
     except (duckdb.Error, UnicodeDecodeError):
         # DuckDB cuts a long error text at a fixed byte count, possibly inside a multi-byte
         # character; the binding then fails to decode its own message (UnicodeDecodeError)
@@ -347,12 +371,9 @@ def _load_group(con: duckdb.DuckDBPyConnection, ds: Dataset, names: list[str],
         _load_group(con, ds, names, members[:half], on_rejected)
         _load_group(con, ds, names, members[half:], on_rejected)
         return
-    (records,) = con.execute("SELECT count(*) FROM hqms_raw").fetchone()
-    source = ("hqms_raw AS r JOIN (SELECT path, min(rowid) AS first FROM hqms_raw GROUP BY path) AS o "
-              "USING (path)")
-    _insert(con, ds, names, source, "(r.rowid - o.first + 1)::BIGINT",
-            _needs_full_trim([sf for sf, _ in members], records))
-    con.execute("DROP TABLE hqms_raw")
+    _number_rows(con, ds)
+    if not full and records != sum(sf.lines - 1 for sf, _ in members):
+        _trim_fully(con, ds, names, [sf for sf, _ in members])
 
 
 #: DuckDB's default longest line (bytes); a file with a longer one comes to the exact path.
@@ -421,12 +442,11 @@ def _records(fh: TextIO, width: int) -> Iterator[tuple[int, list[str] | None, st
         yield n, record, problem
 
 
-def _load_numbered(con: duckdb.DuckDBPyConnection, path: Path, names: list[str], ds: Dataset,
-                   file_name: str, blank_tail: int) -> list[ErrorRecord]:
+def _load_numbered(con: duckdb.DuckDBPyConnection, sf: StagedFile, path: Path, names: list[str]) -> list[ErrorRecord]:
     """Slow, exact path: number every record in Python, keep the well-formed ones, report each
     malformed one by its data row number (values fully trimmed: the cost is nothing here).
 
-    ``blank_tail``: the header ended in that many nameless fields (an exporter that writes a
+    ``sf.blank_tail``: the header ended in that many nameless fields (an exporter that writes a
     comma after the last name), which ``names`` leaves out; a record may or may not have them
     (no named column can shift), and what they hold is ignored, as the header's warning says."""
     clean = path.with_suffix(".numbered.csv")
@@ -440,24 +460,23 @@ def _load_numbered(con: duckdb.DuckDBPyConnection, path: Path, names: list[str],
         writer.writerow(["_n", *names])
         longest = 0
         for n, record, problem in _records(src, width):
-            if record is not None and width < len(record) <= width + blank_tail:
+            if record is not None and width < len(record) <= width + sf.blank_tail:
                 del record[width:]
             if record is not None and len(record) == width:
                 writer.writerow([n, *record])
                 longest = max(longest, sum(map(len, record)))
             elif record is not None:
                 errors.append(_file_error(
-                    file_name, "csv_parse",
+                    sf.file_name, "csv_parse",
                     f"第 {n} 行有 {len(record)} 列，表头有 {width} 列（引号或分隔符错误）",
                     f"row {n} has {len(record)} fields, the header has {width} (quoting or delimiter error)",
                     row=n))
             else:
-                errors.append(_file_error(file_name, "csv_parse", f"第 {n} 行无法解析：{problem}",
+                errors.append(_file_error(sf.file_name, "csv_parse", f"第 {n} 行无法解析：{problem}",
                                           f"row {n} cannot be parsed: {problem}", row=n))
-    source = (f"(SELECT *, {_sql_str(str(path))} AS path FROM "
-              f"read_csv({_sql_str(str(clean))}, {_csv_options(['_n', *names])}, "
-              f"max_line_size = {max(DUCKDB_MAX_LINE, 4 * longest + 3 * width + 64)})) AS r")
-    _insert(con, ds, names, source, "CAST(r._n AS BIGINT)", True)
+    options = (f"{_csv_options(['_n', *names])}, "
+               f"max_line_size = {max(DUCKDB_MAX_LINE, 4 * longest + 3 * width + 64)}")
+    _insert(con, sf.dataset, names, [(sf, clean)], options, "CAST(r._n AS BIGINT)", True)
     clean.unlink()
     return errors
 
@@ -484,7 +503,7 @@ def stage_uploads(con: duckdb.DuckDBPyConnection, uploads: list[tuple[str, Path,
     work.mkdir(parents=True, exist_ok=True)
     out: dict[str, list[StagedFile]] = {key: [] for key, _, _ in uploads}
     groups: dict[tuple[str, tuple[str, ...]], list[tuple[StagedFile, Path]]] = {}
-    registered: list[tuple[str, str, str, str, str]] = []
+    registered: list[tuple[str, str, str, str]] = []
     for n, (key, zip_path, org_code) in enumerate(uploads):
         with zipfile.ZipFile(zip_path) as zf:
             entries = data_entries(zf.infolist())  # the entries intake accepted: no folders, no OS artefacts
@@ -493,7 +512,8 @@ def stage_uploads(con: duckdb.DuckDBPyConnection, uploads: list[tuple[str, Path,
                 ds = dataset_for_filename(file_name)
                 if ds is None:  # intake refuses these; kept as a guard for files landed by other means
                     raise ValueError(f"{file_name}: not a file of the interface standard")
-                sf = StagedFile(entry=info.filename, file_name=file_name, dataset=ds, src=f"u{n}_f{i}", upload=key)
+                sf = StagedFile(entry=info.filename, file_name=file_name, dataset=ds, src=f"u{n}_f{i}", upload=key,
+                                uploader_org=org_code)
                 out[key].append(sf)
                 utf8 = work / f"{sf.src}.csv"
                 try:
@@ -545,19 +565,19 @@ def stage_uploads(con: duckdb.DuckDBPyConnection, uploads: list[tuple[str, Path,
                     sf.fatal = True
                     sf.record_count = _count_records(utf8, len(header))
                     continue
-                registered.append((sf.src, key, file_name, str(utf8), org_code))
+                registered.append((sf.src, key, file_name, org_code))
                 # read without the header's nameless tail: DuckDB then takes records with or without
                 # those fields when they are empty (a trailing comma); others go the exact path
                 groups.setdefault((ds.id, tuple(names[:len(names) - sf.blank_tail])), []).append((sf, utf8))
     staged = [sf for files in out.values() for sf in files]
     _create_tables(con, list({sf.dataset.id: sf.dataset for sf in staged}.values()))
     if registered:
-        con.executemany(f"INSERT INTO {FILES_TABLE} VALUES (?, ?, ?, ?, ?)", registered)
+        con.executemany(f"INSERT INTO {FILES_TABLE} VALUES (?, ?, ?, ?)", registered)
     for (_, names), members in groups.items():
         ds = members[0][0].dataset
 
-        def rejected(sf: StagedFile, path: Path, names: list[str] = list(names), ds: Dataset = ds) -> None:
-            sf.errors.extend(_load_numbered(con, path, names, ds, sf.file_name, sf.blank_tail))
+        def rejected(sf: StagedFile, path: Path, names: list[str] = list(names)) -> None:
+            sf.errors.extend(_load_numbered(con, sf, path, names))
 
         _load_group(con, ds, list(names), members, rejected)
         srcs = {sf.src: sf for sf, _ in members}
