@@ -22,7 +22,7 @@ from conftest import edit_csv_in_zip, generate_day
 
 ROOT = Path(__file__).resolve().parents[1]
 FLU, MZSY = spec.dataset("flu"), spec.dataset("mzsy")
-NEW_RULES = ("format_hint", "excel_hint", "number_hint", "org_hint", "outside_period")
+NEW_RULES = ("format_hint", "excel_hint", "number_hint", "code_hint", "org_hint", "outside_period")
 
 
 # ---------------------------------------------------------------- shapes → layout names (no I/O)
@@ -187,6 +187,8 @@ def batch(gen, tmp_path_factory) -> dict[str, ValidationReport]:
         edit("other_month", mzsy, "mzsy_", other_months),
         edit("chinese", flu, "flu_", _rewrite("P7506", _chinese_date_time)),
         edit("doubles", flu, "flu_", _rewrite("P7", lambda v: v + ".0")),
+        edit("code_names", flu, "flu_", _rewrite("P5", lambda v: spec.allowed_values(FLU.column("P5"))[v])),
+        edit("code_and_name", flu, "flu_", _code_and_name),
         edit("excel", flu, "flu_", _excel_saved),
         edit("excel_passing", flu, "flu_", _other_document_ids),
         edit("excel_few", flu, "flu_", _rewrite("P13", _excel_number, {1, 2, 3})),
@@ -310,6 +312,25 @@ def test_integers_written_as_doubles_get_one_hint_and_keep_their_type_errors(bat
     assert {e.column for e in types} == {"P7"} and len(types) >= 5
     assert (hint.column, hint.rule, hint.severity) == ("P7", "number_hint", "warning")
     assert hint.message_zh.startswith(f"P7（年龄（岁））有 {len(types):,} 个值写成了带小数的形式（形如 35.0）")
+
+
+def _code_and_name(rows: list[list[str]]) -> None:
+    """What hospital systems show: 1.1本市城镇职工基本医疗保险, 门诊(01)."""
+    _rewrite("P1", lambda v: v + spec.allowed_values(FLU.column("P1"))[v])(rows)
+    _rewrite("P7501", lambda v: f"{spec.allowed_values(FLU.column('P7501'))[v]}({v})")(rows)
+
+
+def test_code_names_get_one_hint_per_column_and_keep_their_code_errors(batch):
+    names, both = _new(batch["code_names"]), _new(batch["code_and_name"])
+    assert [(e.column, e.rule, e.severity) for e in names] == [("P5", "code_hint", "warning")]
+    assert sorted((e.column, e.rule) for e in both) == [("P1", "code_hint"), ("P7501", "code_hint")]
+    report = batch["code_names"]
+    flu_file = next(sf for sf in report.files if sf.file_name.startswith("flu_"))
+    errors = [e for e in report.errors if e.rule == "code_table"]
+    assert {e.column for e in errors} == {"P5"} and len(errors) == flu_file.record_count
+    assert report.failing[flu_file.src] == flu_file.record_count  # a hint never lets a row through
+    assert names[0].message_zh.startswith(f"P5（性别）有 {len(errors):,} 个值写的是代码的名称（如“男”）而不是代码（1）")
+    assert "code table RC001" in names[0].message_en
 
 
 def test_a_few_scientific_values_make_no_excel_hint(batch):

@@ -1,5 +1,5 @@
 """File-level warnings computed after validation: ``format_hint``, ``excel_hint``, ``number_hint``,
-``org_hint`` and ``outside_period``; and :func:`value_note`, the note a single failing value's
+``code_hint``, ``org_hint`` and ``outside_period``; and :func:`value_note`, the note a single failing value's
 message gets when it holds full-width characters.
 
 All are warnings (severity ``warning``): they never reject a row and never change conforming
@@ -33,6 +33,12 @@ code once zero-padded. Neither echoes a value.
 ``number_hint`` — an integer column written as decimals with a zero fraction (``35.0``: a Java
 ``Double``, an Oracle ``NUMBER`` read as floating point): one warning per (file, column) when at
 least :data:`MIN_HINT_VALUES` of its ``type`` failures are such values.
+
+``code_hint`` — a coded column written as the codes' names (``男`` for ``1``, what the hospital
+system shows) or as code and name together (``1-男``, ``男(1)``): one warning per (file,
+column) when at least :data:`MIN_HINT_VALUES` of its ``code_table`` failures (``length`` ones
+for values longer than the codes) are such values; the example it gives comes from the code
+table.
 
 ``org_hint`` — the 医疗机构代码 column holding the uploader's own 统一社会信用代码 or
 9-character 组织机构代码: one warning per file naming the 22-character code wanted.
@@ -420,6 +426,61 @@ def number_hints(con: duckdb.DuckDBPyConnection, ds: Dataset, table: str, failur
             "请修改导出程序的数值格式（整数不带小数点）",
             f"{label_en(col)}: {n:,} values are written with a decimal fraction (like 35.0); the interface "
             "standard requires integers; please change the number format of the export program")))
+    return out
+
+
+# ---------------------------------------------------------------- code_hint
+
+#: A code (dotted ones too: ``1.1``) written before its name, with or without a separator:
+#: ``1-男``, ``1 男``, ``1:男``, ``1.男``, ``1男``.
+CODE_THEN_NAME = (r"^([0-9A-Za-z]+(?:\.[0-9A-Za-z]+)*)\s*[-:：|.、_/]?\s*(.+)$", r"\1|\2")
+#: A name followed by its code in brackets: ``男(1)``, ``男（1）``.
+NAME_THEN_CODE = (r"^(.+?)\s*[(（]\s*([0-9A-Za-z]+)\s*[)）]$", r"\2|\1")
+
+
+def _code_name_mark(col: Column) -> str | None:
+    """SQL predicate: the staged value is the name of one of the column's codes, or a code and
+    its own name together (see :data:`CODE_THEN_NAME`, :data:`NAME_THEN_CODE`)."""
+    codes = allowed_values(col)
+    if not codes or not any(codes.values()):
+        return None
+    value = f"s.{ident(col.code)}"
+    names = ", ".join(literal(name) for name in sorted(set(codes.values())) if name)
+    pairs = ", ".join(literal(f"{code}|{name}") for code, name in sorted(codes.items()) if name)
+    joined = " OR ".join(f"list_contains([{pairs}], regexp_replace({value}, {literal(pattern)}, {literal(to)}))"
+                         for pattern, to in (CODE_THEN_NAME, NAME_THEN_CODE))
+    return f"(list_contains([{names}], {value}) OR {joined})"
+
+
+def code_hints(con: duckdb.DuckDBPyConnection, ds: Dataset, table: str, failures: str,
+               file_names: dict[str, str]) -> list[tuple[str, ErrorRecord]]:
+    """``(_src, warning)`` for every (file, column) whose ``code_table`` (or, for a value longer
+    than the codes, ``length``) failures are, at least :data:`MIN_HINT_VALUES` of them, the codes'
+    names (``男`` for ``1``) or code and name together (``1-男``): the export writes what the
+    hospital system shows, not the code. The example in the message comes from the code table,
+    never from the file."""
+    marks = {c.code: mark for c in ds.columns if (mark := _code_name_mark(c))}
+    found: dict[tuple[str, str], int] = {}
+    for rule in ("code_table", "length"):  # a name longer than the codes fails length first
+        for cell, n in _marked_failures(con, table, failures, rule, marks, file_names, least=1).items():
+            found[cell] = found.get(cell, 0) + n
+    out = []
+    for (src, code), n in sorted(found.items()):
+        if n < MIN_HINT_VALUES:
+            continue
+        col = ds.column(code)
+        example_code, example = min(((c, name) for c, name in allowed_values(col).items() if name),
+                                    key=lambda item: (len(item[1]), item[0]))
+        table_zh = f"代码表 {col.code_table} " if col.code_table else "本列"
+        table_en = f"code table {col.code_table}" if col.code_table else "the column's code list"
+        out.append((src, _warning(
+            file_names[src], code, "code_hint", f"{ds.id}.{code}.code_hint",
+            f"{label_zh(col)}有 {n:,} 个值写的是代码的名称（如“{example}”）而不是代码（{example_code}），"
+            f"或把代码和名称写在了一起（如“{example_code}-{example}”）；接口标准要求只写{table_zh}中的代码，"
+            "请修改导出程序",
+            f"{label_en(col)}: {n:,} values are written as the codes' names (like '{example}') instead of the "
+            f"codes ('{example_code}'), or as code and name together (like '{example_code}-{example}'); the "
+            f"interface standard requires the code alone, from {table_en}; please change the export program")))
     return out
 
 

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import duckdb
 
-from hqms.ingest.hints import excel_hints, format_hints, number_hints, org_hints, outside_period, value_note
+from hqms.ingest.hints import (code_hints, excel_hints, format_hints, number_hints, org_hints, outside_period,
+                               value_note)
 from hqms.ingest.stage import FILES_TABLE, StagedFile, stage_uploads
 from hqms.registry import ErrorRecord, mask_value
 from hqms.rules import Check, compile_checks, literal
@@ -129,6 +130,7 @@ def validate_many(stage: StageDB, zips: list[tuple[str, Path, str]], work: Path,
         for src, warning in (format_hints(con, ds, result.table, result.failures_table, names)
                              + excel_hints(con, ds, result.table, result.failures_table, names)
                              + number_hints(con, ds, result.table, result.failures_table, names)
+                             + code_hints(con, ds, result.table, result.failures_table, names)
                              + org_hints(con, ds, result.table, result.failures_table, names)
                              + outside_period(con, ds, result.table, failing_table(ds), names)):
             reports[files[src].upload].errors.append(warning)
