@@ -20,13 +20,18 @@ def _ingest_all() -> None:
         process(batch)
 
 
-def test_a_resent_visit_moved_to_another_day_records_the_day_it_left(s3_store, tmp_path: Path) -> None:
+def _fever_day(tmp_path: Path, seed: int) -> tuple[dict, Path]:
+    """One hospital's generated fever zip for 2025-01-06 (and its upload-plan row), keys ready."""
     gen = tmp_path / "gen"
-    assert hqms(["generate", "--hospitals", "1", "--start", "2025-01-06", "--days", "1", "--seed", "21",
+    assert hqms(["generate", "--hospitals", "1", "--start", "2025-01-06", "--days", "1", "--seed", str(seed),
                  "--streams", "fever", "--scale", "0.2", "--out", str(gen), "--quiet"]) == 0
     assert hqms(["keys", "init"]) == 0
     plan = next(csv.DictReader((gen / "upload_plan.csv").open(encoding="utf-8")))
-    first = gen / plan["zip"]
+    return plan, gen / plan["zip"]
+
+
+def test_a_resent_visit_moved_to_another_day_records_the_day_it_left(s3_store, tmp_path: Path) -> None:
+    plan, first = _fever_day(tmp_path, seed=21)
     submit(first, plan["org_code"], plan["uploader"], received_at=datetime.fromisoformat("2025-01-07T09:00:00+08:00"))
     _ingest_all()
 
@@ -53,12 +58,7 @@ def test_a_replayed_older_upload_does_not_replace_a_newer_version(s3_store, tmp_
     """An upload received before the stored version's (a re-processed or late-registered older
     export) must not regress the warehouse: its re-sent records stay as the newer upload has them,
     and no moved date is recorded for them."""
-    gen = tmp_path / "gen"
-    assert hqms(["generate", "--hospitals", "1", "--start", "2025-01-06", "--days", "1", "--seed", "22",
-                 "--streams", "fever", "--scale", "0.2", "--out", str(gen), "--quiet"]) == 0
-    assert hqms(["keys", "init"]) == 0
-    plan = next(csv.DictReader((gen / "upload_plan.csv").open(encoding="utf-8")))
-    first = gen / plan["zip"]
+    plan, first = _fever_day(tmp_path, seed=22)
 
     def visit_on(day: str):
         def edit(rows: list[list[str]]) -> None:
