@@ -2,21 +2,21 @@
 
 The staging contract (what validation and de-identification read) is in ``hqms.rules``:
 VARCHAR columns named by code (trimmed, empty or a null marker → NULL, missing optional columns
-NULL), ``_src`` =
-the file's id within the batch, ``_row`` = the 1-based data row as the hospital counts it
-(header excluded), ``_uploader_org``. Table ``hqms_files`` lists every staged file
-(``_src``, upload key, file name).
+NULL), ``_src`` = the file's id within the batch, ``_row`` = the 1-based data row as the
+hospital counts it (header excluded), ``_uploader_org``. Table ``hqms_files`` lists every staged
+file (``_src``, upload key, file name, uploader's org).
 
 Cost is per batch, not per file: every file is transcoded to UTF-8 in Python (DuckDB's own
 GB18030 decoding is not trusted, see stack-notes), then all files of one dataset that share a
 header layout are read by ONE strict DuckDB ``read_csv`` over the list of files, straight into
 the dataset's table: only a projection in between, so the table keeps the read order, file after
-file, and ``rowid`` minus the file's first ``rowid`` is the record number. If DuckDB rejects a line (wrong column count, broken quoting) the
-list is split in halves until the offending file is alone; that file is re-read through
-Python's csv module, which numbers every record and reports the malformed ones by row (a stray
-quote costs its own row only; a huge cell is staged for the length rule). Dialects that are not
-the standard's get one clear error instead of dozens: a TAB/semicolon/bar-separated file, a header
-line repeated inside a file (concatenated exports).
+file, and ``rowid`` minus the file's first ``rowid`` is the record number. If DuckDB rejects a
+line (wrong column count, broken quoting) the list is split in halves until the offending file
+is alone; that file is re-read through Python's csv module, which numbers every record and
+reports the malformed ones by row (a stray quote costs its own row only; a huge cell is staged
+for the length rule). Dialects that are not the standard's get one clear error instead of
+dozens: a TAB/semicolon/bar-separated file, a header line repeated inside a file (concatenated
+exports).
 """
 from __future__ import annotations
 
@@ -319,10 +319,12 @@ def _insert(con: duckdb.DuckDBPyConnection, ds: Dataset, names: list[str],
     table, so the table gets the rows in DuckDB's read order, file after file (a join would not
     be guaranteed to keep it). Returns how many rows were appended."""
     present = set(names)
-    pick = "[r.file_index::BIGINT + 1]"
-    cols = ["[" + ", ".join(_sql_str(sf.src) for sf, _ in files) + "]" + pick + " AS _src",
-            f"{row_expr} AS _row",
-            "[" + ", ".join(_sql_str(sf.uploader_org) for sf, _ in files) + "]" + pick + " AS _uploader_org"]
+
+    def per_file(values: Iterator[str]) -> str:
+        return "[" + ", ".join(map(_sql_str, values)) + "][r.file_index::BIGINT + 1]"
+
+    cols = [f"{per_file(sf.src for sf, _ in files)} AS _src", f"{row_expr} AS _row",
+            f"{per_file(sf.uploader_org for sf, _ in files)} AS _uploader_org"]
     cols += [f'{_trimmed(f"r.{quoted}", full_trim)} AS {quoted}' if c in present else f"NULL AS {quoted}"
              for c, quoted in ((c, f'"{c}"') for c in ds.codes)]
     (appended,) = con.execute(f"INSERT INTO {staging_table(ds)} SELECT {', '.join(cols)} "
