@@ -187,6 +187,8 @@ def batch(gen, tmp_path_factory) -> dict[str, ValidationReport]:
         edit("other_month", mzsy, "mzsy_", other_months),
         edit("chinese", flu, "flu_", _rewrite("P7506", _chinese_date_time)),
         edit("doubles", flu, "flu_", _rewrite("P7", lambda v: v + ".0")),
+        edit("grouped", mzsy, "mzsy_", _rewrite("ZFY", lambda v: f"{float(v) + 1000:,.2f}")),
+        edit("units", flu, "flu_", _with_units),
         edit("code_names", flu, "flu_", _rewrite("P5", lambda v: spec.allowed_values(FLU.column("P5"))[v])),
         edit("code_and_name", flu, "flu_", _code_and_name),
         edit("excel", flu, "flu_", _excel_saved),
@@ -312,6 +314,22 @@ def test_integers_written_as_doubles_get_one_hint_and_keep_their_type_errors(bat
     assert {e.column for e in types} == {"P7"} and len(types) >= 5
     assert (hint.column, hint.rule, hint.severity) == ("P7", "number_hint", "warning")
     assert hint.message_zh.startswith(f"P7（年龄（岁））有 {len(types):,} 个值写成了带小数的形式（形如 35.0）")
+
+
+def _with_units(rows: list[list[str]]) -> None:
+    """Ages with their unit, costs with the currency sign: 35岁, ¥12.50."""
+    _rewrite("P7", lambda v: v + "岁")(rows)
+    _rewrite("P7508", lambda v: "¥" + v)(rows)
+
+
+def test_dressed_up_numbers_get_one_hint_naming_the_format(batch):
+    grouped, units = _new(batch["grouped"]), _new(batch["units"])
+    assert [(e.column, e.rule) for e in grouped] == [("ZFY", "number_hint")]
+    assert "千位分隔符（形如 1,234.50）" in grouped[0].message_zh and "thousands separators" in grouped[0].message_en
+    assert sorted(e.column for e in units) == ["P7", "P7508"]
+    assert all(e.rule == "number_hint" and "currency sign or a unit" in e.message_en for e in units)
+    ages = [e for e in batch["units"].errors if e.rule == "type" and e.column == "P7"]
+    assert ages and units[0].message_zh.startswith(f"P7（年龄（岁））有 {len(ages):,} 个值带货币符号或单位")
 
 
 def _code_and_name(rows: list[list[str]]) -> None:

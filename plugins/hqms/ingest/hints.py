@@ -30,9 +30,11 @@ at least :data:`MIN_HINT_VALUES` values bear the mark: scientific notation over 
 the file's text columns; a lost zero over the values that failed ``code_table`` and are a valid
 code once zero-padded. Neither echoes a value.
 
-``number_hint`` — an integer column written as decimals with a zero fraction (``35.0``: a Java
-``Double``, an Oracle ``NUMBER`` read as floating point): one warning per (file, column) when at
-least :data:`MIN_HINT_VALUES` of its ``type`` failures are such values.
+``number_hint`` — a number column dressed up by the export (:data:`NUMBER_MARKS`): integers as
+decimals with a zero fraction (``35.0``: a Java ``Double``, an Oracle ``NUMBER`` read as floating
+point), thousands separators (``1,234.50``: Excel's accounting format), a currency sign or unit
+(``¥12.50``, ``35岁``): one warning per (file, column) when at least :data:`MIN_HINT_VALUES` of its
+``type`` failures bear one mark.
 
 ``code_hint`` — a coded column written as the codes' names (``男`` for ``1``, what the hospital
 system shows) or as code and name together (``1-男``, ``男(1)``): one warning per (file,
@@ -405,27 +407,60 @@ def excel_hints(con: duckdb.DuckDBPyConnection, ds: Dataset, table: str, failure
 
 # ---------------------------------------------------------------- number_hint
 
-#: An integer written as a decimal with a zero fraction (a Java ``Double``, an Oracle ``NUMBER``
-#: read as floating point): ``35.0``, ``2.00``.
-ZERO_FRACTION = r"[+-]?[0-9]+\.0+"
+@dataclass(frozen=True)
+class NumberMark:
+    """One way exporters dress a number up, as it is found and as the warning names it."""
+
+    name: str
+    pattern: str          # full match over a value that failed ``type``
+    types: tuple[str, ...]  # spec types of the columns it is looked for in
+    zh: str
+    en: str
+
+
+#: In the order they are preferred when one column bears several.
+NUMBER_MARKS = (
+    # an integer written as a decimal with a zero fraction (a Java ``Double``, an Oracle
+    # ``NUMBER`` read as floating point): ``35.0``, ``2.00``
+    NumberMark("zero_fraction", r"[+-]?[0-9]+\.0+", ("integer",),
+               "写成了带小数的形式（形如 35.0），接口标准要求整数；请修改导出程序的数值格式（整数不带小数点）",
+               "are written with a decimal fraction (like 35.0); the interface standard requires integers; "
+               "please change the number format of the export program"),
+    # Excel's thousands or accounting format: ``1,234.50``
+    NumberMark("grouped", r"[+-]?[0-9]{1,3}(,[0-9]{3})+(\.[0-9]+)?", ("integer", "decimal"),
+               "带千位分隔符（形如 1,234.50），接口标准要求不带分隔符的数字；请修改导出程序的数值格式"
+               "（或不要用 Excel 的千位/会计格式保存）",
+               "are written with thousands separators (like 1,234.50); the interface standard requires "
+               "plain digits; please change the number format of the export (or do not save it with "
+               "Excel's thousands or accounting format)"),
+    # a currency sign or a unit: ``¥12.50``, ``12.50元``, ``35岁``, ``3 days``
+    NumberMark("unit", r"[¥￥$]\s*[+-]?[0-9]+(\.[0-9]+)?\s*\p{Han}{0,2}"
+                       r"|[+-]?[0-9]+(\.[0-9]+)?\s*(\p{Han}{1,2}|[A-Za-z]{1,4})", ("integer", "decimal"),
+               "带货币符号或单位（形如 ¥12.50、35岁），接口标准要求只写数字；请修改导出程序",
+               "are written with a currency sign or a unit (like ¥12.50, 35岁); the interface standard "
+               "requires the number alone; please change the export program"),
+)
 
 
 def number_hints(con: duckdb.DuckDBPyConnection, ds: Dataset, table: str, failures: str,
                  file_names: dict[str, str]) -> list[tuple[str, ErrorRecord]]:
-    """``(_src, warning)`` for every (file, column) whose integers are written with a zero
-    fraction (``35.0``), at least :data:`MIN_HINT_VALUES` of them: the rows keep their ``type``
-    errors, and the warning names the export's number format as the cause."""
-    marks = {c.code: f"regexp_full_match(s.{ident(c.code)}, {literal(ZERO_FRACTION)})"
-             for c in ds.columns if c.type == "integer"}
+    """``(_src, warning)`` for every (file, column) whose ``type`` failures bear one of the
+    :data:`NUMBER_MARKS` (``35.0`` in an integer column, ``1,234.50``, ``¥12.50`` / ``35岁``), at
+    least :data:`MIN_HINT_VALUES` of them — the mark with the most values when several: the rows
+    keep their ``type`` errors, and the warning names the export's number format as the cause."""
+    found: dict[tuple[str, str], tuple[int, int]] = {}  # cell → (count, mark index)
+    for i, mark in enumerate(NUMBER_MARKS):
+        marks = {c.code: f"regexp_full_match(s.{ident(c.code)}, {literal(mark.pattern)})"
+                 for c in ds.columns if c.type in mark.types}
+        for cell, n in _marked_failures(con, table, failures, "type", marks, file_names).items():
+            if n > found.get(cell, (0, 0))[0]:
+                found[cell] = (n, i)
     out = []
-    for (src, code), n in sorted(_marked_failures(con, table, failures, "type", marks, file_names).items()):
-        col = ds.column(code)
+    for (src, code), (n, i) in sorted(found.items()):
+        col, mark = ds.column(code), NUMBER_MARKS[i]
         out.append((src, _warning(
             file_names[src], code, "number_hint", f"{ds.id}.{code}.number_hint",
-            f"{label_zh(col)}有 {n:,} 个值写成了带小数的形式（形如 35.0），接口标准要求整数；"
-            "请修改导出程序的数值格式（整数不带小数点）",
-            f"{label_en(col)}: {n:,} values are written with a decimal fraction (like 35.0); the interface "
-            "standard requires integers; please change the number format of the export program")))
+            f"{label_zh(col)}有 {n:,} 个值{mark.zh}", f"{label_en(col)}: {n:,} values {mark.en}")))
     return out
 
 
