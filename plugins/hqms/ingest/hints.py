@@ -1,6 +1,6 @@
-"""File-level warnings computed after validation: ``format_hint``, ``excel_hint``, ``number_hint``,
-``code_hint``, ``org_hint`` and ``outside_period``; and :func:`value_note`, the note a single failing value's
-message gets when it holds full-width characters.
+"""File-level warnings computed after validation: ``format_hint``, ``excel_hint``,
+``number_hint``, ``code_hint``, ``org_hint`` and ``outside_period``; and :func:`value_note`, the
+note a single failing value's message gets when it holds full-width characters.
 
 All are warnings (severity ``warning``): they never reject a row and never change conforming
 counts. They say in one line per file what the row errors alone leave the data manager to guess.
