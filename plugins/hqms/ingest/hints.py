@@ -48,8 +48,8 @@ table.
 ``outside_period`` — the reporting period comes from the file name, by the same regexes as
 the dbt macro ``file_name_date`` (``flu_20250106.csv`` / ``flu_20250106_2.csv`` → day
 2025-01-06, also after a copy's mark such as ``(1)`` or `` - 副本``; ``mzsy_202501.csv`` → month
-2025-01, i.e. its first day; no date in the name → no check). Over the rows that passed validation, the typed ``event_column`` of the dataset is
-compared with it: daily streams count rows dated AFTER the file's day (an extract cannot hold
+2025-01, i.e. its first day; no date in the name → no check). Over the rows that passed
+validation, the typed ``event_column`` of the dataset is compared with it: daily streams count rows dated AFTER the file's day (an extract cannot hold
 visits after its own day; older days are the normal 7-day re-send), monthly streams
 (:data:`MONTHLY_STREAMS`) count rows of another month. One warning per file when the count is
 positive, naming count, column and period, never a value.
@@ -411,7 +411,6 @@ def excel_hints(con: duckdb.DuckDBPyConnection, ds: Dataset, table: str, failure
 class NumberMark:
     """One way exporters dress a number up, as it is found and as the warning names it."""
 
-    name: str
     pattern: str          # full match over a value that failed ``type``
     types: tuple[str, ...]  # spec types of the columns it is looked for in
     zh: str
@@ -422,20 +421,20 @@ class NumberMark:
 NUMBER_MARKS = (
     # an integer written as a decimal with a zero fraction (a Java ``Double``, an Oracle
     # ``NUMBER`` read as floating point): ``35.0``, ``2.00``
-    NumberMark("zero_fraction", r"[+-]?[0-9]+\.0+", ("integer",),
+    NumberMark(r"[+-]?[0-9]+\.0+", ("integer",),
                "写成了带小数的形式（形如 35.0），接口标准要求整数；请修改导出程序的数值格式（整数不带小数点）",
                "are written with a decimal fraction (like 35.0); the interface standard requires integers; "
                "please change the number format of the export program"),
     # Excel's thousands or accounting format: ``1,234.50``
-    NumberMark("grouped", r"[+-]?[0-9]{1,3}(,[0-9]{3})+(\.[0-9]+)?", ("integer", "decimal"),
+    NumberMark(r"[+-]?[0-9]{1,3}(,[0-9]{3})+(\.[0-9]+)?", ("integer", "decimal"),
                "带千位分隔符（形如 1,234.50），接口标准要求不带分隔符的数字；请修改导出程序的数值格式"
                "（或不要用 Excel 的千位/会计格式保存）",
                "are written with thousands separators (like 1,234.50); the interface standard requires "
                "plain digits; please change the number format of the export (or do not save it with "
                "Excel's thousands or accounting format)"),
     # a currency sign or a unit: ``¥12.50``, ``12.50元``, ``35岁``, ``3 days``
-    NumberMark("unit", r"[¥￥$]\s*[+-]?[0-9]+(\.[0-9]+)?\s*\p{Han}{0,2}"
-                       r"|[+-]?[0-9]+(\.[0-9]+)?\s*(\p{Han}{1,2}|[A-Za-z]{1,4})", ("integer", "decimal"),
+    NumberMark(r"[¥￥$]\s*[+-]?[0-9]+(\.[0-9]+)?\s*\p{Han}{0,2}"
+               r"|[+-]?[0-9]+(\.[0-9]+)?\s*(\p{Han}{1,2}|[A-Za-z]{1,4})", ("integer", "decimal"),
                "带货币符号或单位（形如 ¥12.50、35岁），接口标准要求只写数字；请修改导出程序",
                "are written with a currency sign or a unit (like ¥12.50, 35岁); the interface standard "
                "requires the number alone; please change the export program"),
@@ -606,3 +605,8 @@ def outside_period(con: duckdb.DuckDBPyConnection, ds: Dataset, table: str, fail
                   "(a day's extract cannot hold later records; check the export's date range or the file name)")
         out.append((src, _warning(file_names[src], col.code, "outside_period", f"{ds.id}.outside_period", zh, en)))
     return out
+
+
+#: The hints read from a validated table and its failures (``outside_period`` reads the rows
+#: that passed instead), in the order the report lists them.
+FAILURE_HINTS = (format_hints, excel_hints, number_hints, code_hints, org_hints)

@@ -12,8 +12,7 @@ from pathlib import Path
 
 import duckdb
 
-from hqms.ingest.hints import (code_hints, excel_hints, format_hints, number_hints, org_hints, outside_period,
-                               value_note)
+from hqms.ingest.hints import FAILURE_HINTS, outside_period, value_note
 from hqms.ingest.stage import FILES_TABLE, StagedFile, stage_uploads
 from hqms.registry import ErrorRecord, mask_value
 from hqms.rules import Check, compile_checks, literal
@@ -127,12 +126,8 @@ def validate_many(stage: StageDB, zips: list[tuple[str, Path, str]], work: Path,
         _row_errors(con, ds, result.table, result.failures_table, files, checks, reports)
         # file-level warnings over the validated table (hqms.ingest.hints): never change counts
         names = {src: sf.file_name for src, sf in files.items() if sf.table == result.table}
-        for src, warning in (format_hints(con, ds, result.table, result.failures_table, names)
-                             + excel_hints(con, ds, result.table, result.failures_table, names)
-                             + number_hints(con, ds, result.table, result.failures_table, names)
-                             + code_hints(con, ds, result.table, result.failures_table, names)
-                             + org_hints(con, ds, result.table, result.failures_table, names)
-                             + outside_period(con, ds, result.table, failing_table(ds), names)):
+        found = [w for hint in FAILURE_HINTS for w in hint(con, ds, result.table, result.failures_table, names)]
+        for src, warning in found + outside_period(con, ds, result.table, failing_table(ds), names):
             reports[files[src].upload].errors.append(warning)
     for report in reports.values():
         report.errors.extend(e for sf in report.files for e in sf.errors)
