@@ -17,8 +17,8 @@ read as such, and a damaged one is refused at its line.
 Cleaning, on the decoded text: a UTF-8 BOM is dropped (whatever the body turns out to be),
 blank lines before the header are dropped (an exporter's leading empty line would otherwise be
 read as an empty header, i.e. an empty file) and so is a DOS end-of-file mark (Ctrl-Z) at the
-very end, and so is NUL padding there (either would otherwise become a data row). Record numbers downstream count data records
-after the header, so none of this shifts them.
+very end, and so is NUL padding there (either would otherwise become a data row). Record
+numbers downstream count data records after the header, so none of this shifts them.
 """
 from __future__ import annotations
 

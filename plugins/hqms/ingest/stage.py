@@ -230,7 +230,8 @@ def _unwrap_text_formulas(con: duckdb.DuckDBPyConnection, staged: list[StagedFil
         for code, total in zip(ds.codes, map(sum, zip(*(ns for _, *ns in found)))):
             if total:
                 c = ident(code)
-                con.execute(f"UPDATE {staging_table(ds)} SET {c} = NULLIF(TRIM(substr({c}, 3, length({c}) - 3)), '') "
+                inside = _trimmed(f"substr({c}, 3, length({c}) - 3)", full=False)
+                con.execute(f"UPDATE {staging_table(ds)} SET {c} = {inside} "
                             f"WHERE list_contains(?, _src) AND {_is_formula(c)}", [srcs])
 
 
