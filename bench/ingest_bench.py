@@ -182,7 +182,7 @@ def _measure(args: argparse.Namespace, env: dict[str, str], gen: Path, csv_dir: 
           f"every core busy; the ingest used {cpu / records * 1e6:.1f}, plain DuckDB loading the same bytes "
           f"{floor_cpu / records * 1e6:.1f}")
     print(f"per-round timings: {log}")
-    print(f"measured {datetime.now().isoformat(timespec='seconds')} on {os.cpu_count()} cores")
+    print(f"measured {datetime.now().isoformat(timespec='seconds')} on {cores} cores")
     return 0
 
 
