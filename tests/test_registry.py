@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from hqms import config
-from hqms.registry import AlreadyAccepted, ErrorRecord, Registry, make_upload_id, mask_value
+from hqms.registry import (AlreadyAccepted, ErrorRecord, Registry, looks_identifying, make_upload_id, mask_value,
+                           shown_value)
 
 
 @pytest.fixture
@@ -25,6 +26,21 @@ def _new(registry: Registry, sha: str = "a" * 64, org: str = "ORG1", status: str
     return registry.new_upload(org_code=org, uploader="tester", channel="web",
                                file_name="flu_1.zip", sha256=sha, size_bytes=10, status=status,
                                stream="flu", received_at=received_at, **kw)
+
+
+@pytest.mark.parametrize("value", [
+    "顾霞宁", "510500201606309095", "5105002016 0630 9095", "138-1234-5678", "13820121201", "0012345678",
+    "Zhang San", "四川省成都市武侯区", "x" * 41])
+def test_values_that_may_identify_someone_are_masked_in_any_column(value: str) -> None:
+    assert looks_identifying(value) and shown_value(value, personal=False) == mask_value(value)
+
+
+@pytest.mark.parametrize("value", [
+    "3", "99", "J10.1", "35.0", "1,234.50", "2026-12-01", "2026/12/1 08:00", "20261201", "20261201083000",
+    "2026-12-01T08:00:00.0", "12345"])
+def test_ordinary_failing_values_are_shown_as_sent(value: str) -> None:
+    assert not looks_identifying(value) and shown_value(value, personal=False) == value
+    assert shown_value(value, personal=True) == mask_value(value)
 
 
 def test_mask_value() -> None:

@@ -14,7 +14,7 @@ import duckdb
 
 from hqms.ingest.hints import FAILURE_HINTS, outside_period, value_note
 from hqms.ingest.stage import FILES_TABLE, StagedFile, stage_uploads
-from hqms.registry import ErrorRecord, mask_value
+from hqms.registry import ErrorRecord, shown_value
 from hqms.rules import Check, compile_checks, literal
 from hqms.spec import Dataset
 from hqms.stagedb import StageDB, open_stage
@@ -49,8 +49,9 @@ def failing_table(ds: Dataset) -> str:
 def _row_errors(con: duckdb.DuckDBPyConnection, ds: Dataset, table: str, failures: str,
                 files: dict[str, StagedFile], checks: dict[str, Check],
                 reports: dict[str, ValidationReport]) -> None:
-    """One ErrorRecord per failing (row, check), value masked when the column is personal, and
-    a note when the value holds full-width characters (:func:`hqms.ingest.hints.value_note`)."""
+    """One ErrorRecord per failing (row, check), value masked when the column is personal or the
+    value looks identifying (:func:`hqms.registry.shown_value`), and a note when the value holds
+    full-width characters (:func:`hqms.ingest.hints.value_note`)."""
     for (column,) in con.execute(f"SELECT DISTINCT \"column\" FROM {failures}").fetchall():
         if column is None:
             rows = con.execute(f"SELECT _src, _row, check_id, NULL FROM {failures} "
@@ -63,7 +64,7 @@ def _row_errors(con: duckdb.DuckDBPyConnection, ds: Dataset, table: str, failure
             personal = ds.column(column).personal
         for src, row, check_id, value in rows:
             sf, check = files[src], checks[check_id]
-            shown = None if value is None else (mask_value(value) if personal else value)
+            shown = None if value is None else shown_value(value, personal)
             note_zh, note_en = value_note(value)
             reports[sf.upload].errors.append(ErrorRecord(
                 file_name=sf.file_name, row=row, column=column, rule=check.rule, message_zh=check.zh + note_zh,
