@@ -205,7 +205,7 @@ def test_plain_trim_keeps_exactly_the_blanks_staging_handles_apart():
     assert sorted(kept) == sorted(KEPT_BY_TRIM)
 
 
-@pytest.mark.parametrize("delim", ["\t", ";", "|"])
+@pytest.mark.parametrize("delim", ["\t", ";", "|", "，"])
 def test_a_file_separated_by_another_character_gets_one_clear_error(tmp_path, delim):
     text = "\r\n".join(delim.join(r) for r in [list(LIS.codes), _row(1), _row(2)]) + "\r\n"
     (sf,), _ = _stage(tmp_path, "lis_6.csv", text.encode("gbk"))
@@ -289,6 +289,26 @@ def test_a_file_without_header_is_one_error_and_echoes_no_value(tmp_path):
     assert sf.fatal and sf.record_count == 3
     assert [(e.rule, e.column) for e in sf.errors] == [("missing_column", None)]
     assert "110101199003077777" not in repr(sf.errors)
+
+
+def test_a_short_data_line_first_is_headerless_too(tmp_path):
+    """Two fields of a patient's values (name, phone) must not come back as column names."""
+    text = "顾霞宁,13912345678\r\n" + ",".join(_row(1)) + "\r\n"
+    (sf,), _ = _stage(tmp_path, "lis_13.csv", text.encode("gbk"))
+    assert sf.fatal and [(e.rule, e.column) for e in sf.errors] == [("missing_column", None)]
+    assert "顾霞宁" not in repr(sf.errors) and "13912345678" not in repr(sf.errors)
+
+
+def test_a_full_header_with_more_extra_columns_than_standard_ones_is_a_header(tmp_path):
+    """A hospital system that appends its own columns (科室, 床号, …) after the standard ones:
+    warnings for the extras, every record staged, the header not counted as one."""
+    extras = [f"院内字段{i}" for i in range(len(LIS.codes) + 1)]
+    rows = [[*_row(n), *("x" for _ in extras)] for n in (1, 2, 3)]
+    (sf,), con = _stage(tmp_path, "lis_14.csv", _csv([*LIS.codes, *extras], rows).encode("gbk"))
+    assert not sf.fatal and (sf.record_count, sf.parsed_count) == (3, 3)
+    assert {(e.rule, e.severity) for e in sf.errors} == {("unknown_column", "warning")}
+    assert len(sf.errors) == len(extras)
+    assert con.execute(f"SELECT count(*) FROM {sf.table}").fetchone() == (3,)
 
 
 def test_an_unknown_column_that_looks_like_a_value_is_masked(tmp_path):

@@ -90,10 +90,13 @@ def _header_token(raw: str) -> str:
 
 def headerless(fields: list[str], ds: Dataset) -> bool:
     """The first line is data, not a header: fewer than half of its fields are column names the
-    spec knows (an exporter that leaves the header out). Its fields are then a patient's values
-    and must not be echoed as "unknown columns"."""
-    known = sum(ds.column_for_header(_header_token(f)) is not None for f in fields)
-    return len(fields) >= 3 and known * 2 < len(fields)
+    spec knows (an exporter that leaves the header out), at any width — its fields are then a
+    patient's values and must not be echoed as "unknown columns". A line naming every required
+    column is a header however many extra columns the hospital's system added after them."""
+    codes = [ds.column_for_header(_header_token(f)) for f in fields]
+    if {c.code for c in ds.columns if c.required} <= set(codes):
+        return False
+    return sum(code is not None for code in codes) * 2 < len(fields)
 
 
 def _without_blank_tail(fields: list[str]) -> list[str]:
@@ -163,7 +166,8 @@ def map_header(fields: list[str], ds: Dataset, file_name: str) -> tuple[list[str
 
 
 #: Separators some exporters use instead of the standard's comma, as they are named to the user.
-FOREIGN_DELIMITERS = {"\t": ("制表符", "TAB"), ";": ("分号", "semicolon ';'"), "|": ("竖线", "vertical bar '|'")}
+FOREIGN_DELIMITERS = {"\t": ("制表符", "TAB"), ";": ("分号", "semicolon ';'"), "|": ("竖线", "vertical bar '|'"),
+                      "，": ("全角逗号“，”", "full-width comma '，'")}
 
 
 def foreign_delimiter(header: list[str], ds: Dataset) -> str | None:
