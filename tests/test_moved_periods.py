@@ -83,3 +83,30 @@ def test_a_replayed_older_upload_does_not_replace_a_newer_version(s3_store, tmp_
     assert con.execute("SELECT count(*) FROM ops.moved_periods").fetchone()[0] == 0
     statuses = con.execute("SELECT status FROM ops.uploads").fetchall()
     assert len(statuses) == 2
+
+
+def test_an_upload_superseded_within_its_batch_keeps_its_period(s3_store, tmp_path: Path) -> None:
+    """Two uploads of the same records processed in one batch: the newer one's rows win the
+    merge, but the older upload still covered its days — its ``ops.upload_files`` period (what
+    the submission marts read when a file name has no date) must not be lost with its rows."""
+    plan, first = _fever_day(tmp_path, seed=26)
+    days: list[str] = []
+
+    def move_first_visit(rows: list[list[str]]) -> None:
+        at = rows[0].index("P7506")
+        days.extend(r[at][:10] for r in rows[1:])
+        rows[1][at] = "2025-01-05" + rows[1][at][10:]
+
+    newer = edit_csv_in_zip(first, tmp_path / "newer.zip", "fever_", move_first_visit)
+    older_id = submit(first, plan["org_code"], plan["uploader"],
+                      received_at=datetime.fromisoformat("2025-01-07T09:00:00+08:00")).upload_id
+    submit(newer, plan["org_code"], plan["uploader"], received_at=datetime.fromisoformat("2025-01-08T09:00:00+08:00"))
+    (batch,) = claim()
+    assert older_id in batch and len(batch) == 2
+    process(batch)
+
+    con = duckdb.connect(str(config.load().warehouse_path), read_only=True)
+    period = con.execute("SELECT CAST(period_start AS VARCHAR), CAST(period_end AS VARCHAR) FROM ops.upload_files "
+                         "WHERE upload_id = ? AND dataset = 'fever'", [older_id]).fetchone()
+    assert period == (min(days), max(days))
+    assert con.execute("SELECT count(*) FROM dw.fever WHERE _upload_id = ?", [older_id]).fetchone() == (0,)

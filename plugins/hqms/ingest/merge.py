@@ -81,23 +81,26 @@ def merge_dataset(con: duckdb.DuckDBPyConnection, ds: Dataset, parts: list[Part]
     caller owns the transaction."""
     con.execute(f"CREATE OR REPLACE TEMP TABLE incoming AS {select_sql(ds, conforming_table(ds))}")
     con.execute(f"DROP TABLE {conforming_table(ds)}")
-    rows, keys = con.execute("SELECT count(*), count(DISTINCT _nk) FROM incoming").fetchone()
-    if rows != keys:  # a record sent more than once in this batch: keep its newest version
-        con.execute("DELETE FROM incoming WHERE rowid NOT IN (SELECT arg_max(rowid, "
-                    "(_received_at, _upload_id, _source_file, _source_row)) FROM incoming GROUP BY _nk)")
     event = f'"{ds.column(ds.event_column).name}"' if ds.event_column else "NULL"
-    if ds.event_column:  # a replaced record's old date, when its new version moved it elsewhere
-        con.execute(f"""INSERT INTO ops.moved_periods
-                        SELECT DISTINCT '{ds.id}', t._org_code, CAST(t.{event} AS DATE), now()
-                        FROM dw.{ds.id} AS t JOIN incoming AS i ON t._nk = i._nk
-                        WHERE t._received_at <= i._received_at
-                          AND CAST(t.{event} AS DATE) IS DISTINCT FROM CAST(i.{event} AS DATE)""")
+    # each file's days, from all its conforming rows: before any is dropped for a newer version
+    # (an upload superseded within its batch still covered those days — the submission marts
+    # read them when its file names carry no date)
     periods = {
         (u, f): (lo, hi)
         for u, f, lo, hi in con.execute(
             f"SELECT _upload_id, _source_file, CAST(min({event}) AS DATE)::VARCHAR, "
             f"CAST(max({event}) AS DATE)::VARCHAR FROM incoming GROUP BY ALL").fetchall()
     }
+    rows, keys = con.execute("SELECT count(*), count(DISTINCT _nk) FROM incoming").fetchone()
+    if rows != keys:  # a record sent more than once in this batch: keep its newest version
+        con.execute("DELETE FROM incoming WHERE rowid NOT IN (SELECT arg_max(rowid, "
+                    "(_received_at, _upload_id, _source_file, _source_row)) FROM incoming GROUP BY _nk)")
+    if ds.event_column:  # a replaced record's old date, when its new version moved it elsewhere
+        con.execute(f"""INSERT INTO ops.moved_periods
+                        SELECT DISTINCT '{ds.id}', t._org_code, CAST(t.{event} AS DATE), now()
+                        FROM dw.{ds.id} AS t JOIN incoming AS i ON t._nk = i._nk
+                        WHERE t._received_at <= i._received_at
+                          AND CAST(t.{event} AS DATE) IS DISTINCT FROM CAST(i.{event} AS DATE)""")
     con.execute(f"""DELETE FROM dw.{ds.id} AS t USING incoming AS i
                     WHERE t._nk = i._nk AND t._received_at <= i._received_at""")
     # what still matches is a version from a later upload: it stays, the incoming row does not
