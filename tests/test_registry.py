@@ -13,7 +13,7 @@ import pytest
 
 from hqms import config
 from hqms.registry import (AlreadyAccepted, ErrorRecord, Registry, looks_identifying, make_upload_id, mask_value,
-                           shown_value)
+                           redact_identifiers, shown_value)
 
 
 @pytest.fixture
@@ -41,6 +41,17 @@ def test_values_that_may_identify_someone_are_masked_in_any_column(value: str) -
 def test_ordinary_failing_values_are_shown_as_sent(value: str) -> None:
     assert not looks_identifying(value) and shown_value(value, personal=False) == value
     assert shown_value(value, personal=True) == mask_value(value)
+
+
+@pytest.mark.parametrize(("name", "stored"), [
+    ("flu_20261101_林冲_110105197102040041.zip", "flu_20261101_林冲_1****************1.zip"),
+    ("lis_20250106_13912345678.csv", "lis_20250106_1*********8.csv"),
+    ("12510000450717411F_flu_20261101.zip", "12510000450717411F_flu_20261101.zip"),  # a credit code
+    ("flu_20261101083000123.csv", "flu_20261101083000123.csv"),  # no valid ID: kept
+    ("fever_20261101(1).csv", "fever_20261101(1).csv"),
+])
+def test_file_names_are_stored_with_id_and_mobile_numbers_masked(name: str, stored: str) -> None:
+    assert redact_identifiers(name) == stored
 
 
 def test_mask_value() -> None:

@@ -34,7 +34,7 @@ import duckdb
 
 from hqms.ingest.decode import UNUSUAL_BLANKS, DecodeError, transcode
 from hqms.intake.zipcheck import data_entries, entry_basename
-from hqms.registry import ErrorRecord, mask_value
+from hqms.registry import ErrorRecord, mask_value, redact_identifiers
 from hqms.rules import ident, label_en, label_zh
 from hqms.spec import Dataset, dataset_for_filename, header_key
 
@@ -515,7 +515,7 @@ def stage_uploads(con: duckdb.DuckDBPyConnection, uploads: list[tuple[str, Path,
         with zipfile.ZipFile(zip_path) as zf:
             entries = data_entries(zf.infolist())  # the entries intake accepted: no folders, no OS artefacts
             for i, info in enumerate(entries):
-                file_name = entry_basename(info)  # GBK names of Windows zips read as Chinese
+                file_name = redact_identifiers(entry_basename(info))  # GBK names read as Chinese
                 ds = dataset_for_filename(file_name)
                 if ds is None:  # intake refuses these; kept as a guard for files landed by other means
                     raise ValueError(f"{file_name}: not a file of the interface standard")

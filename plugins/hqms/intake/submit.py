@@ -26,7 +26,7 @@ from zoneinfo import ZoneInfo
 from hqms import config
 from hqms.intake.zipcheck import ZipRejected, ZipSummary, check_zip, sha256_file
 from hqms.objectstore import ObjectStore, ObjectStoreUnavailable
-from hqms.registry import AlreadyAccepted, ErrorRecord, Registry, make_upload_id
+from hqms.registry import AlreadyAccepted, ErrorRecord, Registry, make_upload_id, redact_identifiers
 from hqms.validators import medical_org_code_valid
 
 #: Received dates (key layout, "uploaded on" in reports) are China Standard Time.
@@ -80,7 +80,7 @@ def submit(path: Path, org_code: str, uploader: str, *, stream: str | None = Non
     """
     cfg = cfg or config.load()
     path = Path(path)
-    name = upload_name or path.name
+    name = redact_identifiers(upload_name or path.name)
     received = received_at or datetime.now(UTC)
     registry = registry or Registry.from_config(cfg)
     sha = sha256_file(path)
@@ -90,14 +90,13 @@ def submit(path: Path, org_code: str, uploader: str, *, stream: str | None = Non
 
     try:
         summary = preflight(path, org_code, cfg, stream, name)
-    except ZipRejected as rej:
-        upload_id = registry.new_upload(status="rejected", stream=stream, message_zh=rej.message_zh,
-                                        message_en=rej.message_en, **common)
+    except ZipRejected as rej:  # its message names the offending entry: stored redacted too
+        zh, en = redact_identifiers(rej.message_zh), redact_identifiers(rej.message_en)
+        upload_id = registry.new_upload(status="rejected", stream=stream, message_zh=zh, message_en=en, **common)
         registry.replace_errors(upload_id, [ErrorRecord(
-            file_name=rej.entry, row=None, column=None, rule=rej.rule,
-            message_zh=rej.message_zh, message_en=rej.message_en)])
-        return SubmitResult(upload_id, "rejected", rej.message_zh, rej.message_en, name, sha, size,
-                            stream=stream, rule=rej.rule)
+            file_name=redact_identifiers(rej.entry), row=None, column=None, rule=rej.rule,
+            message_zh=zh, message_en=en)])
+        return SubmitResult(upload_id, "rejected", zh, en, name, sha, size, stream=stream, rule=rej.rule)
 
     original = registry.find_by_sha(org_code, sha)
     if original is not None:

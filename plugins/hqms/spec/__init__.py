@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import re
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +44,10 @@ ROW_RULES = ("cross_field", "org_mismatch")
 FILE_RULES = ("missing_column", "unknown_column", "csv_parse", "encoding", "empty_file", "blank_rows", "text_formula",
               "duplicate_key", "format_hint", "excel_hint", "number_hint", "code_hint", "org_hint",
               "outside_period")
+
+
+#: Chinese column names of codes and numbers (``检验项目代码``, ``病理诊断编码1``, ``就诊卡号``).
+_CODE_NAME = re.compile(r"(代码|编码|码|号)\d*$")
 
 
 class SpecError(ValueError):
@@ -84,6 +89,17 @@ class Column:
     def personal(self) -> bool:
         """True when values must be masked in error reports and never stored in plain text."""
         return self.privacy != "none"
+
+    @property
+    def free_text(self) -> bool:
+        """Text typed by hand — names and descriptions of diagnoses, items, results, wards: not
+        personal by the standard, but where an ID or phone number typed by mistake would sit
+        (the warehouse keeps it redacted, :mod:`hqms.ingest.deidentify`). Coded, checked or
+        formatted columns, and codes and numbers by name (…代码, …编码, …号), are not: their
+        digit strings are data."""
+        return (self.privacy == "none" and self.type == "string" and (self.max_length or 11) >= 11
+                and not (self.code_table or self.values or self.check or self.formats)
+                and not _CODE_NAME.search(self.zh))
 
 
 @dataclass(frozen=True)
