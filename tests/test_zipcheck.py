@@ -5,14 +5,15 @@ import os
 import random
 import struct
 import zipfile
+import zlib
 from pathlib import Path
 
 import pytest
 from conftest import BAD_ZIP_CASES, csv_bytes, make_zip, synthetic_org_code, write_bytes
 
 from hqms import config
-from hqms.intake.zipcheck import (INTAKE_RULES, RATIO_MIN_BYTES, ZipRejected, check_zip,
-                                  data_entries, entry_basename, sha256_file)
+from hqms.intake.zipcheck import (INTAKE_RULES, RATIO_MIN_BYTES, UNICODE_PATH_FIELD, ZipRejected,
+                                  check_zip, data_entries, entry_basename, sha256_file)
 
 ORG = synthetic_org_code(1)
 
@@ -307,3 +308,108 @@ def test_gbk_byte_0x5c_inside_a_character_is_not_a_separator(tmp_path: Path,
                           csv_bytes("flu_", ORG))
     summary = check_zip(path, **_limits())
     assert [(e.name, e.base_name) for e in summary.entries] == [("flu_誠.csv", "flu_誠.csv")]
+
+
+# --- Info-ZIP Unicode Path extra field (0x7075) ---------------------------------------------------
+
+def _unicode_path_field(name: str, header: bytes) -> bytes:
+    """A Unicode Path extra field as Info-ZIP zip writes it: version 1, the CRC-32 of the
+    header's name bytes, the name in UTF-8."""
+    payload = b"\x01" + struct.pack("<I", zlib.crc32(header)) + name.encode()
+    return struct.pack("<HH", UNICODE_PATH_FIELD, len(payload)) + payload
+
+
+def _unicode_path_zip(path: Path, header: bytes, field: bytes, *, central: bool = True,
+                      local: bool = True) -> Path:
+    """One flu entry whose name field holds ``header`` (no UTF-8 flag) and whose extra block is
+    ``field`` in the central directory, the local header or both. zipfile writes the local
+    header at ``writestr`` and the central one at close, so ``extra`` set in between differs."""
+    placeholder = b"Q" * len(header)
+    info = zipfile.ZipInfo(placeholder.decode(), date_time=(2026, 1, 2, 3, 4, 5))
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as zf:
+        info.extra = field if local else b""
+        zf.writestr(info, csv_bytes("flu_", ORG))
+        info.extra = field if central else b""
+    raw = path.read_bytes()
+    assert raw.count(placeholder) == 2  # local and central header, nowhere else
+    path.write_bytes(raw.replace(placeholder, header))
+    return path
+
+
+@pytest.mark.parametrize(("central", "local"), [(True, True), (True, False), (False, True)],
+                         ids=["both", "central", "local"])
+def test_unicode_path_field_is_held_to_the_path_rules(tmp_path: Path, hqms_home: Path,
+                                                      central: bool, local: bool) -> None:
+    """The audit's zip: the header says flu_20261101.csv, the field (which unzip unpacks under)
+    says ../../evil/flu_20261101.csv. Refused, naming the path unzip would have written."""
+    header = b"flu_20261101.csv"
+    field = _unicode_path_field("../../evil/flu_20261101.csv", header)
+    path = _unicode_path_zip(tmp_path / "slip.zip", header, field, central=central, local=local)
+    with pytest.raises(ZipRejected) as info:
+        check_zip(path, **_limits())
+    assert (info.value.rule, info.value.entry) == ("unsafe_path", "../../evil/flu_20261101.csv")
+
+
+def test_unicode_path_field_naming_another_file_is_refused(tmp_path: Path,
+                                                           hqms_home: Path) -> None:
+    """Two harmless names that disagree: which file (and which dataset) it is would depend on
+    the tool that unpacks it."""
+    header = b"flu_20261101.csv"
+    path = _unicode_path_zip(tmp_path / "two.zip", header,
+                             _unicode_path_field("fever_20261101.csv", header))
+    with pytest.raises(ZipRejected) as info:
+        check_zip(path, **_limits())
+    assert (info.value.rule, info.value.entry) == ("unsafe_path", "flu_20261101.csv")
+    assert "two different names" in info.value.message_en
+
+
+@pytest.mark.parametrize("encoding", ["gbk", "utf-8"])
+def test_unicode_path_field_as_info_zip_writes_it_passes(tmp_path: Path, hqms_home: Path,
+                                                         encoding: str) -> None:
+    """Info-ZIP zip stores a Chinese name in the local code page without the UTF-8 flag (GBK on
+    Chinese Windows, UTF-8 on Linux) plus a Unicode Path field naming the same, CRC matching."""
+    name = "数据/flu_病例_1.csv"
+    header = name.encode(encoding)
+    path = _unicode_path_zip(tmp_path / "infozip.zip", header, _unicode_path_field(name, header))
+    assert check_zip(path, **_limits()).stream == "flu"
+
+
+def _field(payload: bytes, size: int | None = None) -> bytes:
+    return struct.pack("<HH", UNICODE_PATH_FIELD, len(payload) if size is None else size) + payload
+
+
+_CRC = struct.pack("<I", zlib.crc32(b"flu_1.csv"))
+
+
+@pytest.mark.parametrize(("field", "central", "local"), [
+    (_field(b"\x01\x00\x00"), True, False),  # shorter than its version and CRC
+    (_field(b"\x01\x00\x00"), False, True),
+    (_field(b"\x01" + _CRC + b"flu_1.csv", size=40), False, True),  # runs past the block
+    (_field(b"\x01" + _CRC + b"flu_1.csv", size=40), True, False),
+    (_field(b"\x01" + _CRC + b"flu_\xff.csv"), True, True),  # the name is not UTF-8
+    (_field(b"\x02" + _CRC + b"flu_1.csv"), True, True),  # a version we cannot read
+], ids=["short-central", "short-local", "overrun-local", "overrun-central", "not-utf8",
+        "version-2"])
+def test_unreadable_unicode_path_field_is_a_corrupt_zip(tmp_path: Path, hqms_home: Path,
+                                                        field: bytes, central: bool,
+                                                        local: bool) -> None:
+    """A name that cannot be read cannot be judged: a clean refusal, not a crash."""
+    path = _unicode_path_zip(tmp_path / "bad.zip", b"flu_1.csv", field, central=central,
+                             local=local)
+    with pytest.raises(ZipRejected) as info:
+        check_zip(path, **_limits())
+    assert (info.value.rule, info.value.entry) == ("corrupt_zip", "bad.zip")
+
+
+def test_local_header_name_must_be_the_central_one(tmp_path: Path, hqms_home: Path) -> None:
+    """Streaming extractors name an entry by its local header. zipfile compares the two names
+    only for the entries it opens; a folder's local name is checked too."""
+    path = make_zip(tmp_path / "local.zip", [("data/", b""), ("data/flu_1.csv",
+                                                             csv_bytes("flu_", ORG))])
+    raw = bytearray(path.read_bytes())
+    assert raw[30:35] == b"data/"  # the first local header's name
+    raw[30:35] = b"../x/"
+    path.write_bytes(bytes(raw))
+    with pytest.raises(ZipRejected) as info:
+        check_zip(path, **_limits())
+    assert (info.value.rule, info.value.entry) == ("unsafe_path", "../x/")

@@ -3,7 +3,8 @@
 The national system accepts "a zip of CSV files, at most 20 MB, named by prefix" (seed 000,
 §3.5.2). We add the checks any service unpacking untrusted archives needs: real zip, CRCs good,
 no encryption, no path tricks (zip slip), no symlinks, no nested archives, no duplicate names,
-and zip-bomb limits on declared sizes *and* while streaming.
+and zip-bomb limits on declared sizes *and* while streaming. The path rules cover every name a
+tool may unpack an entry under, not only the header's (see :func:`_check_paths`).
 
 Files an operating system adds when a folder is zipped (``__MACOSX/``, ``.DS_Store``, ...) are
 not data: :func:`data_entries` leaves them out, here and in ingest staging, so a hospital is not
@@ -19,10 +20,13 @@ import hashlib
 import lzma
 import re
 import stat
+import struct
 import zipfile
 import zlib
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import BinaryIO
 
 from hqms import spec
 
@@ -50,6 +54,13 @@ OS_ARTEFACT_NAMES = frozenset({"thumbs.db", "desktop.ini", ".ds_store"})
 _DAMAGED = (zipfile.BadZipFile, EOFError, OSError, zlib.error, lzma.LZMAError,
             NotImplementedError, UnicodeDecodeError)
 CHUNK = 1024 * 1024
+#: Header id of the Info-ZIP Unicode Path extra field (APPNOTE 4.6.9): version 1, CRC-32 of the
+#: header's name bytes, the entry's name in UTF-8. Info-ZIP unzip and Commons Compress, among
+#: others, unpack the entry under that name instead of the header's. Its sibling, the Unicode
+#: Comment field (0x6375), names nothing and is left alone.
+UNICODE_PATH_FIELD = 0x7075
+#: A local file header: signature, 22 bytes we do not need, name length, extra field length.
+_LOCAL_HEADER = struct.Struct("<4s22xHH")
 
 _MESSAGES: dict[str, tuple[str, str]] = {
     "bad_org_code": ("医疗机构代码“{detail}”无效（应为22位，含正确校验位的组织机构代码）",
@@ -68,8 +79,10 @@ _MESSAGES: dict[str, tuple[str, str]] = {
     "encrypted": ("压缩包内文件已加密（设置了密码），请去掉密码后上传：{entry}",
                   "the entry is encrypted (password-protected); upload it without a password: "
                   "{entry}"),
-    "unsafe_path": ("压缩包内文件路径不安全（绝对路径、盘符或“..”）：{entry}",
-                    "unsafe path inside the zip (absolute, drive letter or '..'): {entry}"),
+    "unsafe_path": ("压缩包内文件路径不安全（绝对路径、盘符、“..”，或同一文件有两个不同的文件名）："
+                    "{entry}",
+                    "unsafe path inside the zip (absolute, drive letter, '..', or two different "
+                    "names for one entry): {entry}"),
     "symlink": ("压缩包内不允许包含符号链接：{entry}", "symbolic links are not allowed: {entry}"),
     "duplicate_entry": ("压缩包内文件重名：{entry}", "two entries have the same name: {entry}"),
     "nested_archive": ("压缩包内不允许再包含压缩包，请直接放入 csv 文件：{entry}",
@@ -214,7 +227,7 @@ def check_zip(path: Path, *, max_zip_bytes: int, max_uncompressed_bytes: int, ma
         raise ZipRejected("zip_too_large", name, _human(size))
     with _open(path) as zf:
         listed = zf.infolist()
-        _check_paths(listed)
+        _check_paths(path, listed, name)
         infos = data_entries(listed)
         if not infos:
             raise ZipRejected("empty_zip", name)
@@ -225,14 +238,93 @@ def check_zip(path: Path, *, max_zip_bytes: int, max_uncompressed_bytes: int, ma
     return ZipSummary(stream=streams.pop(), entries=tuple(entries))
 
 
-def _check_paths(listed: list[zipfile.ZipInfo]) -> None:
+def _check_paths(path: Path, listed: list[zipfile.ZipInfo], zip_name: str) -> None:
     """Every entry, folders and ignored artefacts included, must be safe to unpack: the archive
-    is kept as uploaded, and whoever unpacks it later uses a tool that writes them all."""
-    for info in listed:
-        if _unsafe_entry(info):
-            raise ZipRejected("unsafe_path", display_name(info))
-        if _is_symlink(info):
-            raise ZipRejected("symlink", display_name(info))
+    is kept as uploaded, and whoever unpacks it later uses a tool that writes them all.
+
+    Tools do not agree on an entry's name: Info-ZIP unzip and others take a Unicode Path field
+    (0x7075) over the header's name, streaming extractors read the local header instead of the
+    central directory. So every such name must be safe, and all must be the header's name, up
+    to its encoding (:func:`_header_readings`). An entry with two different names is refused as
+    ``unsafe_path`` even when both are harmless: where it lands, and which dataset it is, would
+    depend on the tool, and no zip tool writes that (a zip whose entries' names disagree is
+    hostile or broken). The fields' CRC is not consulted: unzip ignores a field whose CRC does
+    not match the header's name, not every tool checks it, so the name is judged either way;
+    and a field naming the header's name is harmless whatever its CRC. A header or field that
+    cannot be read is a ``corrupt_zip``: a name we cannot read is a name we cannot judge.
+    """
+    with path.open("rb") as fh:
+        for info in listed:
+            shown = display_name(info)
+            if _unsafe_entry(info):
+                raise ZipRejected("unsafe_path", shown)
+            try:
+                others = _other_names(fh, info)
+            except ValueError as exc:
+                raise ZipRejected("corrupt_zip", zip_name, f"{shown}: {exc}") from None
+            for name in others:
+                if _unsafe(name):
+                    raise ZipRejected("unsafe_path", name)
+            if not _header_readings(info).issuperset(others):
+                raise ZipRejected("unsafe_path", shown)
+            if _is_symlink(info):
+                raise ZipRejected("symlink", shown)
+
+
+def _other_names(fh: BinaryIO, info: zipfile.ZipInfo) -> list[str]:
+    """Names the entry has besides the central directory's name field: the Unicode Path fields
+    of both headers, and the local header's name when its bytes differ from the central one's
+    (zipfile compares the two only for the entries it opens, not for folders and artefacts).
+    Raises ValueError for a local header or extra field that does not parse."""
+    fh.seek(info.header_offset)
+    head = fh.read(_LOCAL_HEADER.size)
+    if len(head) < _LOCAL_HEADER.size or not head.startswith(b"PK\x03\x04"):
+        raise ValueError("no local file header where the central directory points")
+    _, name_len, extra_len = _LOCAL_HEADER.unpack(head)
+    local_name, local_extra = fh.read(name_len), fh.read(extra_len)
+    if len(local_name) < name_len or len(local_extra) < extra_len:
+        raise ValueError("local file header cut short")
+    names = _unicode_paths(info.extra) + _unicode_paths(local_extra)
+    if local_name != _raw_name(info):
+        names.append(local_name.decode("utf-8" if info.flag_bits & 0x800 else "cp437"))
+    return names
+
+
+def _unicode_paths(extra: bytes) -> list[str]:
+    """The names in the Unicode Path fields of an extra block: id and size (2 bytes each), then
+    the data (APPNOTE 4.5.1). One to three stray bytes after the last field are tolerated, as
+    zipfile does (alignment padding). Raises ValueError for a field running past the block, a
+    Unicode Path field too short for its version and CRC, of a version other than 1 (a layout
+    we cannot read) or whose name is not UTF-8."""
+    names: list[str] = []
+    at = 0
+    while at + 4 <= len(extra):
+        field_id, size = struct.unpack_from("<HH", extra, at)
+        data = extra[at + 4:at + 4 + size]
+        if len(data) < size:
+            raise ValueError(f"extra field 0x{field_id:04x} runs past the end of its block")
+        if field_id == UNICODE_PATH_FIELD:
+            if size < 5 or data[0] != 1:
+                raise ValueError("unreadable Unicode Path extra field (0x7075)")
+            names.append(data[5:].decode("utf-8"))
+        at += 4 + size
+    return names
+
+
+def _raw_name(info: zipfile.ZipInfo) -> bytes:
+    """The name field's bytes as stored: zipfile decoded them as UTF-8 when flagged, otherwise
+    as cp437, which maps every byte to one character and back."""
+    return info.orig_filename.encode("utf-8" if info.flag_bits & 0x800 else "cp437")
+
+
+def _header_readings(info: zipfile.ZipInfo) -> set[str]:
+    """The ways unzip tools read the header's name: as stored (UTF-8 when flagged, otherwise
+    cp437), as GBK (:func:`display_name`), and as UTF-8 without the flag, which Info-ZIP zip
+    writes on a UTF-8 Unix system (next to a Unicode Path field naming the same)."""
+    readings = {info.filename, display_name(info)}
+    with suppress(UnicodeError):
+        readings.add(info.filename.encode("cp437").decode("utf-8"))
+    return readings
 
 
 def _check_entries(infos: list[zipfile.ZipInfo], stream: str | None) -> list[Entry]:
