@@ -5,6 +5,11 @@ Text output follows the national upload page (seed 000): the record list's colum
 can work through (file, row, column, rule, message, masked value). ``--json`` gives the same
 data to programs; ``hqms errors --csv`` writes UTF-8 with BOM so Excel opens it correctly.
 
+Names and values come from hospitals' files, so none reaches a screen or spreadsheet as is:
+text output shows control and invisible characters escaped (:func:`printable`), JSON escapes
+them too (:func:`to_json`), and CSV cells that a spreadsheet would run as formulas are made
+text (:func:`csv_cell`).
+
 Exit codes: 0 done (landed / duplicate / no errors), 1 refused or errors found,
 2 usage problem (``UserError``), 3 object store unavailable (try again later).
 """
@@ -13,6 +18,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import re
 import sys
 import unicodedata
 from collections.abc import Iterable
@@ -35,6 +41,15 @@ ERROR_FIELDS = ("file_name", "row", "column", "rule", "severity", "message_zh", 
                 "value_masked", "check_id")
 CSV_HEADER = ("文件名 file", "行号 row", "数据项 column", "规则 rule", "级别 severity",
               "错误信息", "error message", "值（脱敏）value (masked)", "检查项 check")
+#: Characters never written raw for people to read: C0 controls and DEL, C1 controls (an ESC
+#: or CSI sequence in a failing value would clear the screen, recolour it or forge report
+#: lines), and the invisible format characters that hide or reorder text (soft hyphen, bidi
+#: marks, embeddings, overrides and isolates, zero-width spaces and joiners, line and paragraph
+#: separators, BOM) — shown, they also tell a data manager why a value that looks right fails.
+UNSEEN = re.compile(r"[\x00-\x1f\x7f-\x9f\xad\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
+#: First characters that make Excel, WPS and LibreOffice read a CSV cell as a formula (OWASP,
+#: "CSV injection").
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -116,17 +131,17 @@ def run_submit(args: argparse.Namespace) -> int:
         result = intake.submit(args.zip, args.org, args.user, stream=args.stream,
                                received_at=received, cfg=cfg)
     except ObjectStoreUnavailable as exc:
-        print(f"hqms: 存储服务暂不可用，请稍后重试 / object store unavailable, try again later "
-              f"({exc})", file=sys.stderr)
+        _say(sys.stderr, f"hqms: 存储服务暂不可用，请稍后重试 / object store unavailable, try again "
+                         f"later ({exc})")
         return EXIT_UNAVAILABLE
     if result.status == "rejected":
         _print_refusal(args, result.rule, result.message_zh, result.message_en, result)
         return EXIT_REFUSED
     if args.json:
-        print(json.dumps(asdict(result), ensure_ascii=False, indent=2))
+        print(to_json(asdict(result)))
     else:
-        print(result.upload_id)
-        print(f"{result.message_zh} / {result.message_en}", file=sys.stderr)
+        _say(sys.stdout, result.upload_id)
+        _say(sys.stderr, f"{result.message_zh} / {result.message_en}")
     return 0
 
 
@@ -134,11 +149,12 @@ def _print_refusal(args: argparse.Namespace, rule: str | None, zh: str, en: str,
     if args.json:
         data = asdict(result) if result else {"status": "rejected", "rule": rule,
                                               "message_zh": zh, "message_en": en}
-        print(json.dumps(data, ensure_ascii=False, indent=2))
+        print(to_json(data))
         return
-    print(f"拒收 / rejected [{rule}]: {zh}\n  {en}", file=sys.stderr)
+    _say(sys.stderr, f"拒收 / rejected [{rule}]: {zh}")
+    _say(sys.stderr, f"  {en}")
     if result:
-        print(f"  upload id: {result.upload_id}", file=sys.stderr)
+        _say(sys.stderr, f"  upload id: {result.upload_id}")
 
 
 def _dry_run(args: argparse.Namespace) -> int:
@@ -148,13 +164,14 @@ def _dry_run(args: argparse.Namespace) -> int:
     errors = [_error_dict(e) for e in report.errors]
     n_errors = sum(1 for e in errors if e["severity"] == "error")
     if args.json:
-        print(json.dumps({"dry_run": True, "record_count": report.record_count,
-                          "conforming_count": report.conforming_count, "error_count": n_errors,
-                          "errors": [_error_json(e) for e in errors]}, ensure_ascii=False, indent=2))
+        print(to_json({"dry_run": True, "record_count": report.record_count,
+                       "conforming_count": report.conforming_count, "error_count": n_errors,
+                       "errors": [_error_json(e) for e in errors]}))
     else:
-        print(f"试运行（未上传）/ dry run, nothing uploaded: {args.zip.name}")
-        print(f"数据包记录数 records: {report.record_count}    "
-              f"接口标准达标数 conforming: {report.conforming_count}    错误 errors: {n_errors}")
+        _say(sys.stdout, f"试运行（未上传）/ dry run, nothing uploaded: {args.zip.name}")
+        _say(sys.stdout, f"数据包记录数 records: {report.record_count}    "
+                         f"接口标准达标数 conforming: {report.conforming_count}    "
+                         f"错误 errors: {n_errors}")
         print_errors(errors, sys.stdout)
     return EXIT_REFUSED if n_errors else 0
 
@@ -168,7 +185,7 @@ def run_uploads(args: argparse.Namespace) -> int:
     rows = Registry.from_config().list_uploads(org=args.org, since=since, status=args.status,
                                                stream=args.stream, limit=args.limit)
     if args.json:
-        print(json.dumps([_upload_json(r) for r in rows], ensure_ascii=False, indent=2))
+        print(to_json([_upload_json(r) for r in rows]))
         return 0
     header = ("上传编号", "文件名", "上传时间", "上传用户", "处理状态", "错误信息", "数据包记录数",
               "接口标准达标数")
@@ -213,13 +230,14 @@ def run_errors(args: argparse.Namespace) -> int:
         write_errors_csv(errors, args.csv)
     if args.json:
         shown = summarise_errors(errors) if args.summary else [_error_json(e) for e in errors]
-        print(json.dumps(shown, ensure_ascii=False, indent=2))
+        print(to_json(shown))
     else:
-        print(f"{upload['upload_id']}  {upload['file_name']}  {china_time(upload['received_at'])}  "
-              f"{STATUS_ZH.get(upload['status'], upload['status'])}  "
-              f"记录数 {_n(upload['record_count'])}  达标数 {_n(upload['conforming_count'])}  "
-              f"错误 {sum(e['severity'] == 'error' for e in errors)}  "
-              f"警告 {sum(e['severity'] == 'warning' for e in errors)}")
+        _say(sys.stdout,
+             f"{upload['upload_id']}  {upload['file_name']}  {china_time(upload['received_at'])}  "
+             f"{STATUS_ZH.get(upload['status'], upload['status'])}  "
+             f"记录数 {_n(upload['record_count'])}  达标数 {_n(upload['conforming_count'])}  "
+             f"错误 {sum(e['severity'] == 'error' for e in errors)}  "
+             f"警告 {sum(e['severity'] == 'warning' for e in errors)}")
         if args.summary:
             print_summary(summarise_errors(errors), sys.stdout)
         else:
@@ -248,7 +266,7 @@ def print_errors(errors: Iterable[dict], out: TextIO) -> None:
             where += f"  {e['column']}"
         level = "" if e["severity"] == "error" else f" {e['severity']}"
         value = f"  值 value: {e['value_masked']}" if e["value_masked"] is not None else ""
-        out.write(f"{where}  [{e['rule']}{level}]  {e['message_zh']} / {e['message_en']}{value}\n")
+        _say(out, f"{where}  [{e['rule']}{level}]  {e['message_zh']} / {e['message_en']}{value}")
 
 
 #: Row numbers listed per summary line (the full list is ``hqms errors ID``).
@@ -281,8 +299,8 @@ def print_summary(groups: Iterable[dict], out: TextIO) -> None:
         if g["first_rows"]:
             more = " …" if g["count"] > len(g["first_rows"]) else ""
             rows = f"  第 {', '.join(map(str, g['first_rows']))}{more} 行 rows"
-        out.write(f"{where}  [{g['rule']}{level}]  {g['count']:,} 处 times{rows}  "
-                  f"{g['message']} / {g['message_en']}\n")
+        _say(out, f"{where}  [{g['rule']}{level}]  {g['count']:,} 处 times{rows}  "
+                  f"{g['message']} / {g['message_en']}")
 
 
 def write_errors_csv(errors: Iterable[dict], path: Path) -> None:
@@ -291,7 +309,52 @@ def write_errors_csv(errors: Iterable[dict], path: Path) -> None:
         writer = csv.writer(fh)
         writer.writerow(CSV_HEADER)
         for e in errors:
-            writer.writerow(["" if e[k] is None else e[k] for k in ERROR_FIELDS])
+            writer.writerow([csv_cell(e[k]) for k in ERROR_FIELDS])
+
+
+def csv_cell(value: str | int | None) -> str | int:
+    """One cell of the errors CSV, safe to open in a spreadsheet: text starting with one of
+    :data:`FORMULA_STARTS` gets a leading ``'``, so the sheet shows it instead of running it
+    (``=HYPERLINK("http://x/?"&A1,"…")`` in a failing value would send the neighbouring cells
+    away). This applies to every text cell — values, column and file names, messages — and to
+    text that looks like a negative number (``-5`` becomes ``'-5``), as OWASP recommends:
+    telling numbers from formulas by their look is easy to get wrong (``-2+3+cmd|…``), and the
+    value column is text the hospital sent, read by people, whom a visible ``'`` does not
+    mislead. The row number is an ``int`` we write ourselves and stays a number; ``None`` is an
+    empty cell."""
+    if value is None:
+        return ""
+    if isinstance(value, int):
+        return value
+    return f"'{value}" if value.startswith(FORMULA_STARTS) else value
+
+
+def printable(text: str) -> str:
+    """``text`` safe to show on a terminal: every :data:`UNSEEN` character written as its
+    Python escape (``\\t``, ``\\n``, ``\\x1b``, ``\\u202e``), so a hospital's value cannot act
+    on the screen and hidden characters become visible. A backslash stays as it is: a literal
+    ``\\x1b`` in a value does nothing, and Windows folder names (``数据\\flu_1.csv``) stay
+    readable."""
+    return UNSEEN.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+
+
+def _say(out: TextIO, line: str) -> None:
+    """Write one line of text output. Every text printer here writes through this (or, for
+    tables, :func:`printable` first), so no name or value reaches a terminal raw."""
+    out.write(printable(line) + "\n")
+
+
+def to_json(data: object) -> str:
+    """``data`` as indented JSON, Chinese kept readable. json escapes C0 controls inside strings
+    itself but writes DEL, C1 controls and format characters raw (``ensure_ascii=False``); they
+    become ``\\uXXXX`` escapes, which decode to the same value. The line breaks json writes
+    between members are the only raw controls left, and stay."""
+    return UNSEEN.sub(_json_escape, json.dumps(data, ensure_ascii=False, indent=2))
+
+
+def _json_escape(match: re.Match[str]) -> str:
+    char = match.group()
+    return char if char == "\n" else f"\\u{ord(char):04x}"
 
 
 def _width(text: str) -> int:
@@ -299,6 +362,8 @@ def _width(text: str) -> int:
 
 
 def _print_table(rows: list[tuple[str, ...]], out: TextIO) -> None:
+    """Columns aligned on what is shown: cells are made :func:`printable` before measuring."""
+    rows = [tuple(map(printable, row)) for row in rows]
     widths = [max(_width(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         cells = [cell + " " * (w - _width(cell)) for cell, w in zip(row, widths)]
