@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import zipfile
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import pytest
 
 from hqms import config, embedded_s3
 from hqms.cli import main as hqms
+from hqms.workdir import runs_dir, sweep_work
 from hqms.registry import TERMINAL, Registry
 
 pytestmark = pytest.mark.slow
@@ -24,6 +26,13 @@ pytestmark = pytest.mark.slow
 PROCESS_ALL = ("from hqms.ingest.run import claim, process\n"
                "for batch in claim():\n"
                "    process(batch)\n")
+#: A run that stays alive in its run folder (made as process_batch makes it) until killed.
+LIVE_RUN = ("import time\n"
+            "from hqms import config\n"
+            "from hqms.workdir import run_folder\n"
+            "with run_folder(config.load(), 'live+0') as work:\n"
+            "    (work / 'live.csv').write_text('plaintext of a live run')\n"
+            "    time.sleep(600)\n")
 
 
 def _flu_keys(gen: Path) -> set[tuple[str, str, str, str]]:
@@ -65,6 +74,56 @@ def _python(code: str, **extra: str) -> subprocess.Popen:
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
+def _wait_for(found: Callable[[], list[Path]], child: subprocess.Popen, timeout: float = 300) -> list[Path]:
+    """Poll until ``found()`` is not empty (returned), failing if ``child`` exits first."""
+    deadline = time.monotonic() + timeout
+    while not (paths := found()):
+        assert child.poll() is None and time.monotonic() < deadline, "the child never got there"
+        time.sleep(0.02)
+    return paths
+
+
+def _kill(child: subprocess.Popen) -> None:
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+
+
+def test_a_killed_runs_plaintext_is_swept_and_a_live_runs_is_not(home):
+    """kill -9 while the upload's plaintext sits in its work folder; the upload is then reclaimed
+    in a batch with another upload (another run id). That run must remove the dead run's folder,
+    leave a live run's folder and whatever else lives in the work dir alone."""
+    gen = home / "gen"
+    assert hqms(["generate", "--hospitals", "2", "--start", "2025-01-06", "--days", "1", "--seed", "4",
+                 "--streams", "flu", "--out", str(gen), "--quiet"]) == 0
+    assert hqms(["keys", "init"]) == 0
+    assert len(_submit_all(gen)) == 2
+    cfg = config.load()
+
+    def plaintext() -> list[Path]:
+        return [p for p in cfg.work_dir.rglob("*") if p.suffix in (".zip", ".csv")]
+
+    victim = _python(PROCESS_ALL, HQMS_BATCH_MAX_UPLOADS="1")  # its first run: <first id>+0
+    left = _wait_for(plaintext, victim)
+    _kill(victim)
+    assert all(p.exists() for p in left), "the dead run left its plaintext behind"
+
+    live = _python(LIVE_RUN)
+    try:
+        held = _wait_for(lambda: list(runs_dir(cfg).glob("live+0.*/live.csv")), live)
+        others = [cfg.work_dir / "duckdb_tmp" / "spill.tmp", cfg.work_dir / "notes.zip"]  # not run folders
+        for path in others:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(b"not a run folder")
+        # both uploads reclaimed in one batch: run id <first id>+1, not the dead run's
+        assert _python(PROCESS_ALL, HQMS_STALE_CLAIM_SECONDS="0").wait(timeout=600) == 0
+        assert {u["status"] for u in Registry.from_config().list_uploads()} <= set(TERMINAL)
+        assert [p for p in plaintext() if p not in held + others] == [], "a dead run's plaintext survived"
+        assert all(p.exists() for p in held + others), "a live run's folder or a non-run entry was swept"
+    finally:
+        _kill(live)
+    assert sweep_work(cfg) == 1 and list(runs_dir(cfg).iterdir()) == []
+
+
 def test_seven_day_resends_and_a_kill_9_leave_one_row_per_key(home):
     gen = home / "gen"
     assert hqms(["generate", "--hospitals", "2", "--start", "2025-01-06", "--days", "7", "--seed", "3",
@@ -81,8 +140,7 @@ def test_seven_day_resends_and_a_kill_9_leave_one_row_per_key(home):
         if any(u["status"] in TERMINAL for u in registry.list_uploads()):
             break
         time.sleep(0.05)
-    victim.send_signal(signal.SIGKILL)
-    victim.wait()
+    _kill(victim)
     assert any(u["status"] == "processing" for u in registry.list_uploads()), "kill came too late to test"
 
     # the next run reclaims the dead claims (stale timeout 0 here) and completes everything

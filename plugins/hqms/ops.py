@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import argparse
 import calendar
-import contextlib
-import secrets
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
 from hqms import config
 from hqms.cli import UserError
+from hqms.workdir import run_folder
 
 #: States an upload can be reprocessed from: it was landed once (so the vault holds it).
 REPROCESSABLE = ("processed", "partially_accepted", "rejected", "processing", "landed", "failed")
@@ -54,9 +53,8 @@ def reprocess(upload_id: str, private_key_hex: str, cfg: config.Config | None = 
         raise UserError(f"upload {upload_id} is {upload['status']} at {upload['stage']}: it was never "
                         "landed, so there is no original to reprocess")
     store = ObjectStore.from_config(cfg)
-    cfg.work_dir.mkdir(parents=True, exist_ok=True)
-    local = cfg.work_dir / f".reprocess-{upload_id}-{secrets.token_hex(4)}.zip"
-    try:
+    with run_folder(cfg, f"reprocess-{upload_id}") as work:  # the decrypted original is plaintext
+        local = work / "original.zip"
         try:
             vault.restore(store, cfg, upload_id, private_key_hex, local)
         except vault.VaultError as exc:
@@ -68,9 +66,6 @@ def reprocess(upload_id: str, private_key_hex: str, cfg: config.Config | None = 
         store.put_file(bucket, upload["object_key"], local)
         if store.sha256(bucket, upload["object_key"]) != upload["sha256"]:
             raise UserError(f"re-landed object of {upload_id} does not verify; try again")
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            local.unlink()
     registry.set_status(upload_id, "landed", message_zh="运维重新处理：已从加密存档恢复原始文件",
                         message_en="reprocess requested: original restored from the vault")
     return Reprocessed(upload_id, upload["object_key"], int(upload["size_bytes"]), upload["status"])

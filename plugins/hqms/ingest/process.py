@@ -17,17 +17,21 @@ Per upload, in this order, and why:
 5. record the outcome (status, counts, every error) in the registry;
 6. delete the plaintext landing object; the staging database goes when the batch is done.
 
+The fetched zips, decoded CSVs and DuckDB spill files are plaintext; they live only in the run's
+own folder (:func:`hqms.workdir.run_folder`), locked for the run's whole life. A run that dies
+(kill -9, OOM, reboot) cannot clean up after itself, but the kernel drops its lock, so the next
+run's :func:`hqms.workdir.sweep_work` sees the folder is nobody's and removes it.
+
 A kill -9 anywhere leaves the unfinished uploads ``processing``; the next run reclaims them
-(stale claim) and repeats the steps: the vault step is idempotent, the merge replaces the
-upload's own rows, and the registry update is a replace. Nothing is deleted before the state that
-makes it redundant is durable. An upload whose stored bytes fail the checks is left for retry
-(and alerting) without holding up the rest of the batch.
+(stale claim), removes the dead run's work folder and repeats the steps: the vault step is
+idempotent, the merge replaces the upload's own rows, and the registry update is a replace.
+Nothing is deleted before the state that makes it redundant is durable. An upload whose stored
+bytes fail the checks is left for retry (and alerting) without holding up the rest of the batch.
 """
 from __future__ import annotations
 
 import logging
 import resource
-import shutil
 import time
 import traceback
 import zipfile
@@ -46,6 +50,7 @@ from hqms.objectstore import ObjectStore
 from hqms.registry import Registry
 from hqms.stagedb import open_stage
 from hqms.warehouse import ensure_schema
+from hqms.workdir import run_folder, sweep_work
 
 log = logging.getLogger(__name__)
 
@@ -72,9 +77,18 @@ class Outcome:
 
 
 def decide_status(report: ValidationReport) -> tuple[str, str, str]:
-    """processed / partially_accepted / rejected, with the message a data manager reads."""
+    """processed / partially_accepted / rejected, with the message a data manager reads.
+
+    Files holding their header and no record, without any error, are a zero report (零报告): a
+    day without cases is normal for the daily streams, and the hospital did report it, so it is
+    ``processed`` (the marts count it as received). With an error (a file without a header or
+    missing a required column) nothing was reported and it stays ``rejected``.
+    """
     n, ok = report.record_count, report.conforming_count
     errors = sum(1 for e in report.errors if e.severity == "error")
+    if not n and not errors:
+        return ("processed", "零报告：文件只有表头，没有记录",
+                "zero report: the files hold a header and no records")
     if n and ok == n and not errors:
         return "processed", f"全部 {n} 条记录符合接口标准", f"all {n} records conform to the interface standard"
     if ok:
@@ -276,21 +290,9 @@ def _process_isolated(round_: list[tuple[dict, Path]], cfg: hqms_config.Config, 
     return outcomes
 
 
-def process_batch(upload_ids: list[str], cfg: hqms_config.Config | None = None) -> list[Outcome]:
-    """Run steps 1–6 for uploads already claimed as ``processing`` by the caller: fetch and
-    vault them all, then stage, validate and merge them in rounds of at most
-    ``cfg.batch_max_bytes`` of CSV."""
-    cfg = cfg or hqms_config.load()
-    cfg.ensure_dirs()
-    registry = Registry.from_config(cfg)
-    store = ObjectStore.from_config(cfg)
-    uploads = [u for u in (registry.get(i) for i in upload_ids) if u and u["status"] == "processing"]
-    if not uploads:
-        return []
-    run_id = f"{uploads[0]['upload_id']}+{len(uploads) - 1}"
-    work = cfg.work_dir / run_id
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
+def _process_in(work: Path, uploads: list[dict], cfg: hqms_config.Config, registry: Registry,
+                store: ObjectStore, run_id: str) -> tuple[list[Outcome], list[str]]:
+    """Steps 1–6 for a batch, its plaintext in ``work``: (outcomes, ids left for retry)."""
     quality.preload()
     started = time.perf_counter()
     keyring = load_keyring(cfg)
@@ -303,7 +305,25 @@ def process_batch(upload_ids: list[str], cfg: hqms_config.Config | None = None) 
         round_id = run_id if len(rounds) == 1 else f"{run_id}.{n + 1}"
         outcomes += _process_isolated(round_, cfg, registry, store, keyring, round_id, work / f"round{n + 1}",
                                       failed)
-    shutil.rmtree(work, ignore_errors=True)
+    return outcomes, failed
+
+
+def process_batch(upload_ids: list[str], cfg: hqms_config.Config | None = None) -> list[Outcome]:
+    """Run steps 1–6 for uploads already claimed as ``processing`` by the caller: fetch and
+    vault them all, then stage, validate and merge them in rounds of at most
+    ``cfg.batch_max_bytes`` of CSV. Sweeps dead runs' work folders first: this is the one step
+    every worker runs on its own local ``work_dir`` (``hqms ingest ID`` included)."""
+    cfg = cfg or hqms_config.load()
+    cfg.ensure_dirs()
+    sweep_work(cfg)
+    registry = Registry.from_config(cfg)
+    store = ObjectStore.from_config(cfg)
+    uploads = [u for u in (registry.get(i) for i in upload_ids) if u and u["status"] == "processing"]
+    if not uploads:
+        return []
+    run_id = f"{uploads[0]['upload_id']}+{len(uploads) - 1}"
+    with run_folder(cfg, run_id) as work:
+        outcomes, failed = _process_in(work, uploads, cfg, registry, store, run_id)
     if failed:
         raise BatchIncomplete(f"{len(failed)} uploads left for retry: {', '.join(failed)}")
     return outcomes

@@ -7,6 +7,7 @@ from datetime import timedelta
 from hqms import config as hqms_config
 from hqms.objectstore import ObjectStore
 from hqms.registry import TERMINAL, Registry
+from hqms.workdir import sweep_work
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,8 @@ def claim() -> list[list[str]]:
     load_keyring(cfg)
     registry = Registry.from_config(cfg)
     sweep_landing(cfg, registry, ObjectStore.from_config(cfg))
+    # also when nothing is claimed: a dead run's plaintext must not wait for the next upload
+    sweep_work(cfg)
     stale = timedelta(seconds=cfg.stale_claim_seconds)
     for upload in registry.fail_exhausted(cfg.max_attempts, stale_after=stale):
         log.error("upload %s of %s failed %d times and is marked failed; see `hqms reprocess`",
