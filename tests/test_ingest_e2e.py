@@ -20,13 +20,16 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from hqms import config, embedded_s3
+from conftest import csv_bytes, make_zip
+from hqms import config, embedded_s3, spec
 from hqms.cli import main as hqms
 from hqms.registry import Registry
 
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
+#: The zero report's zip (under the generator's output, keyed like the plan's zips).
+ZERO_REPORT = "zero/flu_20250108.zip"
 #: Columns whose plaintext must never reach the warehouse, logs or XComs.
 PERSONAL = {"P4": "name", "P13": "id_number", "P802": "phone", "P7502": "visit card", "P7000": "visit serial",
             "XM": "name", "ZJHM": "id_number", "LXDH": "phone", "JZKH": "visit card", "P3": "record number"}
@@ -38,9 +41,18 @@ def _env(home: Path) -> dict[str, str]:
     return env
 
 
+def _submit(path: Path, row: dict[str, str]) -> str:
+    """``hqms submit`` in a child process, as the plan's ``row`` says; returns the upload id."""
+    out = subprocess.run([sys.executable, "-m", "hqms.cli", "submit", str(path), "--org", row["org_code"],
+                          "--user", row["uploader"], "--received-at", row["planned_received_at"]],
+                         capture_output=True, text=True, env=dict(os.environ), check=True)
+    return out.stdout.split()[0]
+
+
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    """Generate 4 hospitals × 2 days with defects, submit everything, ingest through Airflow."""
+    """Generate 4 hospitals × 2 days with defects, submit everything plus a zero report (the flu
+    stream's files with their header and no record, the next day), ingest through Airflow."""
     home = tmp_path_factory.mktemp("home")
     gen = tmp_path_factory.mktemp("gen") / "out"
     saved = dict(os.environ)
@@ -51,14 +63,13 @@ def run(tmp_path_factory):
         assert hqms(["generate", "--hospitals", "4", "--start", "2025-01-06", "--days", "2", "--seed", "7",
                      "--errors", "0.03", "--out", str(gen), "--quiet"]) == 0
         assert hqms(["keys", "init"]) == 0
-        uploads = {}
         with (gen / "upload_plan.csv").open(encoding="utf-8") as fh:
-            for row in csv.DictReader(fh):
-                out = subprocess.run([sys.executable, "-m", "hqms.cli", "submit", str(gen / row["zip"]),
-                                      "--org", row["org_code"], "--user", row["uploader"],
-                                      "--received-at", row["planned_received_at"]],
-                                     capture_output=True, text=True, env=dict(os.environ), check=True)
-                uploads[row["zip"]] = out.stdout.split()[0]
+            plan = list(csv.DictReader(fh))
+        uploads = {row["zip"]: _submit(gen / row["zip"], row) for row in plan}
+        flu = next(row for row in plan if row["stream"] == "flu")
+        zero = make_zip(gen / ZERO_REPORT, {f"{ds.prefix}20250108.csv": csv_bytes(ds.prefix, flu["org_code"], rows=0)
+                                            for ds in spec.stream_datasets("flu")})
+        uploads[ZERO_REPORT] = _submit(zero, {**flu, "planned_received_at": "2025-01-08T21:00:00+08:00"})
         assert hqms(["run", "--no-marts"]) == 0
         yield {"home": home, "gen": gen, "uploads": uploads, "cfg": cfg}
     finally:
@@ -100,6 +111,19 @@ def test_conforming_counts_match_records_minus_defective_rows(run):
                          env=_env(run["home"]), check=True)
     listed = {u["upload_id"]: (u["record_count"], u["conforming_count"]) for u in json.loads(out.stdout)}
     assert listed == {r[0]: (r[1], r[2]) for r in rows}
+
+
+def test_a_header_only_upload_is_a_processed_zero_report(run):
+    """零报告: a day without cases is reported, not rejected (the marts count ``processed`` as
+    received); its report holds the empty_file warning only."""
+    upload_id = run["uploads"][ZERO_REPORT]
+    upload = Registry.from_config().get(upload_id)
+    assert (upload["status"], upload["record_count"], upload["conforming_count"]) == ("processed", 0, 0)
+    assert upload["message_zh"] == "零报告：文件只有表头，没有记录"
+    assert {(e["rule"], e["severity"]) for e in Registry.from_config().errors(upload_id)} == {("empty_file", "warning")}
+    with _warehouse(run) as con:
+        assert con.execute("SELECT status, record_count, conforming_count FROM ops.uploads WHERE upload_id = ?",
+                           [upload_id]).fetchall() == [("processed", 0, 0)]
 
 
 def _plaintext_identifiers(gen: Path) -> set[str]:
