@@ -6,8 +6,9 @@
     each written once here:
 
     * same_visit_time: linking lis_ / pdr_ rows to their flu_ visit;
-    * drop_precision_switches: de-duplicating visits across uploads when a hospital's exporter
-      switched between date-time and date-only.
+    * drop_precision_switches: de-duplicating visits (and the lis_ / pdr_ records linked to them,
+      whose natural keys hold P7506 too) across uploads when a hospital's exporter switched
+      between date-time and date-only.
 
     Known limitation of both: a visit genuinely recorded at exactly 00:00:00 is taken for a
     date-only one. -#}

@@ -17,7 +17,9 @@
     * de-duplication: after the latest version per natural key, hqms.drop_precision_switches drops
       a visit when a newer upload (received_at, then _loaded_at) sent a row of the same org +
       visit type + card on the same date in the other precision (date-only vs with a time).
-      Rows of one upload never drop each other.
+      Rows of one upload never drop each other. lis_ and pdr_ records get the same rule before
+      they are linked, per their natural key with P7506 read as its date (lis_: P8000 specimen,
+      pdr_: P7500 order line), so a re-sent, corrected record replaces the old one.
     Known limitation: a visit genuinely recorded at exactly 00:00:00 counts as date-only. -#}
 with latest as (
     {{ hqms.latest_version(ref('stg_flu')) }}
@@ -25,6 +27,19 @@ with latest as (
 
 visits as (
     {{ hqms.drop_precision_switches('latest', ['visit_type', 'visit_card_pid']) }}
+),
+
+-- lis_ / pdr_ records minus those a newer upload re-sent with P7506 in the other precision.
+-- P7506 is part of their natural key, so the re-send is a new record and the old one stays in
+-- dw: a stale timed positive would still link to the visit next to its corrected date-only
+-- re-send. Partitioned by the natural key without P7506 (plus its date); dw keeps one row per
+-- natural key, as the macro needs.
+lab_records as (
+    {{ hqms.drop_precision_switches(ref('stg_lis'), ['visit_type', 'visit_card_pid', 'test_record_pid']) }}
+),
+
+drug_records as (
+    {{ hqms.drop_precision_switches(ref('stg_pdr'), ['visit_type', 'visit_card_pid', 'order_line_pid']) }}
 ),
 
 diagnoses as (
@@ -54,7 +69,7 @@ lab_by_time as (
         l.visit_time,
         {{ dbt.bool_or("items.flu_type = 'A'") }} as lab_positive_a,
         {{ dbt.bool_or("items.flu_type = 'B'") }} as lab_positive_b
-    from {{ ref('stg_lis') }} as l
+    from lab_records as l
     inner join {{ ref('flu_lab_items') }} as items on items.item_code = l.item_code
     where l.is_positive
     group by l.org_code, l.visit_type, l.visit_card_pid, l.visit_time
@@ -81,7 +96,7 @@ antiviral_by_time as (
         p.visit_card_pid,
         p.visit_time,
         min(p.start_time) as first_antiviral_start
-    from {{ ref('stg_pdr') }} as p
+    from drug_records as p
     where exists (
         select 1 from {{ ref('flu_antivirals') }} as a
         where a.in_baseline

@@ -1,12 +1,16 @@
-{#- lis_ lab records of flu visits (检验记录); linked to flu_ by (org, visit type, card, visit time). -#}
+{#- lis_ lab records of flu visits (检验记录); linked to flu_ by (org, visit type, card, visit time).
+    test_record_pid (P8000) and received_at let int_flu_visits drop a record re-sent with P7506 in
+    the other precision (its natural key P7501 + P7502 + P7506 + P8000 then changes). -#}
 select
     _org_code as org_code,
     _nk as record_key,
+    _received_at as received_at,
     _loaded_at,
     visit_type,
     visit_card_no_pid as visit_card_pid,
     visit_time,
     cast(visit_time as date) as visit_date,
+    test_record_id_pid as test_record_pid,
     test_time,
     flu_item as item_code,
     (positive = '1') as is_positive

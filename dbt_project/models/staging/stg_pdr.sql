@@ -1,12 +1,16 @@
-{#- pdr_ drug records of flu visits (用药记录); linked to flu_ like lis_. -#}
+{#- pdr_ drug records of flu visits (用药记录); linked to flu_ like lis_. order_line_pid (P7500)
+    and received_at serve the precision-switch rule like lis_ (natural key P7501 + P7502 + P7506
+    + P7500). -#}
 select
     _org_code as org_code,
     _nk as record_key,
+    _received_at as received_at,
     _loaded_at,
     visit_type,
     visit_card_no_pid as visit_card_pid,
     visit_time,
     cast(visit_time as date) as visit_date,
+    order_line_id_pid as order_line_pid,
     drug_name,
     start_time
 from {{ source('dw', 'pdr') }}
