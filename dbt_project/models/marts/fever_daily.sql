@@ -1,14 +1,15 @@
 -- depends_on: {{ ref('stg_fever') }}, {{ ref('stg_lab') }}
 {{ config(
     materialized='incremental',
-    incremental_strategy='delete+insert',
+    incremental_strategy='replace_periods',
     unique_key=['visit_date'],
     on_schema_change='fail',
     tags=['daily'],
 ) }}
 {#- One row per (visit_date, org_code): what a hospital's fever clinic saw that day.
     Incremental like flu_daily: dates touched by fever_ or lab_ rows loaded since the last build,
-    and the dates re-sent visits moved away from (P7506 is not part of their key). -#}
+    and the dates re-sent visits moved away from (P7506 is not part of their key). A touched date
+    left with no visit at all gets a tombstone, so replace_periods clears it (macros/incremental.sql). -#}
 with
 {% if is_incremental() %}
 touched as (
@@ -26,26 +27,33 @@ visits as (
     {% if is_incremental() %}
     where visit_date in (select visit_date from touched)
     {% endif %}
+),
+
+daily as (
+    select
+        v.visit_date,
+        v.org_code,
+        h.province_code,
+        h.city_code,
+        count(*) as visits,
+        {{ hqms.count_if('v.is_first_visit') }} as first_visits,
+        {{ hqms.count_if('v.is_referral') }} as referrals,
+        {{ hqms.count_if('v.is_observation_stay') }} as observation_stays,
+        {{ hqms.count_if('v.flu_tested') }} as flu_tested,
+        {{ hqms.count_if('v.flu_positive') }} as flu_positive,
+        {{ hqms.count_if('v.flu_a_positive') }} as flu_a_positive,
+        {{ hqms.count_if('v.flu_b_positive') }} as flu_b_positive,
+        {{ hqms.age_band_counts('v.age_band') }},
+        {{ hqms.count_if("v.sex = '1'") }} as male,
+        {{ hqms.count_if("v.sex = '2'") }} as female,
+        {{ hqms.count_if("v.sex is null or v.sex not in ('1', '2')") }} as sex_unknown,
+        {{ hqms.build_timestamp() }} as _built_at
+    from visits as v
+    left join {{ ref('stg_hospitals') }} as h on h.org_code = v.org_code
+    group by v.visit_date, v.org_code, h.province_code, h.city_code
 )
 
-select
-    v.visit_date,
-    v.org_code,
-    h.province_code,
-    h.city_code,
-    count(*) as visits,
-    {{ hqms.count_if('v.is_first_visit') }} as first_visits,
-    {{ hqms.count_if('v.is_referral') }} as referrals,
-    {{ hqms.count_if('v.is_observation_stay') }} as observation_stays,
-    {{ hqms.count_if('v.flu_tested') }} as flu_tested,
-    {{ hqms.count_if('v.flu_positive') }} as flu_positive,
-    {{ hqms.count_if('v.flu_a_positive') }} as flu_a_positive,
-    {{ hqms.count_if('v.flu_b_positive') }} as flu_b_positive,
-    {{ hqms.age_band_counts('v.age_band') }},
-    {{ hqms.count_if("v.sex = '1'") }} as male,
-    {{ hqms.count_if("v.sex = '2'") }} as female,
-    {{ hqms.count_if("v.sex is null or v.sex not in ('1', '2')") }} as sex_unknown,
-    {{ hqms.build_timestamp() }} as _built_at
-from visits as v
-left join {{ ref('stg_hospitals') }} as h on h.org_code = v.org_code
-group by v.visit_date, v.org_code, h.province_code, h.city_code
+select * from daily
+{% if is_incremental() %}
+{{ hqms.tombstones('daily', 'visit_date', 'select visit_date from touched') }}
+{% endif %}

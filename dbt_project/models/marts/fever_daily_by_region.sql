@@ -1,18 +1,25 @@
 -- depends_on: {{ ref('fever_daily') }}
 {{ config(
     materialized='incremental',
-    incremental_strategy='delete+insert',
+    incremental_strategy='replace_periods',
     unique_key=['visit_date'],
     tags=['daily'],
 ) }}
-{#- fever_daily summed to province and city; incremental on the dates just rebuilt there. -#}
+{#- fever_daily summed to province and city. Incremental on the dates just rebuilt there, and on
+    the dates it no longer has (emptied: cleared here by a tombstone; macros/incremental.sql). -#}
 {% if is_incremental() %}
-{% call hqms.sum_by_region(ref('fever_daily'), 'visit_date') %}
-    where s.visit_date in (
-        select visit_date from {{ ref('fever_daily') }}
-        where _built_at > (select max(_built_at) from {{ this }})
-    )
-{% endcall %}
+with touched as (
+    {{ hqms.rollup_touched(ref('fever_daily'), 'visit_date') }}
+),
+
+rolled_up as (
+    {% call hqms.sum_by_region(ref('fever_daily'), 'visit_date') %}
+        where s.visit_date in (select visit_date from touched)
+    {% endcall %}
+)
+
+select * from rolled_up
+{{ hqms.tombstones('rolled_up', 'visit_date', 'select visit_date from touched') }}
 {% else %}
 {{ hqms.sum_by_region(ref('fever_daily'), 'visit_date') }}
 {% endif %}

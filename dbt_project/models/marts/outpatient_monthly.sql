@@ -1,13 +1,14 @@
 -- depends_on: {{ ref('stg_outpatient') }}
 {{ config(
     materialized='incremental',
-    incremental_strategy='delete+insert',
+    incremental_strategy='replace_periods',
     unique_key=['month'],
     on_schema_change='fail',
     tags=['monthly'],
 ) }}
 {#- One row per (month, org_code): the hospital's outpatient information pages of the month.
-    Incremental: months touched by mzsy_ rows loaded since the last build (minus the lookback). -#}
+    Incremental: months touched by mzsy_ rows loaded since the last build (minus the lookback),
+    replaced whole (a touched month left without rows gets a tombstone: macros/incremental.sql). -#}
 with
 {% if is_incremental() %}
 touched as (
@@ -55,34 +56,41 @@ top_chapters as (
       and month in (select visit_month from touched)
     {% endif %}
     group by month, org_code
+),
+
+pages as (
+    select
+        m.visit_month as month,
+        m.org_code,
+        h.province_code,
+        h.city_code,
+        m.visits,
+        m.emergency_visits,
+        m.revisits,
+        m.infusion_visits,
+        cast(m.infusion_visits as {{ hqms.type_double() }}) / m.visits as infusion_rate,
+        m.chronic_special_visits,
+        m.triage_level_1,
+        m.triage_level_2,
+        m.triage_level_3,
+        m.triage_level_4,
+        m.total_cost,
+        m.self_pay_cost,
+        m.antibiotic_cost,
+        cast(m.total_cost / m.visits as decimal(18, 2)) as avg_cost_per_visit,
+        t.top_dx_chapter_1,
+        t.top_dx_chapter_1_visits,
+        t.top_dx_chapter_2,
+        t.top_dx_chapter_2_visits,
+        t.top_dx_chapter_3,
+        t.top_dx_chapter_3_visits,
+        {{ hqms.build_timestamp() }} as _built_at
+    from monthly as m
+    left join top_chapters as t on t.month = m.visit_month and t.org_code = m.org_code
+    left join {{ ref('stg_hospitals') }} as h on h.org_code = m.org_code
 )
 
-select
-    m.visit_month as month,
-    m.org_code,
-    h.province_code,
-    h.city_code,
-    m.visits,
-    m.emergency_visits,
-    m.revisits,
-    m.infusion_visits,
-    cast(m.infusion_visits as {{ hqms.type_double() }}) / m.visits as infusion_rate,
-    m.chronic_special_visits,
-    m.triage_level_1,
-    m.triage_level_2,
-    m.triage_level_3,
-    m.triage_level_4,
-    m.total_cost,
-    m.self_pay_cost,
-    m.antibiotic_cost,
-    cast(m.total_cost / m.visits as decimal(18, 2)) as avg_cost_per_visit,
-    t.top_dx_chapter_1,
-    t.top_dx_chapter_1_visits,
-    t.top_dx_chapter_2,
-    t.top_dx_chapter_2_visits,
-    t.top_dx_chapter_3,
-    t.top_dx_chapter_3_visits,
-    {{ hqms.build_timestamp() }} as _built_at
-from monthly as m
-left join top_chapters as t on t.month = m.visit_month and t.org_code = m.org_code
-left join {{ ref('stg_hospitals') }} as h on h.org_code = m.org_code
+select * from pages
+{% if is_incremental() %}
+{{ hqms.tombstones('pages', 'month', 'select visit_month from touched') }}
+{% endif %}

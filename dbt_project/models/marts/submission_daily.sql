@@ -1,14 +1,14 @@
 -- depends_on: {{ ref('int_upload_periods') }}
 {{ config(
     materialized='incremental',
-    incremental_strategy='delete+insert',
+    incremental_strategy='replace_periods',
     unique_key=['report_date'],
     on_schema_change='fail',
     tags=['daily'],
 ) }}
 {#- Daily streams (flu, fever): one row per (registry hospital, report_date, stream).
     Incremental: report dates of uploads processed since the last build (minus the lookback),
-    plus any date after the newest one already built. -#}
+    plus every day of a stream's range the mart does not have yet. -#}
 with status as (
     select * from {{ ref('int_submission_status') }} where cadence = 'day'
 )
@@ -17,27 +17,48 @@ with status as (
     select period from {{ ref('int_upload_periods') }}
     where cadence = 'day' and processed_at > {{ hqms.rebuild_since() }}
     union
-    select period from status where period > (select max(report_date) from {{ this }})
+    -- (stream, day) of the range not built yet: not only days after the newest built one, but
+    -- also days before or between when the range grew backwards (a late package for an earlier
+    -- day extends the range; the days in between, which nobody reported, have no upload)
+    select missing.period from (
+        select stream, period from status
+        except
+        select stream, report_date from {{ this }}
+    ) as missing
+    union
+    -- built days that left the range (an upload re-processed with another period): a tombstone
+    select gone.period from (
+        select report_date from {{ this }}
+        except
+        select period from status
+    ) as gone (period)
 )
 {% endif %}
 
-select
-    period as report_date,
-    org_code,
-    province_code,
-    city_code,
-    stream,
-    received,
-    first_received_at,
-    first_received_local,
-    deadline_local,
-    on_time,
-    uploads,
-    records,
-    conforming_records,
-    conformance_rate,
-    {{ hqms.build_timestamp() }} as _built_at
-from status
+, daily as (
+    select
+        period as report_date,
+        org_code,
+        province_code,
+        city_code,
+        stream,
+        received,
+        first_received_at,
+        first_received_local,
+        deadline_local,
+        on_time,
+        uploads,
+        records,
+        conforming_records,
+        conformance_rate,
+        {{ hqms.build_timestamp() }} as _built_at
+    from status
+    {% if is_incremental() %}
+    where period in (select period from touched)
+    {% endif %}
+)
+
+select * from daily
 {% if is_incremental() %}
-where period in (select period from touched)
+{{ hqms.tombstones('daily', 'report_date', 'select period from touched') }}
 {% endif %}

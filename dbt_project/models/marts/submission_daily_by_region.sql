@@ -1,18 +1,25 @@
 -- depends_on: {{ ref('submission_daily') }}
 {{ config(
     materialized='incremental',
-    incremental_strategy='delete+insert',
+    incremental_strategy='replace_periods',
     unique_key=['report_date'],
     tags=['daily'],
 ) }}
-{#- submission_daily rolled up to city and province; incremental on the dates just rebuilt there. -#}
+{#- submission_daily rolled up to city and province. Incremental on the dates just rebuilt there,
+    and on the dates it no longer has (emptied: cleared here by a tombstone; macros/incremental.sql). -#}
 {% if is_incremental() %}
-{% call hqms.submission_rollup(ref('submission_daily'), 'report_date') %}
-    where s.report_date in (
-        select report_date from {{ ref('submission_daily') }}
-        where _built_at > (select max(_built_at) from {{ this }})
-    )
-{% endcall %}
+with touched as (
+    {{ hqms.rollup_touched(ref('submission_daily'), 'report_date') }}
+),
+
+rolled_up as (
+    {% call hqms.submission_rollup(ref('submission_daily'), 'report_date') %}
+        where s.report_date in (select report_date from touched)
+    {% endcall %}
+)
+
+select * from rolled_up
+{{ hqms.tombstones('rolled_up', 'report_date', 'select report_date from touched') }}
 {% else %}
 {{ hqms.submission_rollup(ref('submission_daily'), 'report_date') }}
 {% endif %}
