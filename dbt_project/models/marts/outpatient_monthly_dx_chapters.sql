@@ -1,13 +1,14 @@
 -- depends_on: {{ ref('stg_outpatient') }}
 {{ config(
     materialized='incremental',
-    incremental_strategy='delete+insert',
+    incremental_strategy='replace_periods',
     unique_key=['month'],
     on_schema_change='fail',
     tags=['monthly'],
 ) }}
 {#- One row per (month, org_code, ICD-10 chapter of the principal diagnosis): visits and rank
-    (1 = the hospital's most frequent chapter that month; ties broken by chapter order). -#}
+    (1 = the hospital's most frequent chapter that month; ties broken by chapter order).
+    Incremental like outpatient_monthly (months replaced whole, tombstones: macros/incremental.sql). -#}
 with
 {% if is_incremental() %}
 touched as (
@@ -22,18 +23,28 @@ counted as (
     where visit_month in (select visit_month from touched)
     {% endif %}
     group by visit_month, org_code, dx_chapter
+),
+
+ranked as (
+    select
+        c.visit_month as month,
+        c.org_code,
+        c.dx_chapter,
+        ch.name_zh as dx_chapter_name_zh,
+        ch.name_en as dx_chapter_name_en,
+        c.visits,
+        -- ties by chapter number (I .. XXII), not by first code: XXII (U00-U85) would sort
+        -- before XX (V01) and XXI (Z00); 'unknown' has no seed row and comes last
+        row_number() over (
+            partition by c.visit_month, c.org_code
+            order by c.visits desc, ch.chapter_number nulls last
+        ) as chapter_rank,
+        {{ hqms.build_timestamp() }} as _built_at
+    from counted as c
+    left join {{ ref('icd10_chapters') }} as ch on ch.chapter = c.dx_chapter
 )
 
-select
-    c.visit_month as month,
-    c.org_code,
-    c.dx_chapter,
-    ch.name_zh as dx_chapter_name_zh,
-    ch.name_en as dx_chapter_name_en,
-    c.visits,
-    row_number() over (
-        partition by c.visit_month, c.org_code order by c.visits desc, ch.code_from
-    ) as chapter_rank,
-    {{ hqms.build_timestamp() }} as _built_at
-from counted as c
-left join {{ ref('icd10_chapters') }} as ch on ch.chapter = c.dx_chapter
+select * from ranked
+{% if is_incremental() %}
+{{ hqms.tombstones('ranked', 'month', 'select visit_month from touched') }}
+{% endif %}
