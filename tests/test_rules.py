@@ -158,6 +158,19 @@ def test_cross_field_le_sums_left_operands(con):
     assert got[0][2:] == ("SELF", "cross_field")
 
 
+def test_cross_field_le_compares_dates_when_a_time_is_written_as_a_date_only(con):
+    """``2025-01-07`` is stored at 00:00:00; a timed value of the same day is not later than it
+    (the outpatient page's check-in before a date-only consultation time)."""
+    rows = [
+        {**clean_row(1), "IN": "2025-01-07 08:00:00", "OUT": "2025-01-07"},  # same day: passes
+        {**clean_row(2), "IN": "2025-01-07", "OUT": "2025-01-06 23:00:00"},  # a day later: fails
+        {**clean_row(3), "IN": "2025-01-08 08:00:00", "OUT": "2025-01-07"},
+        {**clean_row(4), "IN": "2025-01-07 09:00:00", "OUT": "2025-01-07 08:00:00"},  # both timed
+    ]
+    stage(con, rows)
+    assert failures(con) == {(r, "t.rule.t_icu_in_le_out") for r in (2, 3, 4)}
+
+
 def test_cross_field_skipped_when_an_operand_is_empty_or_invalid(con):
     over = {"SELF": "90", "DRUG": "90"}
     rows = [

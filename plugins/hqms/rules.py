@@ -304,7 +304,14 @@ def _rule_check(ds: Dataset, rule: Rule) -> Check | None:
         operands = [ds.column(code) for code in (*rule.left, rule.right)]
         usable = " AND ".join(column_ok_sql(c) for c in operands)
         total = " + ".join(typed_expr(ds.column(code)) for code in rule.left)
-        fail = f"{usable} AND ({total}) > {typed_expr(ds.column(rule.right or ''))}"
+        right = typed_expr(ds.column(rule.right or ""))
+        fail = f"{usable} AND ({total}) > {right}"
+        dated = [sql for c in operands if (sql := _written_as_date_sql(c))]
+        if dated and len(rule.left) == 1:
+            # a time written as a date only is stored at 00:00:00: compared with a timed value of
+            # the same day it would seem earlier, so such pairs compare by date
+            fail = (f"{usable} AND CASE WHEN {' OR '.join(dated)} THEN CAST({total} AS DATE) > CAST({right} AS DATE) "
+                    f"ELSE ({total}) > {right} END")
         column = rule.left[0]
     elif rule.kind == "required_if":
         target = ds.column(rule.column or "")
@@ -323,6 +330,15 @@ def _rule_check(ds: Dataset, rule: Rule) -> Check | None:
         raise ValueError(f"rule {rule.id}: unknown kind {rule.kind!r}")
     return Check(f"{ds.id}.rule.{rule.id}", ds.id, column, "cross_field", rule.zh, rule.en, fail,
                  rule.severity)
+
+
+def _written_as_date_sql(col: Column) -> str | None:
+    """SQL true when a date-time column's value was written as a date only — the standard allows
+    ``yyyy-MM-dd`` for it (every time layout of the spec has a ``:``); None for a column that
+    cannot be."""
+    if col.type != "datetime" or all("H" in f for f in col.formats):
+        return None
+    return f"strpos({ident(col.code)}, ':') = 0"
 
 
 def _id_card_rule_sql(ds: Dataset, rule: Rule) -> str:
