@@ -58,10 +58,12 @@ MEDICAL_ORG_PATTERN = r"[0-9A-Z]{8}[0-9X][0-9]{6}[0-9]{2}[A-Z][0-9]{3}[129]"
 
 _ICD10_CORE = r"[A-Z][0-9]{2}(\.([0-9]|[0-9x][0-9]{2}))?"
 #: 国家临床版2.0: J10, J10.1, J11.101, J90.x00, extension J10.100x005, asterisk J10.802+I41.1*.
-ICD10_PATTERN = (r"[A-Z][0-9]{2}(\.([0-9]|[0-9x][0-9]{2}(x[0-9]{3})?))?"
+#: Any letter case (``j06.900``, ``J06.900X001``): exporters differ, the marts compare codes
+#: upper-cased, and a case slip is no reason to hold back a whole visit.
+ICD10_PATTERN = (r"(?i)[A-Z][0-9]{2}(\.([0-9]|[0-9x][0-9]{2}(x[0-9]{3})?))?"
                  rf"(\+{_ICD10_CORE}\*)?")
-#: ICD-9-CM-3 国家临床版3.0: 13, 13.4, 13.41, 13.4100, 13.4100x001.
-ICD9CM3_PATTERN = r"[0-9]{2}(\.([0-9]|[0-9]{2}([0-9]{2})?(x[0-9]{3})?))?"
+#: ICD-9-CM-3 国家临床版3.0: 13, 13.4, 13.41, 13.4100, 13.4100x001 (``X`` too, as above).
+ICD9CM3_PATTERN = r"(?i)[0-9]{2}(\.([0-9]|[0-9]{2}([0-9]{2})?(x[0-9]{3})?))?"
 
 MOBILE_PATTERN = r"(\+86|0086)?1[3-9][0-9]{9}"
 LANDLINE_PATTERN = r"(0[0-9]{2,3}-?)?[0-9]{7,8}(-[0-9]{1,6})?"
