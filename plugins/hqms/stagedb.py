@@ -58,6 +58,9 @@ def open_stage(temp_dir: Path, *, memory_limit: str = "1GB", threads: int = 2) -
     name = f"hqms_stage_{os.getpid()}_{next(_counter)}"
     temp_dir.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect(f":memory:{name}", config={"custom_user_agent": _user_agent()})
+    # no progress bar: DuckDB draws one on stdout for long queries, which is where `hqms ingest`
+    # prints its JSON result and what task logs keep
+    con.execute("SET enable_progress_bar = false")
     con.execute(f"SET memory_limit = '{memory_limit}'")
     con.execute(f"SET threads = {int(threads)}")
     con.execute(f"SET temp_directory = '{temp_dir}'")

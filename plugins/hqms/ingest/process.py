@@ -101,6 +101,7 @@ def decide_status(report: ValidationReport) -> tuple[str, str, str]:
 def open_warehouse(cfg: hqms_config.Config) -> duckdb.DuckDBPyConnection:
     cfg.warehouse_path.parent.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect(str(cfg.warehouse_path))
+    con.execute("SET enable_progress_bar = false")  # see hqms.stagedb.open_stage
     con.execute(f"SET memory_limit = '{cfg.duckdb_memory_limit}'")
     con.execute(f"SET threads = {cfg.duckdb_threads}")
     con.execute(f"SET temp_directory = '{cfg.work_dir / 'duckdb_tmp'}'")
