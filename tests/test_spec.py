@@ -372,7 +372,10 @@ def test_rc_tables_hold_the_documented_values():
     assert len(t["RC035"]) == 58 and {"1", "56", "66", "99"} <= set(t["RC035"])
     assert set(t["RC036"]) == {str(i) for i in range(1, 36)}
     assert {"156", "344", "446", "158"} <= set(t["RC040"]) and len(t["RC040"]) >= 20
-    assert all(re.fullmatch(r"\d{3}", code) for code in t["RC040"])
+    numeric = {c for c in t["RC040"] if re.fullmatch(r"\d{3}", c)}
+    alpha3 = {c for c in t["RC040"] if re.fullmatch(r"[A-Z]{3}", c)}
+    assert numeric | alpha3 == set(t["RC040"]) and len(alpha3) >= 200  # both forms are seen
+    assert t["RC040"]["CHN"] == t["RC040"]["156"] and t["RC040"]["HKG"] == t["RC040"]["344"]
     assert {"1602", "20", "28"} <= set(t["RC023"])
     assert {"1", "1.1", "3.2", "7", "9"} <= set(t["RC032"])
     assert t["RC016"] == {"1": "是", "2": "否"} and t["RC041"]["1"] == "急诊" and t["RC045"]["7"] == "急诊转入院"

@@ -1,0 +1,50 @@
+"""The outpatient page as other exporters write it: the western form's own item labels as the
+header, nationality as an alpha-3 code."""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from hqms.cli import main as hqms
+from hqms.ingest.validate import validate_zip
+from hqms.spec import dataset
+from conftest import edit_csv_in_zip
+
+
+def _month(tmp_path: Path, monkeypatch) -> tuple[Path, str]:
+    """A generated October page of one hospital (zip, org code)."""
+    monkeypatch.setenv("HQMS_HOME", str(tmp_path / "home"))
+    gen = tmp_path / "gen"
+    assert hqms(["generate", "--hospitals", "1", "--start", "2026-10-01", "--days", "1", "--streams", "outpatient",
+                 "--scale", "0.2", "--seed", "2", "--out", str(gen), "--quiet"]) == 0
+    plan = next(csv.DictReader((gen / "upload_plan.csv").open(encoding="utf-8")))
+    return gen / plan["zip"], plan["org_code"]
+
+
+def test_the_western_pages_labels_map_every_column(tmp_path, monkeypatch):
+    month, org = _month(tmp_path, monkeypatch)
+    labels = dataset("mzsy").header_aliases["western_labels"]
+    by_code = {code: label for label, code in reversed(labels.items())}  # the first label of each code
+
+    def western_header(rows: list[list[str]]) -> None:
+        rows[0] = [by_code.get(code, code) for code in rows[0]]
+
+    assert {"医院名称", "病案号/门诊号", "证件类型"} <= set(by_code.values())
+    relabelled = edit_csv_in_zip(month, tmp_path / "western.zip", "mzsy_", western_header)
+    report = validate_zip(relabelled, org)
+    assert [e for e in report.errors if e.rule in ("missing_column", "unknown_column")] == []
+    assert report.record_count > 0 and report.conforming_count == report.record_count
+
+
+def test_nationality_as_an_alpha3_code_conforms(tmp_path, monkeypatch):
+    """GB/T 2659 alpha-3 (``CHN``, what the TCM page's implementation writes) as well as numeric."""
+    month, org = _month(tmp_path, monkeypatch)
+
+    def alpha3(rows: list[list[str]]) -> None:
+        at = rows[0].index("GJ")
+        for row, code in zip(rows[1:], ["CHN", "HKG", "usa", "XXX"]):
+            row[at] = code
+
+    report = validate_zip(edit_csv_in_zip(month, tmp_path / "alpha3.zip", "mzsy_", alpha3), org)
+    failing = sorted((e.row, e.rule) for e in report.errors if e.column == "GJ")
+    assert failing == [(3, "code_table"), (4, "code_table")]  # lower case and unknown codes still fail
