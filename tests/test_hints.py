@@ -369,7 +369,12 @@ def test_the_dry_run_names_a_java_timestamp_layout(gen, tmp_path, monkeypatch):
     ("flu_20250106_2 - 副本.csv", "2025-01-06"), ("flu_20250106 - 副本 (3).csv", "2025-01-06"),
     ("flu_20250106 copy 2.csv", "2025-01-06"), ("mzsy_202501 - 副本.csv", "2025-01-01"),
     ("flu_1.csv", None), ("flu_20251399.csv", None), ("flu_20250106.csv.bak", None),
-    ("flu_20250106 v2.csv", None), ("flu_202501061.csv", None)])
+    ("flu_20250106 v2.csv", None), ("flu_202501061.csv", None),
+    # dates written with separators (audit of the monthly page, finding 2): the day is tried first
+    ("flu_2025-01-06.csv", "2025-01-06"), ("flu_2025_01_06_2.csv", "2025-01-06"),
+    ("mzsy_2026-10.csv", "2026-10-01"), ("mzsy_2026_10.csv", "2026-10-01"), ("mzsy_2026_10_2.csv", "2026-10-01"),
+    ("mzsy_2026-10 - 副本.csv", "2026-10-01"), ("mzsy_20261015.csv", "2026-10-15"),
+    ("mzsy_2026-13.csv", None), ("mzsy_2026-1.csv", None), ("flu_2025-0106.csv", None)])
 def test_the_period_comes_from_the_file_name_like_the_dbt_macro(name, day):
     (got,) = duckdb.execute(f"SELECT CAST({hints.file_name_date_sql('n')} AS VARCHAR) FROM (SELECT ? AS n)",
                             [name]).fetchone()
@@ -380,6 +385,7 @@ def test_the_dbt_macro_reads_file_names_with_the_same_expressions():
     macro = (Path(__file__).parents[1] / "dbt_project" / "macros" / "time.sql").read_text(encoding="utf-8")
     assert f"set day = '{hints._DAY_CAPTURE}'" in macro
     assert f"set month = '{hints._MONTH_CAPTURE}'" in macro
+    assert macro.count(f"'{hints._DATE_SEPARATORS}', '', 'g')") == 2  # separators dropped, day and month
 
 
 def test_a_value_in_full_width_characters_says_so_without_showing_it(batch):

@@ -1,7 +1,9 @@
 {% macro submission_rollup(relation, period_column) -%}
     {#- Reporting by region for administrators (seed 004): per (period, stream, province|city),
         hospitals expected / received / on time, reporting rate and on-time rate (DHIS2 style:
-        both over the hospitals expected). -#}
+        both over the hospitals expected whose period is due). A period not yet due (its deadline
+        has not passed when the mart is built: due = false) has no rates — NULL, not a 0 % that
+        is only "not yet" — while hospitals_reported / hospitals_on_time already count what came. -#}
     {%- for level in ['province', 'city'] %}
     select
         s.{{ period_column }},
@@ -12,8 +14,11 @@
         count(*) as hospitals_expected,
         {{ hqms.count_if('s.received') }} as hospitals_reported,
         {{ hqms.count_if('s.on_time') }} as hospitals_on_time,
-        cast({{ hqms.count_if('s.received') }} as {{ hqms.type_double() }}) / count(*) as reporting_rate,
-        cast({{ hqms.count_if('s.on_time') }} as {{ hqms.type_double() }}) / count(*) as on_time_rate,
+        {{ hqms.count_if('s.due') }} = count(*) as due,
+        cast({{ hqms.count_if('s.due and s.received') }} as {{ hqms.type_double() }})
+            / nullif({{ hqms.count_if('s.due') }}, 0) as reporting_rate,
+        cast({{ hqms.count_if('s.due and s.on_time') }} as {{ hqms.type_double() }})
+            / nullif({{ hqms.count_if('s.due') }}, 0) as on_time_rate,
         {{ hqms.sum_int('s.records') }} as records,
         {{ hqms.sum_int('s.conforming_records') }} as conforming_records,
         {{ hqms.build_timestamp() }} as _built_at

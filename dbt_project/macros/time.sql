@@ -28,15 +28,21 @@
 {% macro default__file_name_date(file_name) -%}
     {#- The day a package is for, from names like flu_20250106.csv / flu_20250106_2.csv, also with
         the marks a copy or a second download adds (flu_20250106(1).csv, "flu_20250106 - 副本.csv");
-        a monthly name (mzsy_202501.csv) gives the first day of the month. NULL otherwise.
-        The same expressions as hqms.ingest.hints (a test holds them equal). -#}
-    {%- set day = '_(\d{8})(_\d+)?(\s?\(\d+\)|\s?-?\s?(副本|[Cc]opy)(\s?\(?\d+\)?)?)*\.[A-Za-z]+$' -%}
-    {%- set month = '_(\d{6})(_\d+)?(\s?\(\d+\)|\s?-?\s?(副本|[Cc]opy)(\s?\(?\d+\)?)?)*\.[A-Za-z]+$' %}
+        a monthly name (mzsy_202501.csv) gives the first day of the month. Dates are also read
+        with separators, as hospitals write them: a day as 2025-01-06 or 2025_01_06, a month as
+        2025-01 or 2025_01 (the reference fixes only the prefix). The day is tried first, so
+        flu_2025_01_06.csv is a day, not month 2025-01 split part 06. NULL otherwise (also for an
+        impossible date, flu_20251399.csv). The same expressions as hqms.ingest.hints (a test
+        holds them equal). -#}
+    {%- set day = '_(\d{8}|\d{4}-\d{2}-\d{2}|\d{4}_\d{2}_\d{2})(_\d+)?(\s?\(\d+\)|\s?-?\s?(副本|[Cc]opy)(\s?\(?\d+\)?)?)*\.[A-Za-z]+$' -%}
+    {%- set month = '_(\d{6}|\d{4}-\d{2}|\d{4}_\d{2})(_\d+)?(\s?\(\d+\)|\s?-?\s?(副本|[Cc]opy)(\s?\(?\d+\)?)?)*\.[A-Za-z]+$' %}
     case
         when regexp_matches({{ file_name }}, '{{ day }}')
-            then cast(try_strptime(regexp_extract({{ file_name }}, '{{ day }}', 1), '%Y%m%d') as date)
+            then cast(try_strptime(regexp_replace(regexp_extract({{ file_name }}, '{{ day }}', 1), '[-_]', '', 'g'),
+                                   '%Y%m%d') as date)
         when regexp_matches({{ file_name }}, '{{ month }}')
-            then cast(try_strptime(regexp_extract({{ file_name }}, '{{ month }}', 1) || '01', '%Y%m%d') as date)
+            then cast(try_strptime(regexp_replace(regexp_extract({{ file_name }}, '{{ month }}', 1), '[-_]', '', 'g')
+                                   || '01', '%Y%m%d') as date)
     end
 {%- endmacro %}
 

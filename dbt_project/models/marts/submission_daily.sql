@@ -8,7 +8,8 @@
 ) }}
 {#- Daily streams (flu, fever): one row per (registry hospital, report_date, stream).
     Incremental: report dates of uploads processed since the last build (minus the lookback),
-    plus every day of a stream's range the mart does not have yet. -#}
+    every day of a stream's range the mart does not have yet, and every day that was not yet due
+    at the last build (its on_time was left open). -#}
 with status as (
     select * from {{ ref('int_submission_status') }} where cadence = 'day'
 )
@@ -25,6 +26,11 @@ with status as (
         except
         select stream, report_date from {{ this }}
     ) as missing
+    union
+    -- days not yet due at the previous build: due (or still not) now, with no upload to touch
+    -- them, they must still get their on_time decided (a handful of days: the last two or so)
+    select period from status
+    where deadline_local > (select {{ hqms.local_timestamp('max(_built_at)') }} from {{ this }})
     union
     -- built days that left the range (an upload re-processed with another period): a tombstone
     select gone.period from (
@@ -46,6 +52,7 @@ with status as (
         first_received_at,
         first_received_local,
         deadline_local,
+        due,
         on_time,
         uploads,
         records,

@@ -1,6 +1,8 @@
 {{ config(tags=['monthly']) }}
 {#- Monthly stream (outpatient info page): one row per (registry hospital, month, stream); due by
-    the 15th of the following month. Small (hospitals x months): rebuilt whole each time. -#}
+    the 15th of the following month (other due dates, e.g. seed 004's catch-up: seed
+    reporting_deadline_overrides). Small (hospitals x months): rebuilt whole each time, so a month
+    turns due on the first build after its deadline. -#}
 select
     period as month,
     org_code,
@@ -11,6 +13,7 @@ select
     first_received_at,
     first_received_local,
     deadline_local,
+    due,
     on_time,
     uploads,
     records,

@@ -94,18 +94,29 @@ MAX_SHAPES = 50
 #: The dbt macro ``file_name_date`` (dbt_project/macros/time.sql; a test holds the two to the
 #: same expressions): a day, or a month's first day, from ``flu_20250106.csv`` /
 #: ``flu_20250106_2.csv`` / ``mzsy_202501.csv``, also after the marks a copy or a second download
-#: adds to a name — ``(1)``, `` (1)``, `` - 副本``, `` - 副本 (2)``, `` copy 2``.
+#: adds to a name — ``(1)``, `` (1)``, `` - 副本``, `` - 副本 (2)``, `` copy 2``. Dates are also
+#: read with separators: a day as ``2025-01-06`` / ``2025_01_06``, a month as ``2025-01`` /
+#: ``2025_01`` (the day is tried first: ``flu_2025_01_06.csv`` is a day, not a month's part 06).
 _COPY = r"(\s?\(\d+\)|\s?-?\s?(副本|[Cc]opy)(\s?\(?\d+\)?)?)*"
-_DAY_CAPTURE = r"_(\d{8})(_\d+)?" + _COPY + r"\.[A-Za-z]+$"
-_MONTH_CAPTURE = r"_(\d{6})(_\d+)?" + _COPY + r"\.[A-Za-z]+$"
+_DAY_CAPTURE = r"_(\d{8}|\d{4}-\d{2}-\d{2}|\d{4}_\d{2}_\d{2})(_\d+)?" + _COPY + r"\.[A-Za-z]+$"
+_MONTH_CAPTURE = r"_(\d{6}|\d{4}-\d{2}|\d{4}_\d{2})(_\d+)?" + _COPY + r"\.[A-Za-z]+$"
+#: separators removed before a captured date is parsed as ``%Y%m%d``
+_DATE_SEPARATORS = "[-_]"
+
+
+def _captured_date(expr: str, capture: str, month: bool = False) -> str:
+    """The date group 1 of ``capture`` holds, separators dropped (a month: its first day)."""
+    digits = f"regexp_replace(regexp_extract({expr}, {literal(capture)}, 1), {literal(_DATE_SEPARATORS)}, '', 'g')"
+    if month:
+        digits += " || '01'"
+    return f"CAST(try_strptime({digits}, '%Y%m%d') AS DATE)"
 
 
 def file_name_date_sql(expr: str) -> str:
     """DuckDB SQL of the dbt macro ``file_name_date``: the DATE a file name gives, else NULL."""
-    return (f"CASE WHEN regexp_matches({expr}, {literal(_DAY_CAPTURE)}) THEN CAST(try_strptime("
-            f"regexp_extract({expr}, {literal(_DAY_CAPTURE)}, 1), '%Y%m%d') AS DATE) "
-            f"WHEN regexp_matches({expr}, {literal(_MONTH_CAPTURE)}) THEN CAST(try_strptime("
-            f"regexp_extract({expr}, {literal(_MONTH_CAPTURE)}, 1) || '01', '%Y%m%d') AS DATE) END")
+    return (f"CASE WHEN regexp_matches({expr}, {literal(_DAY_CAPTURE)}) THEN {_captured_date(expr, _DAY_CAPTURE)} "
+            f"WHEN regexp_matches({expr}, {literal(_MONTH_CAPTURE)}) "
+            f"THEN {_captured_date(expr, _MONTH_CAPTURE, month=True)} END")
 
 
 def _warning(file_name: str, column: str, rule: str, check_id: str, zh: str, en: str) -> ErrorRecord:

@@ -35,16 +35,13 @@ QUERIES: dict[str, str] = {
                sum(visits) AS visits, sum(emergency_visits) AS emergency, sum(infusion_visits) AS infusion,
                round(sum(total_cost) / nullif(sum(visits), 0), 2) AS avg_cost
         FROM marts.outpatient_monthly""",
-    "submission_daily": """
-        SELECT stream, count(*) AS expected, count(*) FILTER (WHERE received) AS received,
-               count(*) FILTER (WHERE on_time) AS on_time,
+    # reporting rates over the hospital-periods that are due (deadline passed when the mart was
+    # built), like the roll-ups' rates; periods not yet due are only counted
+    **{mart: f"""
+        SELECT stream, count(*) FILTER (WHERE due) AS expected, count(*) FILTER (WHERE due AND received) AS received,
+               count(*) FILTER (WHERE due AND on_time) AS on_time, count(*) FILTER (WHERE NOT due) AS not_yet_due,
                sum(conforming_records) / nullif(sum(records), 0) AS conformance
-        FROM marts.submission_daily GROUP BY stream ORDER BY stream""",
-    "submission_monthly": """
-        SELECT stream, count(*) AS expected, count(*) FILTER (WHERE received) AS received,
-               count(*) FILTER (WHERE on_time) AS on_time,
-               sum(conforming_records) / nullif(sum(records), 0) AS conformance
-        FROM marts.submission_monthly GROUP BY stream ORDER BY stream""",
+        FROM marts.{mart} GROUP BY stream ORDER BY stream""" for mart in ("submission_daily", "submission_monthly")},
 }
 
 
@@ -128,9 +125,10 @@ def render(data: dict[str, Any]) -> str:
             f"{_pct(opd['infusion'], opd['visits'])}, avg cost {_n(opd['avg_cost'])} yuan")
     for row in (data["submission_daily"] or []) + (data["submission_monthly"] or []):
         lines.append(
-            f"reporting {row['stream']:<10} {_n(row['received'])}/{_n(row['expected'])} hospital-periods "
+            f"reporting {row['stream']:<10} {_n(row['received'])}/{_n(row['expected'])} hospital-periods due "
             f"received ({_pct(row['received'], row['expected'])}), on time "
-            f"{_pct(row['on_time'], row['expected'])}, conforming records {_pct(row['conformance'], 1)}")
+            f"{_pct(row['on_time'], row['expected'])}, conforming records {_pct(row['conformance'], 1)}"
+            + (f"; {_n(row['not_yet_due'])} not yet due" if row["not_yet_due"] else ""))
     if data["source"] == "snapshot":
         lines.append("(snapshot: counts of 1–4 are suppressed, totals are lower bounds)")
     return "\n".join(lines)
