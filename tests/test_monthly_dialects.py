@@ -3,6 +3,7 @@ header, nationality as an alpha-3 code."""
 from __future__ import annotations
 
 import csv
+from datetime import date
 from pathlib import Path
 
 from hqms.cli import main as hqms
@@ -48,3 +49,19 @@ def test_nationality_as_an_alpha3_code_conforms(tmp_path, monkeypatch):
     report = validate_zip(edit_csv_in_zip(month, tmp_path / "alpha3.zip", "mzsy_", alpha3), org)
     failing = sorted((e.row, e.rule) for e in report.errors if e.column == "GJ")
     assert failing == [(3, "code_table"), (4, "code_table")]  # lower case and unknown codes still fail
+
+
+def test_a_visit_dated_after_the_upload_is_an_error(tmp_path, monkeypatch):
+    """A page dated after the day it was received (a mistyped year) is held back: counted, it would
+    open a future month in the marts. Same-day pages pass, whatever the clock."""
+    month, org = _month(tmp_path, monkeypatch)
+    today = date.today()
+
+    def dates(rows: list[list[str]]) -> None:
+        at = rows[0].index("JZSJ")
+        rows[1][at] = f"{today.year + 1}-01-05 09:00:00"
+        rows[2][at] = f"{today:%Y-%m-%d} 23:59:59"
+
+    report = validate_zip(edit_csv_in_zip(month, tmp_path / "future.zip", "mzsy_", dates), org)
+    assert [(e.row, e.column) for e in report.errors if e.rule == "after_receipt"] == [(1, "JZSJ")]
+    assert report.conforming_count == report.record_count - 1

@@ -37,6 +37,7 @@ import traceback
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import duckdb
@@ -49,6 +50,7 @@ from hqms.keys import Keyring, load_keyring
 from hqms.objectstore import ObjectStore
 from hqms.registry import Registry
 from hqms.stagedb import open_stage
+from hqms.vault import CHINA_TZ
 from hqms.warehouse import ensure_schema
 from hqms.workdir import run_folder, sweep_work
 
@@ -227,7 +229,9 @@ def _process_round(fetched: list[tuple[dict, Path]], cfg: hqms_config.Config, re
     with open_stage(work / "duckdb_tmp", memory_limit=cfg.duckdb_memory_limit,
                     threads=cfg.duckdb_threads) as stage:
         reports = validate_many(stage, [(u["upload_id"], path, u["org_code"]) for u, path in fetched], work,
-                                docs_dir=cfg.gx_docs_dir / run_id, run_id=run_id)
+                                docs_dir=cfg.gx_docs_dir / run_id, run_id=run_id,
+                                received={u["upload_id"]: datetime.fromisoformat(u["received_at"])
+                                          .astimezone(CHINA_TZ).date() for u in uploads})
         validated = _clock()
         # staging numbers rows by insertion order; from here on no step depends on row order,
         # and without it DuckDB builds and writes tables in parallel (merge ≈ 2× faster)

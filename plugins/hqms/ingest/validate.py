@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import tempfile
 from dataclasses import dataclass, field
+from datetime import date, datetime
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 
 from hqms.ingest.hints import FAILURE_HINTS, outside_period, value_note
 from hqms.ingest.stage import FILES_TABLE, StagedFile, stage_uploads
 from hqms.registry import ErrorRecord, shown_value
-from hqms.rules import Check, compile_checks, literal
+from hqms.rules import Check, compile_checks, literal, typed_expr
 from hqms.spec import Dataset
 from hqms.stagedb import StageDB, open_stage
+from hqms.vault import CHINA_TZ
 
 
 @dataclass
@@ -90,6 +93,36 @@ def _duplicate_keys(con: duckdb.DuckDBPyConnection, ds: Dataset, table: str) -> 
         f"ANTI JOIN {failing_table(ds)} AS x USING (_src, _row)) WHERE k > 1 RETURNING _src, _row").fetchall())
 
 
+def _after_receipt(con: duckdb.DuckDBPyConnection, ds: Dataset, table: str,
+                   received: dict[str, date]) -> list[tuple[str, int]]:
+    """Conforming rows dated after the day their upload was received (China time), each joining
+    :func:`failing_table`: a visit cannot be reported before it happened, so the date is wrong (a
+    year or month typed wrong, a test extract) — counted, it would open a future period in the
+    marts. Compared by day, so clocks and time zones cannot make a same-day visit fail."""
+    if not ds.event_column or not received:
+        return []
+    con.register("hqms_received_rows", pa.table({"upload": list(received), "received": list(received.values())}))
+    event = f"CAST({typed_expr(ds.column(ds.event_column))} AS DATE)"
+    try:
+        return sorted(con.execute(
+            f"INSERT INTO {failing_table(ds)} SELECT s._src, s._row FROM {table} AS s "
+            f"JOIN {FILES_TABLE} AS f USING (_src) JOIN hqms_received_rows AS r ON r.upload = f.upload "
+            f"ANTI JOIN {failing_table(ds)} AS x USING (_src, _row) "
+            f"WHERE {event} > r.received RETURNING _src, _row").fetchall())
+    finally:
+        con.unregister("hqms_received_rows")
+
+
+def _after_receipt_error(ds: Dataset, file_name: str, row: int, received: date) -> ErrorRecord:
+    col = ds.column(ds.event_column or "")
+    return ErrorRecord(
+        file_name=file_name, row=row, column=col.code, rule="after_receipt",
+        message_zh=f"{col.zh}（{col.code}）晚于数据包的上传日期 {received:%Y-%m-%d}：不能上报尚未发生的记录",
+        message_en=f"{col.name} ({col.code}) is after the day the upload was received, {received:%Y-%m-%d}: "
+                   "a record cannot be reported before it happens",
+        check_id=f"{ds.id}.after_receipt")
+
+
 def _duplicate_error(ds: Dataset, file_name: str, row: int) -> ErrorRecord:
     cols = "+".join(ds.natural_key)
     return ErrorRecord(
@@ -100,10 +133,11 @@ def _duplicate_error(ds: Dataset, file_name: str, row: int) -> ErrorRecord:
 
 
 def validate_many(stage: StageDB, zips: list[tuple[str, Path, str]], work: Path, *,
-                  docs_dir: Path | None, run_id: str) -> dict[str, ValidationReport]:
+                  docs_dir: Path | None, run_id: str, received: dict[str, date]) -> dict[str, ValidationReport]:
     """Stage several uploads (key, zip path, uploader org) into ``stage`` and validate them in
     one Great Expectations checkpoint; the failing rows of each dataset are left in
-    :func:`failing_table` for the merge step. Returns one report per key."""
+    :func:`failing_table` for the merge step. ``received``: each key's day of receipt (China
+    time). Returns one report per key."""
     from hqms import quality
 
     con = stage.con
@@ -122,6 +156,9 @@ def validate_many(stage: StageDB, zips: list[tuple[str, Path, str]], work: Path,
                     f"SELECT DISTINCT _src, _row FROM {result.failures_table}{spare}")
         for src, row in _duplicate_keys(con, ds, result.table):
             reports[files[src].upload].errors.append(_duplicate_error(ds, files[src].file_name, row))
+        for src, row in _after_receipt(con, ds, result.table, received):
+            upload = files[src].upload
+            reports[upload].errors.append(_after_receipt_error(ds, files[src].file_name, row, received[upload]))
         for src, n in con.execute(f"SELECT _src, count(*) FROM {failing_table(ds)} GROUP BY 1").fetchall():
             reports[files[src].upload].failing[src] = n
         _row_errors(con, ds, result.table, result.failures_table, files, checks, reports)
@@ -141,6 +178,6 @@ def validate_zip(zip_path: Path, org_code: str) -> ValidationReport:
     with tempfile.TemporaryDirectory(prefix="hqms-dryrun-") as tmp:
         work = Path(tmp)
         with open_stage(work / "duckdb_tmp") as stage:
-            reports = validate_many(stage, [("dry-run", zip_path, org_code)], work,
-                                    docs_dir=None, run_id="dry-run")
+            reports = validate_many(stage, [("dry-run", zip_path, org_code)], work, docs_dir=None,
+                                    run_id="dry-run", received={"dry-run": datetime.now(CHINA_TZ).date()})
         return reports["dry-run"]

@@ -42,7 +42,7 @@ COLUMN_RULES = ("required", "length", "type", "format", "range", "code_table", "
 #: Row- and file-level rule names.
 ROW_RULES = ("cross_field", "org_mismatch")
 FILE_RULES = ("missing_column", "unknown_column", "csv_parse", "encoding", "empty_file", "blank_rows", "text_formula",
-              "duplicate_key", "format_hint", "excel_hint", "number_hint", "code_hint", "org_hint",
+              "duplicate_key", "after_receipt", "format_hint", "excel_hint", "number_hint", "code_hint", "org_hint",
               "outside_period")
 
 
