@@ -7,13 +7,24 @@
     the latest version per natural key, hqms.drop_precision_switches drops a page when a newer
     upload (received_at, then _loaded_at) sent a page of the same org + card (JZKH pseudonym) on
     the same date in the other precision. Pages of one upload never drop each other.
-    Known limitation: a visit genuinely recorded at exactly 00:00:00 counts as date-only. -#}
+    Known limitation: a visit genuinely recorded at exactly 00:00:00 counts as date-only.
+
+    Re-sent files (macros/resent_files.sql). A page file is the hospital's complete statement of
+    its month: a corrected file re-sent under the same name (copy marks and letter case aside)
+    replaces the earlier one as a whole. Keys re-sent are replaced by latest_version already;
+    hqms.drop_replaced_files also drops the older version's pages whose key changed (a corrected
+    JZSJ) or that were left out. It runs before the precision switch, so a page the newest
+    version of its file withdrew supersedes nothing. -#}
 with latest as (
     {{ hqms.latest_version(ref('stg_outpatient')) }}
 ),
 
+current_files as (
+    {{ hqms.drop_replaced_files('latest') }}
+),
+
 visits as (
-    {{ hqms.drop_precision_switches('latest', ['visit_card_pid']) }}
+    {{ hqms.drop_precision_switches('current_files', ['visit_card_pid']) }}
 )
 
 select

@@ -7,12 +7,15 @@
     tags=['monthly'],
 ) }}
 {#- One row per (month, org_code): the hospital's outpatient information pages of the month.
-    Incremental: months touched by mzsy_ rows loaded since the last build (minus the lookback),
+    Incremental: months touched by mzsy_ rows loaded since the last build (minus the lookback) and
+    the months of the earlier versions of the files they re-send (macros/resent_files.sql),
     replaced whole (a touched month left without rows gets a tombstone: macros/incremental.sql). -#}
 with
 {% if is_incremental() %}
 touched as (
-    select visit_month from {{ ref('stg_outpatient') }} where _loaded_at > {{ hqms.rebuild_since() }}
+    -- months of pages loaded since the last build, and every month of the files they re-send
+    -- (the pages an older version of a file loses may lie in another month)
+    {{ hqms.periods_of_files_loaded_since(ref('stg_outpatient'), 'visit_month', hqms.rebuild_since()) }}
 ),
 {% endif %}
 

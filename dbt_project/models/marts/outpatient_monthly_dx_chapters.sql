@@ -12,7 +12,9 @@
 with
 {% if is_incremental() %}
 touched as (
-    select visit_month from {{ ref('stg_outpatient') }} where _loaded_at > {{ hqms.rebuild_since() }}
+    -- months of pages loaded since the last build, and every month of the files they re-send
+    -- (the pages an older version of a file loses may lie in another month)
+    {{ hqms.periods_of_files_loaded_since(ref('stg_outpatient'), 'visit_month', hqms.rebuild_since()) }}
 ),
 {% endif %}
 

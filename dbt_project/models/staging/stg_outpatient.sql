@@ -4,6 +4,10 @@ select
     _nk as record_key,
     _received_at as received_at,
     _loaded_at,
+    -- which upload and file the stored version came from: a re-sent file replaces its earlier
+    -- version as a whole (int_outpatient_visits, macros/resent_files.sql)
+    _upload_id as upload_id,
+    _source_file as source_file,
     visit_card_no_pid as visit_card_pid,
     visit_time,
     cast({{ dbt.date_trunc('month', 'visit_time') }} as date) as visit_month,
