@@ -384,8 +384,10 @@ def test_the_period_comes_from_the_file_name_like_the_dbt_macro(name, day):
 
 def test_the_dbt_macro_reads_file_names_with_the_same_expressions():
     macro = (Path(__file__).parents[1] / "dbt_project" / "macros" / "time.sql").read_text(encoding="utf-8")
-    assert f"set day = '{hints._DAY_CAPTURE}'" in macro
-    assert f"set month = '{hints._MONTH_CAPTURE}'" in macro
+    tail = hints._TAIL.replace(hints._COPY, "' ~ hqms.file_copy_marks() ~ '")
+    assert f"set tail = '{tail}'" in macro  # file_copy_marks: tests/test_monthly_resend.py
+    assert f"set day = '{hints._DAY}' ~ tail" in macro
+    assert f"set month = '{hints._MONTH}' ~ tail" in macro
     assert macro.count(f"'{hints._DATE_SEPARATORS}', '', 'g')") == 2  # separators dropped, day and month
 
 

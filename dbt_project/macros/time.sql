@@ -34,8 +34,9 @@
         flu_2025_01_06.csv is a day, not month 2025-01 split part 06. NULL otherwise (also for an
         impossible date, flu_20251399.csv). The same expressions as hqms.ingest.hints (a test
         holds them equal). -#}
-    {%- set day = '_(\d{8}|\d{4}-\d{2}-\d{2}|\d{4}_\d{2}_\d{2})(_\d+)?(\s?\(\d+\)|\s?-?\s?(副本|[Cc]opy)(\s?\(?\d+\)?)?)*\.[A-Za-z]+$' -%}
-    {%- set month = '_(\d{6}|\d{4}-\d{2}|\d{4}_\d{2})(_\d+)?(\s?\(\d+\)|\s?-?\s?(副本|[Cc]opy)(\s?\(?\d+\)?)?)*\.[A-Za-z]+$' %}
+    {%- set tail = '(_\d+)?' ~ hqms.file_copy_marks() ~ '\.[A-Za-z]+$' -%}
+    {%- set day = '_(\d{8}|\d{4}-\d{2}-\d{2}|\d{4}_\d{2}_\d{2})' ~ tail -%}
+    {%- set month = '_(\d{6}|\d{4}-\d{2}|\d{4}_\d{2})' ~ tail %}
     case
         when regexp_matches({{ file_name }}, '{{ day }}')
             then cast(try_strptime(regexp_replace(regexp_extract({{ file_name }}, '{{ day }}', 1), '[-_]', '', 'g'),

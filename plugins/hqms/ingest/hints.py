@@ -98,8 +98,12 @@ MAX_SHAPES = 50
 #: read with separators: a day as ``2025-01-06`` / ``2025_01_06``, a month as ``2025-01`` /
 #: ``2025_01`` (the day is tried first: ``flu_2025_01_06.csv`` is a day, not a month's part 06).
 _COPY = r"(\s?\(\d+\)|\s?-?\s?(副本|[Cc]opy)(\s?\(?\d+\)?)?)*"
-_DAY_CAPTURE = r"_(\d{8}|\d{4}-\d{2}-\d{2}|\d{4}_\d{2}_\d{2})(_\d+)?" + _COPY + r"\.[A-Za-z]+$"
-_MONTH_CAPTURE = r"_(\d{6}|\d{4}-\d{2}|\d{4}_\d{2})(_\d+)?" + _COPY + r"\.[A-Za-z]+$"
+#: what may follow the date: a split part's number, copy marks, the extension
+_TAIL = r"(_\d+)?" + _COPY + r"\.[A-Za-z]+$"
+_DAY = r"_(\d{8}|\d{4}-\d{2}-\d{2}|\d{4}_\d{2}_\d{2})"
+_MONTH = r"_(\d{6}|\d{4}-\d{2}|\d{4}_\d{2})"
+_DAY_CAPTURE = _DAY + _TAIL
+_MONTH_CAPTURE = _MONTH + _TAIL
 #: separators removed before a captured date is parsed as ``%Y%m%d``
 _DATE_SEPARATORS = "[-_]"
 
