@@ -65,3 +65,18 @@ def test_a_visit_dated_after_the_upload_is_an_error(tmp_path, monkeypatch):
     report = validate_zip(edit_csv_in_zip(month, tmp_path / "future.zip", "mzsy_", dates), org)
     assert [(e.row, e.column) for e in report.errors if e.rule == "after_receipt"] == [(1, "JZSJ")]
     assert report.conforming_count == report.record_count - 1
+
+
+def test_one_card_seen_by_two_departments_on_a_date_only_day_is_two_pages(tmp_path, monkeypatch):
+    """JZSJ written as a date only: the department keeps the two visits apart (the natural key is
+    JZKH + JZSJ + JZKSDM); the same department twice is still a duplicate."""
+    month, org = _month(tmp_path, monkeypatch)
+
+    def same_card_same_day(rows: list[list[str]]) -> None:
+        h = rows[0]
+        for row, dept in zip(rows[1:4], ["1602", "20", "20"]):
+            row[h.index("JZKH")], row[h.index("JZSJ")], row[h.index("JZKSDM")] = "MZ0001", "2026-10-05", dept
+            row[h.index("GHSJ")] = row[h.index("BDSJ")] = ""
+
+    report = validate_zip(edit_csv_in_zip(month, tmp_path / "two_depts.zip", "mzsy_", same_card_same_day), org)
+    assert [(e.row, e.rule) for e in report.errors if e.severity == "error"] == [(3, "duplicate_key")]

@@ -34,7 +34,7 @@ EXPECTED = {  # id: (prefix, stream, natural key, org column, event column)
     "drug": ("drug_", "fever", ("P7000", "P7800", "P7805"), None, "P7506"),
     "lab": ("lab_", "fever", ("P7000", "P7605", "P7613", "P7623"), None, "P7506"),
     "examine": ("examine_", "fever", ("P7000", "P7704", "P7708"), None, "P7506"),
-    "mzsy": ("mzsy_", "outpatient", ("JZKH", "JZSJ"), "ZZJGDM", "JZSJ"),
+    "mzsy": ("mzsy_", "outpatient", ("JZKH", "JZSJ", "JZKSDM"), "ZZJGDM", "JZSJ"),
 }
 
 

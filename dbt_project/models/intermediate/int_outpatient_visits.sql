@@ -1,4 +1,4 @@
-{#- One row per outpatient visit (mzsy_, de-duplicated by natural key = JZKH + JZSJ within the org)
+{#- One row per outpatient visit (mzsy_, de-duplicated by natural key = JZKH + JZSJ + JZKSDM within the org)
     with the ICD-10 chapter of its principal diagnosis.
 
     Date-only visit times (docs/marts.md; macros/visit_time.sql). JZSJ may be written as a date
