@@ -6,12 +6,13 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from hqms import config
+from hqms.validators import make_id_card
 from hqms.registry import (AlreadyAccepted, ErrorRecord, Registry, looks_identifying, make_upload_id, mask_value,
                            redact_identifiers, shown_value)
 
@@ -28,8 +29,12 @@ def _new(registry: Registry, sha: str = "a" * 64, org: str = "ORG1", status: str
                                stream="flu", received_at=received_at, **kw)
 
 
+#: a valid ID number made here (nothing realistic is committed)
+SYNTHETIC_ID = make_id_card("510104", date(1990, 1, 2), "001")
+
+
 @pytest.mark.parametrize("value", [
-    "顾霞宁", "510500201606309095", "5105002016 0630 9095", "138-1234-5678", "13820121201", "0012345678",
+    "顾霞宁", SYNTHETIC_ID, f"{SYNTHETIC_ID[:10]} {SYNTHETIC_ID[10:14]} {SYNTHETIC_ID[14:]}", "138-1234-5678", "13820121201", "0012345678",
     "Zhang San", "四川省成都市武侯区", "x" * 41])
 def test_values_that_may_identify_someone_are_masked_in_any_column(value: str) -> None:
     assert looks_identifying(value) and shown_value(value, personal=False) == mask_value(value)
@@ -44,7 +49,7 @@ def test_ordinary_failing_values_are_shown_as_sent(value: str) -> None:
 
 
 @pytest.mark.parametrize(("name", "stored"), [
-    ("flu_20261101_林冲_110105197102040041.zip", "flu_20261101_林冲_1****************1.zip"),
+    (f"flu_20261101_林冲_{SYNTHETIC_ID}.zip", f"flu_20261101_林冲_{mask_value(SYNTHETIC_ID)}.zip"),
     ("lis_20250106_13912345678.csv", "lis_20250106_1*********8.csv"),
     ("12510000450717411F_flu_20261101.zip", "12510000450717411F_flu_20261101.zip"),  # a credit code
     ("flu_20261101083000123.csv", "flu_20261101083000123.csv"),  # no valid ID: kept
