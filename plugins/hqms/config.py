@@ -12,10 +12,13 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 #: Repository root (the package lives in ``<root>/plugins/hqms``); DAGs, dbt project and
 #: expectation suites are found relative to it.
 REPO_ROOT = Path(__file__).resolve().parents[2]
+#: China Standard Time: deadlines, receipt days and vault months are reckoned in it (no DST).
+CHINA_TZ = ZoneInfo("Asia/Shanghai")
 
 #: Buckets (names can be overridden for shared MinIO deployments).
 DEFAULT_BUCKETS = {"landing": "hqms-landing", "vault": "hqms-vault", "marts": "hqms-marts"}

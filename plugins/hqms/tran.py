@@ -43,7 +43,8 @@ from datetime import datetime
 from pathlib import Path
 
 from hqms import config, spec
-from hqms.intake.submit import CHINA_TZ, submit
+from hqms.config import CHINA_TZ
+from hqms.intake.submit import submit
 from hqms.intake.zipcheck import sha256_file
 from hqms.objectstore import ObjectStore, ObjectStoreUnavailable
 from hqms.registry import ACCEPTED, Registry

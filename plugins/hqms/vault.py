@@ -23,7 +23,7 @@ import json
 import logging
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 
 from hqms import config, crypto
@@ -35,7 +35,6 @@ log = logging.getLogger(__name__)
 
 MANIFEST_FORMAT = "hqms-vault/1"
 #: China Standard Time has no daylight saving; a fixed offset needs no tz database.
-CHINA_TZ = timezone(timedelta(hours=8))
 DATA_SUFFIX = ".zip.sm4"
 MANIFEST_SUFFIX = ".manifest.json"
 
@@ -69,7 +68,7 @@ def vault_keys(upload: dict) -> tuple[str, str]:
     received = received if isinstance(received, datetime) else datetime.fromisoformat(received)
     if received.tzinfo is None:
         raise VaultError(f"upload {upload['upload_id']}: received_at has no time zone")
-    month = received.astimezone(CHINA_TZ)
+    month = received.astimezone(config.CHINA_TZ)
     base = f"{upload['stream']}/{upload['org_code']}/{month:%Y}/{month:%m}/{upload['upload_id']}"
     return base + DATA_SUFFIX, base + MANIFEST_SUFFIX
 

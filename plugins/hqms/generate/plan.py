@@ -7,13 +7,13 @@ day (the next day's 7-day re-send covers the flu records). The outpatient page i
 """
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import date, datetime, time, timedelta
 
 import numpy as np
 
+from hqms.config import CHINA_TZ
 from hqms.generate.registry import Hospital
 
-SHANGHAI = timezone(timedelta(hours=8))
 #: Less punctual hospitals (punctuality below this) miss a daily upload now and then.
 MISSING_BELOW = 0.9
 MISSING_RATE = 0.04
@@ -27,7 +27,7 @@ def daily_arrival(h: Hospital, period: date, rng: np.random.Generator) -> dateti
         delay = timedelta(days=1, seconds=int(rng.integers(1800, 10 * 3600)))
     else:
         delay = timedelta(days=int(rng.integers(2, 4)), seconds=int(rng.integers(8 * 3600, 18 * 3600)))
-    return datetime.combine(period, time(), SHANGHAI) + delay
+    return datetime.combine(period, time(), CHINA_TZ) + delay
 
 
 def monthly_arrival(h: Hospital, month: date, rng: np.random.Generator) -> datetime:
@@ -36,7 +36,7 @@ def monthly_arrival(h: Hospital, month: date, rng: np.random.Generator) -> datet
     on_time = rng.random() < h.punctuality
     day = int(rng.integers(1, 16)) if on_time else int(rng.integers(16, 29))
     seconds = int(rng.integers(8 * 3600, 18 * 3600))
-    return datetime.combine(first_next.replace(day=day), time(), SHANGHAI) + timedelta(seconds=seconds)
+    return datetime.combine(first_next.replace(day=day), time(), CHINA_TZ) + timedelta(seconds=seconds)
 
 
 def iso(moment: datetime) -> str:

@@ -50,7 +50,6 @@ from hqms.keys import Keyring, load_keyring
 from hqms.objectstore import ObjectStore
 from hqms.registry import Registry
 from hqms.stagedb import open_stage
-from hqms.vault import CHINA_TZ
 from hqms.warehouse import ensure_schema
 from hqms.workdir import run_folder, sweep_work
 
@@ -231,7 +230,7 @@ def _process_round(fetched: list[tuple[dict, Path]], cfg: hqms_config.Config, re
         reports = validate_many(stage, [(u["upload_id"], path, u["org_code"]) for u, path in fetched], work,
                                 docs_dir=cfg.gx_docs_dir / run_id, run_id=run_id,
                                 received={u["upload_id"]: datetime.fromisoformat(u["received_at"])
-                                          .astimezone(CHINA_TZ).date() for u in uploads})
+                                          .astimezone(hqms_config.CHINA_TZ).date() for u in uploads})
         validated = _clock()
         # staging numbers rows by insertion order; from here on no step depends on row order,
         # and without it DuckDB builds and writes tables in parallel (merge ≈ 2× faster)

@@ -14,13 +14,13 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
+from hqms import config
 from hqms.ingest.hints import FAILURE_HINTS, outside_period, value_note
 from hqms.ingest.stage import FILES_TABLE, StagedFile, stage_uploads
 from hqms.registry import ErrorRecord, shown_value
 from hqms.rules import Check, compile_checks, literal, typed_expr
 from hqms.spec import Dataset
 from hqms.stagedb import StageDB, open_stage
-from hqms.vault import CHINA_TZ
 
 
 @dataclass
@@ -179,5 +179,5 @@ def validate_zip(zip_path: Path, org_code: str) -> ValidationReport:
         work = Path(tmp)
         with open_stage(work / "duckdb_tmp") as stage:
             reports = validate_many(stage, [("dry-run", zip_path, org_code)], work, docs_dir=None,
-                                    run_id="dry-run", received={"dry-run": datetime.now(CHINA_TZ).date()})
+                                    run_id="dry-run", received={"dry-run": datetime.now(config.CHINA_TZ).date()})
         return reports["dry-run"]

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TextIO
 
 from hqms import config, spec
-from hqms.intake.submit import CHINA_TZ
+from hqms.config import CHINA_TZ
 from hqms.objectstore import ObjectStoreUnavailable
 
 EXIT_REFUSED = 1

@@ -21,7 +21,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 from hqms import config
 from hqms.intake.zipcheck import ZipRejected, ZipSummary, check_zip, sha256_file
@@ -30,7 +29,6 @@ from hqms.registry import AlreadyAccepted, ErrorRecord, Registry, make_upload_id
 from hqms.validators import medical_org_code_valid
 
 #: Received dates (key layout, "uploaded on" in reports) are China Standard Time.
-CHINA_TZ = ZoneInfo("Asia/Shanghai")
 
 
 @dataclass(frozen=True)
@@ -55,7 +53,7 @@ class LandingFailed(RuntimeError):
 def object_key(stream: str, org_code: str, received_at: datetime, upload_id: str) -> str:
     """``<stream>/<org_code>/<yyyy>/<mm>/<dd>/<upload_id>.zip``, date in China time. A hospital's
     objects sit under ``<stream>/<org_code>/``, which is what its S3 policy grants."""
-    day = received_at.astimezone(CHINA_TZ)
+    day = received_at.astimezone(config.CHINA_TZ)
     return f"{stream}/{org_code}/{day:%Y/%m/%d}/{upload_id}.zip"
 
 
