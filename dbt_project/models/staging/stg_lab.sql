@@ -2,7 +2,7 @@
     Three item names, which hospitals fill unevenly: item_name (P7614 standard item),
     local_item_name (P7616 in-hospital item) and detail_name (P7624 result detail). The two item
     names may name a whole panel (甲乙型流感病毒抗原) whose detail rows name one virus each, so
-    int_fever_visits types each name on its own; test_name joins the three for reading. -#}
+    int_fever_visits types each name on its own. -#}
 select
     _org_code as org_code,
     _nk as record_key,
@@ -13,7 +13,5 @@ select
     item_name,
     local_item_name,
     detail_name,
-    {{ dbt.concat(["coalesce(item_name, '')", "' | '", "coalesce(local_item_name, '')",
-                   "' | '", "coalesce(detail_name, '')"]) }} as test_name,
     result_qualitative as result_text
 from {{ source('dw', 'lab') }}
