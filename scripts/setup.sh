@@ -16,4 +16,14 @@ if [ ! -f "$STAMP" ] || [ "$ROOT/constraints.txt" -nt "$STAMP" ] || [ "$ROOT/pyp
   "$VENV/bin/python" -m pip install --quiet -c "$ROOT/constraints.txt" -e "$ROOT${EXTRAS:+[$EXTRAS]}"
   touch "$STAMP"
 fi
+# The test set-up also needs Debian's Chromium (browser tests of the web pages, the bulletin and the
+# Airflow grid) and a CJK font (without it every Chinese character renders as a box).
+if [ "$EXTRAS" = "test" ] && { ! command -v chromium >/dev/null 2>&1 || [ ! -d /usr/share/fonts/opentype/noto ]; }; then
+  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-noto-cjk >/dev/null
+  else
+    echo "setup: browser tests need Debian's chromium and fonts-noto-cjk (apt-get install chromium fonts-noto-cjk)" >&2
+  fi
+fi
 export PATH="$VENV/bin:$PATH"
