@@ -1,8 +1,14 @@
 {% macro region_name_join(level, code_expr, alias='r') -%}
-    {#- Join the regions seed for a province (2-digit province_code) or city (6-digit code). -#}
+    {#- Join the regions seed for a province (2-digit province_code) or city (6-digit code). A city
+        code is looked up by code alone (codes are unique in the seed): whatever unit a registry
+        names as a hospital's city — a prefecture, a 省直辖县级 city such as 仙桃市, a municipality
+        itself (110000), a code valid before a re-division — its roll-up line has a name. -#}
     left join {{ ref('regions') }} as {{ alias }}
-        on {{ alias }}.level = '{{ level }}'
-        and {{ alias }}.{{ 'province_code' if level == 'province' else 'region_code' }} = {{ code_expr }}
+    {%- if level == 'province' %}
+        on {{ alias }}.level = 'province' and {{ alias }}.province_code = {{ code_expr }}
+    {%- else %}
+        on {{ alias }}.region_code = {{ code_expr }}
+    {%- endif %}
 {%- endmacro %}
 
 {% macro sum_by_region(relation, period_column) -%}

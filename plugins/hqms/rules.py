@@ -29,7 +29,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from hqms.spec import ID_CARD_RULE_KINDS, Column, Condition, Dataset, Rule, allowed_values
-from hqms.sqlmacros import CHECK_MACROS, parse_sql
+from hqms.sqlmacros import CHECK_MACROS, canonical_sql, parse_sql
+from hqms.validators import CANONICAL_CHECKS
 
 #: Largest integer/decimal shapes accepted by the ``type`` rule (see module docstring).
 INTEGER_RE = r"[+-]?[0-9]{1,18}"
@@ -60,10 +61,14 @@ _CHECK_TEXT: dict[str, tuple[str, str]] = {
     "medical_org_code": ("不是有效的医疗机构代码（应为22位：9位组织机构代码+13位机构属性代码，校验位须正确）",
                          "is not a valid 22-character medical institution code "
                          "(9-character organisation code + 13-character attribute code, check character must match)"),
-    "icd10": ("不是有效的ICD-10疾病编码（国家临床版2.0）",
-              "is not a valid ICD-10 diagnosis code (national clinical edition 2.0)"),
-    "icd9cm3": ("不是有效的ICD-9-CM-3手术操作编码",
-                "is not a valid ICD-9-CM-3 procedure code"),
+    "icd10": ("不是有效的ICD-10疾病编码（应为医保版2.0/国家临床版2.0的编码形式，如 J10.100、J10.100x005、"
+              "J10.800x003+I41.1*）",
+              "is not a valid ICD-10 diagnosis code (the form of the national editions, e.g. J10.100, "
+              "J10.100x005, J10.800x003+I41.1*)"),
+    "icd9cm3": ("不是有效的ICD-9-CM-3手术操作编码（应为医保版2.0/国家临床版3.0的编码形式，如 74.1x01、"
+                "13.4100x001、17.912A0）",
+                "is not a valid ICD-9-CM-3 procedure code (the form of the national editions, e.g. "
+                "74.1x01, 13.4100x001, 17.912A0)"),
     "phone": ("不是有效的电话号码（固定电话或手机）", "is not a valid phone number (landline or mobile)"),
     "mobile": ("不是有效的手机号码", "is not a valid mobile phone number"),
     "postcode": ("不是有效的6位邮政编码", "is not a valid 6-digit postcode"),
@@ -128,7 +133,9 @@ def _parsed(col: Column) -> str:
 def typed_expr(col: Column) -> str:
     """SQL for the column's typed value, NULL when empty, a null token or not parseable.
 
-    Types follow :data:`TYPED_SQL`; dates take the first matching format.
+    Types follow :data:`TYPED_SQL`; dates take the first matching format; identifiers (a check of
+    :data:`hqms.validators.CANONICAL_CHECKS`) are stored in their canonical upper-case form, so
+    ``…3222e`` and ``…3222E`` are one hospital in the warehouse and its keys.
     """
     c = ident(col.code)
     present = value_present_sql(col)
@@ -138,6 +145,8 @@ def typed_expr(col: Column) -> str:
                 f"THEN TRY_CAST({c} AS {TYPED_SQL[col.type]}) END)")
     if col.type in ("date", "datetime"):
         return f"(CASE WHEN {present} THEN {_parsed(col)} END)"
+    if col.check in CANONICAL_CHECKS:
+        return f"(CASE WHEN {present} THEN {canonical_sql(c)} END)"
     return f"(CASE WHEN {present} THEN {c} END)"
 
 
@@ -364,7 +373,7 @@ def _org_check(ds: Dataset) -> Check | None:
         return None
     col = ds.column(ds.org_column)
     zh, en = _messages(ds, col, "org_mismatch")
-    fail = f"{column_ok_sql(col)} AND COALESCE({ident(col.code)} <> _uploader_org, FALSE)"
+    fail = f"{column_ok_sql(col)} AND COALESCE({typed_expr(col)} <> _uploader_org, FALSE)"
     return Check(f"{ds.id}.{col.code}.org_mismatch", ds.id, col.code, "org_mismatch", zh, en, fail)
 
 

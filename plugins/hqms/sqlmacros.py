@@ -63,6 +63,12 @@ def _parse_ts_body() -> str:
             "|| coalesce(fmt, 'NULL')) END")
 
 
+def canonical_sql(expr: str) -> str:
+    """SQL of :func:`hqms.validators.canonical_code`: blanks trimmed, ASCII letters upper-cased."""
+    lower = "".join(chr(c) for c in range(ord("a"), ord("z") + 1))
+    return f"translate(trim({expr}, {_lit(v.BLANKS)}), {_lit(lower)}, {_lit(lower.upper())})"
+
+
 def _id15_to_body17(s: str) -> str:
     return f"(substr({s}, 1, 6) || '19' || substr({s}, 7, 9))"
 
@@ -79,26 +85,33 @@ _MACROS: tuple[tuple[str, str, str], ...] = (
     ("hqms_uscc_check_char", "b",
      f"substr({_lit(v.USCC_ALPHABET)}, "
      f"(31 - ({_weighted_sum('b', v.USCC_WEIGHTS, _index_in(v.USCC_ALPHABET))}) % 31) % 31 + 1, 1)"),
-    ("hqms_id_card_ok", "s", f"""CASE WHEN s IS NULL THEN NULL
+    ("hqms_canonical_code", "s", canonical_sql("s")),
+    # The identifier checks judge the canonical form ``c``; each ``*_ok(s)`` passes it on.
+    ("hqms_id_card_canonical_ok", "s", f"""CASE WHEN s IS NULL THEN NULL
   WHEN {_match('s', v.ID18_PATTERN)} THEN {_in_provinces('s')}
     AND {_birth_ok("hqms_parse_date(substr(s, 7, 8), 'YYYYMMDD')")}
     AND hqms_id_check_char(s) = upper(substr(s, 18, 1))
   WHEN {_match('s', v.ID15_PATTERN)} THEN {_in_provinces('s')}
     AND {_birth_ok("hqms_parse_date('19' || substr(s, 7, 6), 'YYYYMMDD')")}
   ELSE false END"""),
-    ("hqms_normalise_id_card", "s", f"""CASE WHEN hqms_id_card_ok(s) THEN
-  CASE WHEN length(s) = 18 THEN upper(s)
+    ("hqms_id_card_ok", "s", "hqms_id_card_canonical_ok(hqms_canonical_code(s))"),
+    ("hqms_normalise_id_card_canonical", "s", f"""CASE WHEN hqms_id_card_canonical_ok(s) THEN
+  CASE WHEN length(s) = 18 THEN s
   ELSE {_id15_to_body17('s')} || hqms_id_check_char({_id15_to_body17('s')}) END END"""),
-    ("hqms_org_code_ok", "s", f"""CASE WHEN s IS NULL THEN NULL
+    ("hqms_normalise_id_card", "s", "hqms_normalise_id_card_canonical(hqms_canonical_code(s))"),
+    ("hqms_org_code_canonical_ok", "s", f"""CASE WHEN s IS NULL THEN NULL
   WHEN {_match('s', v.ORG_PATTERN)} THEN hqms_org_check_char(s) = right(s, 1)
   ELSE false END"""),
-    ("hqms_uscc_ok", "s", f"""CASE WHEN s IS NULL THEN NULL
+    ("hqms_org_code_ok", "s", "hqms_org_code_canonical_ok(hqms_canonical_code(s))"),
+    ("hqms_uscc_canonical_ok", "s", f"""CASE WHEN s IS NULL THEN NULL
   WHEN {_match('s', v.USCC_PATTERN)} THEN hqms_uscc_check_char(s) = substr(s, 18, 1)
-    AND hqms_org_code_ok(substr(s, 9, 9))
+    AND hqms_org_code_canonical_ok(substr(s, 9, 9))
   ELSE false END"""),
-    ("hqms_medical_org_code_ok", "s", f"""CASE WHEN s IS NULL THEN NULL
-  WHEN {_match('s', v.MEDICAL_ORG_PATTERN)} THEN hqms_org_code_ok(substr(s, 1, 9))
+    ("hqms_uscc_ok", "s", "hqms_uscc_canonical_ok(hqms_canonical_code(s))"),
+    ("hqms_medical_org_code_canonical_ok", "s", f"""CASE WHEN s IS NULL THEN NULL
+  WHEN {_match('s', v.MEDICAL_ORG_PATTERN)} THEN hqms_org_code_canonical_ok(substr(s, 1, 9))
   ELSE false END"""),
+    ("hqms_medical_org_code_ok", "s", "hqms_medical_org_code_canonical_ok(hqms_canonical_code(s))"),
     ("hqms_icd10_ok", "s", _match("s", v.ICD10_PATTERN)),
     ("hqms_icd9cm3_ok", "s", _match("s", v.ICD9CM3_PATTERN)),
     ("hqms_mobile_ok", "s", _match("s", v.MOBILE_PATTERN)),

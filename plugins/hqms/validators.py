@@ -11,11 +11,17 @@ RE2 does neither. Every pattern here must mean the same in Python ``re`` and RE2
 Sources and the choices made where the standards leave room are in
 ``shared/reference/interface-fields.md`` §5; the main ones:
 
+* Identifiers are normalised before they are judged (:func:`canonical_code`): surrounding blanks
+  and letter case never decide validity — published 统一社会信用代码 are often written in lower
+  case (``…3222e``) — and the warehouse stores the upper-case form.
 * ID numbers (GB 11643) may carry a lower-case ``x`` check character; the first two digits must be
   one of the 34 province-level codes of GB/T 2260 (the 83 prefix of Taiwan residents' residence
   permits is a different document type and is rejected). Birth dates run from 1900-01-01 to today.
-* USCC (GB 32100), organisation codes (GB 11714) and 医疗机构代码 (WS 218) are upper-case only.
-* ICD codes use the lower-case ``x`` placeholder/extension of the national clinical editions.
+* USCC (GB 32100), organisation codes (GB 11714) and 医疗机构代码 (WS 218) are checked upper-cased.
+* ICD codes: the *shape* of the national editions (医保版 2.0, 国家临床版 2.0/3.0), derived from
+  the structure of their dictionaries (see :data:`ICD10_PATTERN`, :data:`ICD9CM3_PATTERN`); any
+  letter case. Whether a well-shaped code is in the dictionary is a warning, not a shape error
+  (:mod:`hqms.codes`).
 * Postcodes: six digits whose first digit is 0–8 — mainland postal zones are numbered 0
   (Inner Mongolia, Shanxi, Hebei) to 8 (Xinjiang, Tibet, Qinghai); 9 is unassigned.
 * Date strings: strict, zero-padded, real calendar dates with years 1000–9999, nothing trailing.
@@ -24,6 +30,7 @@ from __future__ import annotations
 
 import functools
 import re
+import string
 from collections.abc import Iterable
 from datetime import date, datetime
 
@@ -56,14 +63,33 @@ USCC_PATTERN = r"[0-9A-HJ-NP-RTUW-Y]{18}"
 #: category (letter + 3 digits, e.g. A100) + management class (1 非营利, 2 营利, 9 其他).
 MEDICAL_ORG_PATTERN = r"[0-9A-Z]{8}[0-9X][0-9]{6}[0-9]{2}[A-Z][0-9]{3}[129]"
 
+#: ICD-10 (医保版 2.0 / 国家临床版 2.0). A code is a category (letter + 2 digits: ``J10``), then
+#: optionally ``.`` and a subcategory: the 4th character (a digit, or ``x`` where the category has
+#: no 4th-character subdivision: ``J90.x00``), alone (``J10.1``) or with the two-digit national
+#: extension (``J10.100``), which may carry a further ``x`` + 3-digit extension
+#: (``J10.100x005``, ``A33.x00x001``). A dagger code may be followed by its asterisk code,
+#: ``+`` code ``*`` (``J10.800x003+I41.1*``, ``A01.002+G01*``). Any letter case (``j06.900``,
+#: ``J06.900X001``): exporters differ, the marts compare codes upper-cased, and a case slip is no
+#: reason to hold back a whole visit.
 _ICD10_CORE = r"[A-Z][0-9]{2}(\.([0-9]|[0-9x][0-9]{2}))?"
-#: 国家临床版2.0: J10, J10.1, J11.101, J90.x00, extension J10.100x005, asterisk J10.802+I41.1*.
-#: Any letter case (``j06.900``, ``J06.900X001``): exporters differ, the marts compare codes
-#: upper-cased, and a case slip is no reason to hold back a whole visit.
 ICD10_PATTERN = (r"(?i)[A-Z][0-9]{2}(\.([0-9]|[0-9x][0-9]{2}(x[0-9]{3})?))?"
                  rf"(\+{_ICD10_CORE}\*)?")
-#: ICD-9-CM-3 国家临床版3.0: 13, 13.4, 13.41, 13.4100, 13.4100x001 (``X`` too, as above).
-ICD9CM3_PATTERN = r"(?i)[0-9]{2}(\.([0-9]|[0-9]{2}([0-9]{2})?(x[0-9]{3})?))?"
+#: Extension of the national editions: ``x`` + 3 digits (``13.4100x001``); 4 occur too
+#: (医保版 2.0 ``86.700x0013``).
+_ICD9_EXTENSION = r"(x[0-9]{3,4})?"
+#: ICD-9-CM-3 (医保版 2.0 / 国家临床版 3.0). A category of 2 digits (``13``), then optionally ``.``
+#: and: the 3rd digit alone (``13.4``) or with the 4th (``13.41``, also with an ``x`` extension:
+#: ``13.41x001``); or 3rd and 4th character with
+#: the two-digit national extension (``13.4100``), the 4th being ``x`` where ICD-9-CM-3 has no
+#: 4th-digit subdivision (``74.1x01`` 剖宫产术, ``57.0x00x005``) — 3rd, 4th and one extension
+#: digit also occur before an ``x`` extension (``86.700x0013``); or the 中医操作 codes of the
+#: 17.9 block (其他杂项操作): five characters, the 4th a digit or a letter (``17.91100``,
+#: ``17.912A0``). Every form with the extension may carry an ``x`` extension. Any letter case.
+ICD9CM3_PATTERN = (r"(?i)([0-9]{2}(\.([0-9]"
+                   rf"|[0-9]{{2}}{_ICD9_EXTENSION}"
+                   rf"|[0-9][0-9x][0-9]{{2}}{_ICD9_EXTENSION}"
+                   r"|[0-9][0-9x][0-9]x[0-9]{3,4}))?"
+                   rf"|17\.9[0-9]{{2}}[0-9A-Z][0-9]{_ICD9_EXTENSION})")
 
 MOBILE_PATTERN = r"(\+86|0086)?1[3-9][0-9]{9}"
 LANDLINE_PATTERN = r"(0[0-9]{2,3}-?)?[0-9]{7,8}(-[0-9]{1,6})?"
@@ -83,11 +109,28 @@ DATE_FORMATS: dict[str, tuple[str, str]] = {
     "yyyy/MM/dd HH:mm:ss": (rf"{_YEAR}/{_MONTH}/{_DAY} {_HH}:{_MM}:{_MM}", "%Y/%m/%d %H:%M:%S"),
 }
 
+#: What may surround an identifier without deciding its validity: ASCII blanks and the
+#: ideographic space a Chinese input method types.
+BLANKS = " \t\r\n\u3000"
+#: Identifiers are upper-cased letter by letter over ASCII only (as SQL ``translate`` does), so
+#: no non-ASCII character can turn into a valid one (Python upper-cases ``ſ`` to ``S``).
+_ASCII_UPPER = str.maketrans(string.ascii_lowercase, string.ascii_uppercase)
+#: Checks whose values are identifiers judged and stored in :func:`canonical_code` form.
+CANONICAL_CHECKS = ("id_card", "uscc", "org_code", "medical_org_code")
+
 _compile = functools.cache(re.compile)
 
 
 def _full(pattern: str, s: str) -> bool:
     return _compile(pattern).fullmatch(s) is not None
+
+
+def canonical_code(s: str) -> str:
+    """An identifier (统一社会信用代码, 组织机构代码, 医疗机构代码, ID number) as it is judged and
+    stored: surrounding :data:`BLANKS` removed, ASCII letters upper-cased. Published codes are
+    often written in lower case (``…3222e``) and the ID number's check character as ``x``; neither
+    makes a code another one, so neither may decide validity or split one hospital in two."""
+    return s.strip(BLANKS).translate(_ASCII_UPPER)
 
 
 # --- dates -----------------------------------------------------------------------------------------
@@ -145,7 +188,9 @@ def id_card_sex(s: str) -> str | None:
 
 
 def id_card_valid(s: str) -> bool:
-    """True for a valid 18-digit GB 11643 number (``x`` accepted) or a valid legacy 15-digit one."""
+    """True for a valid 18-digit GB 11643 number (``x`` accepted) or a valid legacy 15-digit one,
+    judged in :func:`canonical_code` form."""
+    s = canonical_code(s)
     if _full(ID18_PATTERN, s):
         return (s[:2] in PROVINCES and _birth_ok(parse_date(s[6:14], "YYYYMMDD"))
                 and id_card_check_char(s[:17]) == s[17].upper())
@@ -162,8 +207,9 @@ def normalise_id_card(s: str) -> str | None:
     """
     if not id_card_valid(s):
         return None
+    s = canonical_code(s)
     if len(s) == 18:
-        return s.upper()
+        return s
     body = s[:6] + "19" + s[6:]
     return body + id_card_check_char(body)
 
@@ -192,7 +238,9 @@ def org_code_check_char(body8: str) -> str:
 
 
 def org_code_valid(s: str) -> bool:
-    """True for a 9-character GB 11714 code with a correct check, also printed as ``XXXXXXXX-X``."""
+    """True for a 9-character GB 11714 code with a correct check, also printed as ``XXXXXXXX-X``
+    (judged in :func:`canonical_code` form)."""
+    s = canonical_code(s)
     return _full(ORG_PATTERN, s) and org_code_check_char(s[:8]) == s[-1]
 
 
@@ -212,7 +260,9 @@ def uscc_check_char(first17: str) -> str:
 
 
 def uscc_valid(s: str) -> bool:
-    """True for an 18-character USCC with a correct check whose characters 9-17 are a valid org code."""
+    """True for an 18-character USCC with a correct check whose characters 9-17 are a valid org code
+    (judged in :func:`canonical_code` form)."""
+    s = canonical_code(s)
     return (_full(USCC_PATTERN, s) and uscc_check_char(s[:17]) == s[17]
             and org_code_valid(s[8:17]))
 
@@ -229,7 +279,9 @@ def make_uscc(reg_dept: str, org_type: str, region6: str, org_code9: str) -> str
 # --- 医疗机构代码 (WS 218) ----------------------------------------------------------------------------
 
 def medical_org_code_valid(s: str) -> bool:
-    """True for a 22-character 医疗机构代码 whose embedded organisation code has a correct check."""
+    """True for a 22-character 医疗机构代码 whose embedded organisation code has a correct check
+    (judged in :func:`canonical_code` form)."""
+    s = canonical_code(s)
     return _full(MEDICAL_ORG_PATTERN, s) and org_code_valid(s[:9])
 
 
