@@ -6,6 +6,7 @@ random junk, empty strings and NULLs. One DuckDB query checks a whole corpus.
 """
 from __future__ import annotations
 
+import csv
 import random
 import string
 from collections.abc import Callable
@@ -88,13 +89,18 @@ def valid_icd10(rng: random.Random) -> str:
 
 def valid_icd9cm3(rng: random.Random) -> str:
     code = pick(rng, string.digits, 2)
-    shape = rng.randrange(4)
+    shape = rng.randrange(6)
     if shape == 1:
         code += "." + pick(rng, string.digits, rng.choice((1, 2)))
-    elif shape >= 2:
+    elif shape in (2, 3):
         code += "." + pick(rng, string.digits, rng.choice((2, 4)))
         if shape == 3:
-            code += "x" + pick(rng, string.digits, 3)
+            code += "x" + pick(rng, string.digits, rng.choice((3, 4)))
+    elif shape == 4:  # no 4th-digit subdivision: 74.1x01, 57.0x00x005
+        code += "." + rng.choice(string.digits) + "x" + pick(rng, string.digits, 2)
+        code += rng.choice(("", "x" + pick(rng, string.digits, 3)))
+    elif shape == 5:  # 中医操作: 17.91100, 17.912A0
+        code = "17.9" + pick(rng, string.digits, 2) + rng.choice(string.digits + "ABCDEFG") + rng.choice(string.digits)
     return code
 
 
@@ -225,14 +231,38 @@ def test_normalise_id_card_agrees_with_python(con):
     assert sum(1 for s, n in zip(values, python) if s and len(s) == 15 and n) > 500
 
 
+def test_canonical_code_agrees_with_python(con):
+    values = [s for check in v.CANONICAL_CHECKS for s in corpus(random.Random(f"canonical-{check}"), check)]
+    values += ["\u3000ma5cjq4n5 ", "ma5cjq4ſ5", "\u00a0ma5cjq4n5"]
+    python = [None if s is None else v.canonical_code(s) for s in values]
+    assert_agree(values, python, run(con, "hqms_canonical_code(v)", v=values))
+
+
+@pytest.mark.parametrize("check", ["icd10", "icd9cm3"])
+def test_every_national_dictionary_code_has_the_shape_in_any_case(con, check):
+    """Every code of the 医保版 2.0 dictionaries passes, as published, upper- and lower-cased,
+    in Python and in SQL (``74.1x01`` 剖宫产术, ``17.912A0``, ``J10.800x003+I41.1*``)."""
+    with (Path(v.__file__).parent / "reference" / f"{check}.csv").open(encoding="utf-8") as fh:
+        codes = [row["code"] for row in csv.DictReader(fh)]
+    assert len(codes) > 10_000
+    values = codes + [c.upper() for c in codes] + [c.lower() for c in codes]
+    function = getattr(v, f"{check}_valid")
+    assert [c for c in values if not function(c)] == []
+    sql = run(con, f"{sqlmacros.CHECK_MACROS[check]}(v)", v=values)
+    assert [c for c, ok in zip(values, sql) if not ok] == []
+
+
 def test_known_examples_in_sql(con):
     row = con.execute("""SELECT hqms_id_card_ok('11010519491231002x'),
         hqms_normalise_id_card('110105491231002'), hqms_id_card_ok('110101198005201234'),
         hqms_uscc_ok('91350200776049653A'), hqms_uscc_ok('91440101MA5CJQ4N59'),
         hqms_org_code_ok('736798027'), hqms_org_code_ok('77604965-3'),
         hqms_medical_org_code_ok('77604965344010111A1001'),
-        hqms_medical_org_code_ok('77604965444010111A1001')""").fetchone()
-    assert row == (True, "11010519491231002X", False, True, True, True, True, True, False)
+        hqms_medical_org_code_ok('77604965444010111A1001'),
+        hqms_uscc_ok(' 91440101ma5cjq4n59'), hqms_medical_org_code_ok('77604965344010111a1001'),
+        hqms_icd9cm3_ok('74.1x01'), hqms_icd9cm3_ok('17.912a0'), hqms_icd9cm3_ok('13.41000')""").fetchone()
+    assert row == (True, "11010519491231002X", False, True, True, True, True, True, False,
+                   True, True, True, True, False)
 
 
 def test_null_in_null_out_and_empty_is_false(con):

@@ -96,7 +96,7 @@ def test_region_must_start_with_a_province_code(province, ok):
 
 @pytest.mark.parametrize("bad", [
     "", STANDARD_ID[:17], STANDARD_ID + "1", STANDARD_ID[:16], STANDARD_ID_15[:14],
-    STANDARD_ID_15 + "0", STANDARD_ID_15 + "X", " " + STANDARD_ID, STANDARD_ID + "\n",
+    STANDARD_ID_15 + "0", STANDARD_ID_15 + "X", STANDARD_ID[:9] + " " + STANDARD_ID[9:],
     STANDARD_ID.replace("1", "１", 1),  # full-width digit
     STANDARD_ID[:17] + "Y", "11010519491231-02X", STANDARD_ID[:6] + "1949-12-31" + "002X"])
 def test_malformed_id_numbers(bad):
@@ -138,9 +138,9 @@ def test_org_code_check_x_and_zero(check):
     assert code[-1] == check and v.org_code_valid(code) and v.org_code_valid(f"{body}-{check}")
 
 
-@pytest.mark.parametrize("bad", [*wrong_last("736798027", "0123456789X"), "736798027 ", "73679802",
-                                 "7367980277", "7367-98027", "73679802--7", "73679802-", "ma5cjq4n5",
-                                 "MA5CJQ4n5", "-73679802", "73679802x"])
+@pytest.mark.parametrize("bad", [*wrong_last("736798027", "0123456789X"), "73679802", "7367 98027",
+                                 "7367980277", "7367-98027", "73679802--7", "73679802-",
+                                 "MA5CJQ4ſ5", "-73679802", "73679802x"])
 def test_bad_org_codes(bad):
     assert not v.org_code_valid(bad)
 
@@ -179,7 +179,7 @@ def test_uscc_needs_a_valid_embedded_org_code():
 
 
 @pytest.mark.parametrize("bad", [*wrong_last("91350200776049653A", v.USCC_ALPHABET),
-                                 "91350200776049653a", "91440101ma5cjq4n59", "91350200776049653",
+                                 "9135020077604965 3A", "91440101MA5CJQ4ſ59", "91350200776049653",
                                  "91350200776049653AA", "9135020077604965-3A", ""])
 def test_bad_usccs(bad):
     assert not v.uscc_valid(bad)
@@ -210,9 +210,9 @@ def test_medical_org_code_with_wrong_embedded_check_char(org_code):
 
 @pytest.mark.parametrize("bad", [
     MEDICAL[:-1], MEDICAL + "1", MEDICAL[:-1] + "3", MEDICAL[:-1] + "0",  # management class 1/2/9
-    MEDICAL.replace("A100", "a100"), MEDICAL.replace("A100", "AA00"), MEDICAL.replace("A100", "1100"),
+    MEDICAL.replace("A100", "A 100"), MEDICAL.replace("A100", "AA00"), MEDICAL.replace("A100", "1100"),
     MEDICAL.replace("440101", "44010A"), MEDICAL.replace("11A", "1XA"), "77604965-3" + MEDICAL[9:],
-    MEDICAL.lower(), "776049653", ""])
+    MEDICAL[:21] + "\u00a0" + MEDICAL[21:], "776049653", ""])
 def test_bad_medical_org_codes(bad):
     assert not v.medical_org_code_valid(bad)
 
@@ -232,23 +232,31 @@ def test_make_medical_org_code_refuses_invalid_parts():
                                   # any letter case: exporters differ, the marts upper-case codes
                                   "j10", "J10.X00", "J10.100X005", "j06.900x001"])
 def test_icd10_valid(good):
+    """Good forms of the national editions, ``x`` placeholders and dagger/asterisk pairs included."""
     assert v.icd10_valid(good)
 
 
 @pytest.mark.parametrize("bad", ["", "J1", "J100", "J10.", "J10.10", "J10.1000", "J10.100x05", "J10.1x005", "J10.802+I41.1",
                                  "J10.802+I41.1*+", "J10.802*", "J10 ", " J10", "J10\n", "M8140/3",
-                                 "J10.x"])
+                                 "J10.x", "J10.800x003+I41.1", "J10.800x003+", "J10.x0x001", "J10.800x0003",
+                                 "J10.800x003*", "JJ0.800", "J10.800x003+I41.1*x001", "J1O.800"])
 def test_icd10_invalid(bad):
     assert not v.icd10_valid(bad)
 
 
-@pytest.mark.parametrize("good", ["13", "13.4", "13.41", "13.4100", "13.4100x001", "13.41x001", "13.4100X001"])
+@pytest.mark.parametrize("good", ["13", "13.4", "13.41", "13.4100", "13.4100x001", "13.41x001", "13.4100X001",
+                                  # no 4th-digit subdivision: x as the 4th character (医保版 2.0)
+                                  "74.1x01", "73.6x01", "38.7x04", "57.0x00x005", "74.1X01",
+                                  # 中医操作 (17.9 block), a 4-digit extension
+                                  "17.91100", "17.912A0", "17.912a0", "86.700x0013"])
 def test_icd9cm3_valid(good):
     assert v.icd9cm3_valid(good)
 
 
 @pytest.mark.parametrize("bad", ["", "1", "134", "13.", "13.410", "13.41000", "13.4x001",
-                                 "13.4100x01", "a13.41", "13.41 "])
+                                 "13.4100x01", "a13.41", "13.41 ", "74.1x", "74.1x0", "74.xx01", "74.1x01x",
+                                 "7x.1x01", "74.1x01x01", "13.912A0", "17.912AA", "17.91A00", "17.912A",
+                                 "17.91100x1", "74.1x01+", "13.4100x00001", "１3.41"])
 def test_icd9cm3_invalid(bad):
     assert not v.icd9cm3_valid(bad)
 
@@ -340,3 +348,22 @@ def test_unknown_format_is_a_spec_error():
         v.parse_date("2025-01-06", "dd/MM/yyyy")
     with pytest.raises(ValueError):
         v.parse_date("2025-01-06", ["yyyy-MM-dd", "dd/MM/yyyy"])
+
+
+# --- identifiers are normalised before they are judged --------------------------------------------
+
+@pytest.mark.parametrize(("valid", "value"), [
+    (v.org_code_valid, "ma5cjq4n5"), (v.org_code_valid, " 73679802-7\t"),
+    (v.uscc_valid, "91440101ma5cjq4n59"), (v.uscc_valid, "\u300091350200776049653a "),
+    (v.medical_org_code_valid, MEDICAL.lower()), (v.medical_org_code_valid, MEDICAL.replace("A100", "a100") + " "),
+    (v.id_card_valid, " " + STANDARD_ID.lower() + "\n")])
+def test_case_and_blanks_never_decide_validity(valid, value):
+    """Published codes are often written in lower case (``…3222e``) or copied with blanks."""
+    assert valid(value)
+
+
+def test_canonical_code_is_upper_case_and_trimmed():
+    assert v.canonical_code(" 91440101ma5cjq4n59\u3000") == "91440101MA5CJQ4N59"
+    assert v.normalise_id_card(" " + STANDARD_ID.lower()) == STANDARD_ID
+    # only ASCII letters change: no other character can become a valid one
+    assert v.canonical_code("ma5cjq4ſ5") == "MA5CJQ4ſ5" and not v.org_code_valid("ma5cjq4ſ5")
