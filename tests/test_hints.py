@@ -23,7 +23,7 @@ from conftest import edit_csv_in_zip, generate_day
 
 ROOT = Path(__file__).resolve().parents[1]
 FLU, MZSY = spec.dataset("flu"), spec.dataset("mzsy")
-NEW_RULES = ("format_hint", "excel_hint", "number_hint", "code_hint", "org_hint", "outside_period")
+NEW_RULES = ("format_hint", "excel_hint", "number_hint", "code_hint", "org_hint", "dictionary_hint", "outside_period")
 
 
 # ---------------------------------------------------------------- shapes → layout names (no I/O)
@@ -125,6 +125,31 @@ def _full_width_rows(cells: dict[int, str]):
     return edit
 
 
+#: Well-shaped codes of the older clinical editions, absent from the 医保版 2.0 dictionary.
+LOCAL_DX = ("J11.101", "J18.999", "j18.999")
+#: Dictionary codes in any case: x as the 4th character, dagger/asterisk pairs, 中医操作.
+NATIONAL_DX = ("j10.800x003+i41.1*", "J09.X02", "a35.X00x001", "j11.100x001")
+NATIONAL_OPS = ("74.1X01", "73.6x01", "57.0x00x005", "17.912a0", "17.91100")
+
+
+def _national_codes(rows: list[list[str]]) -> None:
+    """mzsy_: every diagnosis and procedure column filled with dictionary codes, in any case."""
+    head = rows[0]
+    for n, row in enumerate(rows[1:]):
+        for k in range(1, 6):
+            row[head.index(f"MZZD_JBBM{k}")] = NATIONAL_DX[(n + k) % len(NATIONAL_DX)]
+            row[head.index(f"SSCZBM{k}")] = NATIONAL_OPS[(n + k) % len(NATIONAL_OPS)]
+
+
+def _local_codes(rows: list[list[str]]) -> None:
+    """flu_: P321 of every row a well-shaped code the dictionary lacks, P324 of rows 1–2 too."""
+    head = rows[0]
+    for n, row in enumerate(rows[1:], start=1):
+        row[head.index("P321")] = LOCAL_DX[n % len(LOCAL_DX)]
+        if n <= 2:
+            row[head.index("P324")] = "J11.101"
+
+
 def _java_timestamp(v: str) -> str:  # Timestamp.toString(): 2025-01-06 09:30:12.0
     return v + ".0" if len(v) == 19 else v
 
@@ -199,6 +224,9 @@ def batch(gen, tmp_path_factory) -> dict[str, ValidationReport]:
         edit("org_uscc", flu, "flu_", _rewrite("P900", lambda v: make_uscc("1", "2", v[9:15], v[:9]))),
         edit("org_code9", mzsy, "mzsy_", _rewrite("ZZJGDM", lambda v: v[:9], {1, 2})),
         edit("org_other", flu, "flu_", _rewrite("P900", lambda v: make_org_code("12345678") + v[9:])),
+        edit("org_lower", flu, "flu_", _rewrite("P900", lambda v: " " + v.lower())),
+        edit("national_codes", mzsy, "mzsy_", _national_codes),
+        edit("local_codes", flu, "flu_", _local_codes),
     ])
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("HQMS_HOME", str(gen["dir"] / "home"))
@@ -423,3 +451,35 @@ def test_another_hospitals_code_is_an_org_mismatch_without_a_hint(batch):
     report = batch["org_other"]
     assert {e.rule for e in report.errors if e.column == "P900"} == {"org_mismatch"}
     assert _new(report) == []
+
+
+# ---------------------------------------------------------------- national codes
+
+def test_dictionary_codes_in_any_case_are_fully_conforming(batch):
+    """x at the 4th character (74.1x01), dagger/asterisk pairs, 中医操作 codes, any letter case."""
+    report, clean = batch["national_codes"], batch["clean_mzsy"]
+    assert report.conforming_count == clean.conforming_count == report.record_count
+    assert [e for e in report.errors if e.severity == "error" or e.rule == "dictionary_hint"] == []
+
+
+def test_codes_absent_from_the_dictionary_warn_once_per_column_and_keep_their_rows(batch):
+    report = batch["local_codes"]
+    assert report.conforming_count == batch["clean_flu"].conforming_count
+    hints_ = [e for e in report.errors if e.rule == "dictionary_hint"]
+    assert sorted(h.column for h in hints_) == ["P321", "P324"]
+    assert all(h.severity == "warning" and h.row is None for h in hints_)
+    p321 = next(h for h in hints_ if h.column == "P321")
+    n = sum(f.record_count for f in report.files if f.file_name.startswith("flu_"))
+    assert f"有 {n:,} 个编码不在 ICD-10 医保版 2.0 字典中" in p321.message_zh
+    # the commonest unknown codes, compared upper-cased, each with its nearest dictionary codes
+    assert "J18.999（相近：J18.900 " in p321.message_zh and "J11.101（相近：J11.100 " in p321.message_zh
+    assert "hqms codes icd10 J" in p321.message_zh
+    p324 = next(h for h in hints_ if h.column == "P324")
+    assert "有 2 个编码" in p324.message_zh
+
+
+def test_lower_case_org_codes_conform(batch):
+    """The 医疗机构代码 written in lower case (and with a blank) is the uploader's own code."""
+    report = batch["org_lower"]
+    assert report.conforming_count == batch["clean_flu"].conforming_count
+    assert [e for e in report.errors if e.column == "P900"] == []

@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "hqms.quality",
     "hqms.ingest.cli",
     "hqms.hospitals",
+    "hqms.codes",
     "hqms.vault",
     "hqms.keys",
     "hqms.marts.cli",

@@ -12,10 +12,13 @@ from pathlib import Path
 
 from hqms import config as hqms_config
 from hqms.cli import UserError
-from hqms.validators import medical_org_code_valid
+from hqms.validators import canonical_code, medical_org_code_valid
 
 COLUMNS = ("org_code", "org_code9", "uscc", "licence_no", "name", "province_code", "city_code",
            "city_name", "medicine_type", "category", "level", "grade")
+#: Identifier columns stored in canonical upper-case form (:func:`hqms.validators.canonical_code`):
+#: a registry typed with ``…3222e`` must match the uploads, which are stored so too.
+IDENTIFIERS = ("org_code", "org_code9", "uscc", "licence_no")
 
 
 def read_registry(path: Path) -> list[tuple[str, ...]]:
@@ -29,7 +32,7 @@ def read_registry(path: Path) -> list[tuple[str, ...]]:
         for n, rec in enumerate(reader, start=1):
             if not medical_org_code_valid(rec["org_code"]):
                 raise UserError(f"{path}: row {n}: org_code is not a valid 22-character 医疗机构代码")
-            rows.append(tuple(rec[c].strip() for c in COLUMNS))
+            rows.append(tuple(canonical_code(rec[c]) if c in IDENTIFIERS else rec[c].strip() for c in COLUMNS))
     return rows
 
 

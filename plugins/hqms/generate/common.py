@@ -19,7 +19,7 @@ RESPIRATORY = (("J06.900", "急性上呼吸道感染"), ("J18.900", "肺炎"), (
                ("J02.900", "急性咽炎"), ("J03.900", "急性扁桃体炎"), ("J21.900", "急性毛细支气管炎"))
 #: Influenza diagnosis codes (国家临床版2.0) used, with weights for out-patients and in-patients
 #: (who have more pneumonia). Names and the pneumonia flag come from reference/flu_icd10.csv.
-FLU_CODES = ("J11.101", "J11.100", "J10.100", "J10.101", "J10.800", "J11.000", "J10.000", "J10.001",
+FLU_CODES = ("J11.100x001", "J11.100", "J10.100", "J10.101", "J10.800", "J11.000", "J10.000", "J10.001",
              "J09.x02")
 FLU_DX_WEIGHTS_OP = (0.30, 0.10, 0.30, 0.15, 0.05, 0.04, 0.04, 0.015, 0.005)
 FLU_DX_WEIGHTS_IP = (0.08, 0.04, 0.14, 0.08, 0.04, 0.26, 0.24, 0.11, 0.01)

@@ -80,13 +80,13 @@ REGISTRY_COLUMNS = ("org_code", "org_code9", "uscc", "licence_no", "name", "prov
 
 @functools.cache
 def _regions() -> tuple[dict[str, str], dict[str, list[str]]]:
-    """(code → name, city code → county codes) from the shipped regions table."""
+    """(code → name, city code → current county codes) from the shipped regions table."""
     names: dict[str, str] = {}
     counties: dict[str, list[str]] = {}
     for row in spec.reference_csv("regions.csv"):
         code = row["region_code"]
         names[code] = row["name_zh"]
-        if row.get("level") == "county" and row.get("parent_code"):
+        if row.get("level") == "county" and row.get("parent_code") and not row.get("valid_to"):
             counties.setdefault(row["parent_code"], []).append(code)
     return names, counties
 

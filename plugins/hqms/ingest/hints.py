@@ -1,5 +1,5 @@
 """File-level warnings computed after validation: ``format_hint``, ``excel_hint``,
-``number_hint``, ``code_hint``, ``org_hint`` and ``outside_period``; and :func:`value_note`, the
+``number_hint``, ``code_hint``, ``org_hint``, ``dictionary_hint`` and ``outside_period``; and :func:`value_note`, the
 note a single failing value's message gets when it holds full-width characters.
 
 All are warnings (severity ``warning``): they never reject a row and never change conforming
@@ -45,6 +45,10 @@ table.
 ``org_hint`` — the 医疗机构代码 column holding the uploader's own 统一社会信用代码 or
 9-character 组织机构代码: one warning per file naming the 22-character code wanted.
 
+``dictionary_hint`` — well-shaped ICD-10 / ICD-9-CM-3 codes absent from the national dictionary
+(:func:`dictionary_hints`): one warning per (file, column) with their count, the commonest few
+and the nearest dictionary codes; the rows stay conforming.
+
 ``outside_period`` — the reporting period comes from the file name, by the same regexes as
 the dbt macro ``file_name_date`` (``flu_20250106.csv`` / ``flu_20250106_2.csv`` → day
 2025-01-06, also after a copy's mark such as ``(1)`` or `` - 副本``; ``mzsy_202501.csv`` → month
@@ -73,10 +77,12 @@ from dataclasses import dataclass, field
 
 import duckdb
 
+from hqms import codes
 from hqms.ingest.stage import FILES_TABLE
 from hqms.registry import ErrorRecord
 from hqms.rules import ident, label_en, label_zh, literal, typed_expr, value_present_sql
 from hqms.spec import Column, Dataset, allowed_values
+from hqms.sqlmacros import canonical_sql
 
 #: Streams reported per month (the dbt var ``monthly_streams`` in dbt_project/dbt_project.yml);
 #: every other stream is daily.
@@ -546,7 +552,7 @@ def org_hints(con: duckdb.DuckDBPyConnection, ds: Dataset, table: str, failures:
     col = ds.column(ds.org_column) if ds.org_column else None
     if col is None or col.check != "medical_org_code":
         return []
-    c, org9 = f"s.{ident(col.code)}", "left(s._uploader_org, 9)"
+    c, org9 = canonical_sql(f"s.{ident(col.code)}"), "left(s._uploader_org, 9)"
     marks = {col.code: f"({c} = {org9} OR (length({c}) = 18 AND substr({c}, 9, 9) = {org9}))"}
     found = _marked_failures(con, table, failures, "check", marks, file_names, least=1)
     if not found:
@@ -561,6 +567,59 @@ def org_hints(con: duckdb.DuckDBPyConnection, ds: Dataset, table: str, failures:
         f"code; the interface standard requires the 22-character medical institution code (yours: "
         f"{uploader[src]}); please change the export program"))
         for (src, code), n in sorted(found.items())]
+
+
+# ---------------------------------------------------------------- dictionary_hint
+
+#: Unknown codes shown per (file, column), most frequent first, each with its nearest codes.
+DICTIONARY_EXAMPLES = 3
+
+
+def dictionary_hints(con: duckdb.DuckDBPyConnection, ds: Dataset, table: str, failures: str,
+                     file_names: dict[str, str]) -> list[tuple[str, ErrorRecord]]:
+    """``(_src, warning)`` for every (file, column) of an ICD-10 / ICD-9-CM-3 column holding
+    well-shaped codes that are not in the national dictionary (:mod:`hqms.codes`), compared
+    upper-cased: one warning with their count, the most frequent few and, for each, the nearest
+    dictionary codes of its category. The rows stay conforming — a 国家临床版 or local code is a
+    real diagnosis; the warning is the hospital's help to map its codes to the national edition.
+    Cells that failed any rule of their column are left to their row error. One aggregate per
+    dataset over the staged rows (an anti join on the dictionary); Python sees a few codes only."""
+    cols = [c for c in ds.columns if c.check in codes.DICTIONARIES]
+    if not cols:
+        return []
+    parts = []
+    for col in cols:
+        c = ident(col.code)
+        parts.append(f"""
+        SELECT s._src, {literal(col.code)} AS "column", upper(s.{c}) AS v, count(*) AS n
+        FROM {table} AS s
+        ANTI JOIN (SELECT _src, _row FROM {failures} WHERE "column" = {literal(col.code)}) AS f USING (_src, _row)
+        ANTI JOIN {codes.install_dictionary(con, col.check or '')} AS d ON d.code = upper(s.{c})
+        WHERE list_contains(?, s._src) AND {value_present_sql(col)}
+        GROUP BY ALL""")
+    found = con.execute(f"""
+        SELECT _src, "column", sum(n)::BIGINT, list(v ORDER BY n DESC, v)[1:{DICTIONARY_EXAMPLES}]
+        FROM ({" UNION ALL ".join(parts)}) GROUP BY ALL ORDER BY 1, 2""",
+                        [sorted(file_names)] * len(parts)).fetchall()
+    out = []
+    for src, code, n, examples in found:
+        col = ds.column(code)
+        _, edition = codes.DICTIONARIES[col.check or ""]
+        near = {ex: codes.nearest(col.check or "", ex) for ex in examples}
+        shown_zh = "；".join(f"{ex}（相近：{'、'.join(f'{c} {name}' for c, name in near[ex]) or '无同类目编码'}）"
+                            for ex in examples)
+        shown_en = "; ".join(f"{ex} (nearest: {', '.join(c for c, _ in near[ex]) or 'none of its category'})"
+                             for ex in examples)
+        category = examples[0].split(".", 1)[0]
+        command = f"hqms codes {col.check} {category}"
+        out.append((src, _warning(
+            file_names[src], code, "dictionary_hint", f"{ds.id}.{code}.dictionary_hint",
+            f"{label_zh(col)}有 {n:,} 个编码不在 {edition} 字典中（这些行仍按合格数据接收），如 {shown_zh}。"
+            f"请将本院编码映射到国家版编码（可用 {command} 查询字典）",
+            f"{label_en(col)}: {n:,} codes are not in the {edition} dictionary (the rows are still "
+            f"accepted), e.g. {shown_en}. Please map the local codes to the national edition "
+            f"(`{command}` lists the dictionary)")))
+    return out
 
 
 # ---------------------------------------------------------------- notes on one failing value
@@ -624,4 +683,4 @@ def outside_period(con: duckdb.DuckDBPyConnection, ds: Dataset, table: str, fail
 
 #: The hints read from a validated table and its failures (``outside_period`` reads the rows
 #: that passed instead), in the order the report lists them.
-FAILURE_HINTS = (format_hints, excel_hints, number_hints, code_hints, org_hints)
+FAILURE_HINTS = (format_hints, excel_hints, number_hints, code_hints, org_hints, dictionary_hints)

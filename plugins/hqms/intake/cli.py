@@ -30,6 +30,7 @@ from typing import TextIO
 from hqms import config, spec
 from hqms.config import CHINA_TZ
 from hqms.objectstore import ObjectStoreUnavailable
+from hqms.validators import canonical_code
 
 EXIT_REFUSED = 1
 EXIT_UNAVAILABLE = 3
@@ -55,7 +56,7 @@ FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("submit", help="check and upload a hospital's zip (the web upload page)")
     p.add_argument("zip", type=Path, help="the .zip of CSV files")
-    p.add_argument("--org", required=True, help="医疗机构代码 of the submitting hospital")
+    p.add_argument("--org", required=True, type=canonical_code, help="医疗机构代码 of the submitting hospital")
     p.add_argument("--user", required=True, help="uploading user (上传用户)")
     p.add_argument("--stream", choices=spec.STREAMS, help="expected stream (refuse others)")
     p.add_argument("--received-at", metavar="ISO",
@@ -67,7 +68,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_submit)
 
     p = sub.add_parser("uploads", help="upload record list (上传记录), newest first")
-    p.add_argument("--org", help="only this 医疗机构代码")
+    p.add_argument("--org", type=canonical_code, help="only this 医疗机构代码")
     p.add_argument("--since", metavar="DATE", help="received on/after (ISO date or time; China time)")
     p.add_argument("--status", choices=tuple(STATUS_ZH))
     p.add_argument("--stream", choices=spec.STREAMS)
@@ -84,7 +85,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_errors)
 
     p = sub.add_parser("policy", help="S3 policy confining one hospital to its landing prefix")
-    p.add_argument("--org", required=True, help="医疗机构代码")
+    p.add_argument("--org", required=True, type=canonical_code, help="医疗机构代码")
     p.add_argument("--bucket", help="landing bucket (default: the configured one)")
     p.add_argument("--read-back", action="store_true",
                    help="also allow reading its own uploads (front-end machine verification)")

@@ -26,7 +26,7 @@ from hqms import config
 from hqms.intake.zipcheck import ZipRejected, ZipSummary, check_zip, sha256_file
 from hqms.objectstore import ObjectStore, ObjectStoreUnavailable
 from hqms.registry import AlreadyAccepted, ErrorRecord, Registry, make_upload_id, redact_identifiers
-from hqms.validators import medical_org_code_valid
+from hqms.validators import canonical_code, medical_org_code_valid
 
 #: Received dates (key layout, "uploaded on" in reports) are China Standard Time.
 
@@ -77,6 +77,7 @@ def submit(path: Path, org_code: str, uploader: str, *, stream: str | None = Non
     ``upload_name`` is the file name the hospital used (default: the path's name).
     """
     cfg = cfg or config.load()
+    org_code = canonical_code(org_code)  # one hospital, one key prefix, whatever case it typed
     path = Path(path)
     name = redact_identifiers(upload_name or path.name)
     received = received_at or datetime.now(UTC)
