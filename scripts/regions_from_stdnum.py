@@ -17,7 +17,8 @@ Columns (the dbt seed ``regions``; the first five are what every consumer used b
 * ``level`` — ``province`` (xx0000), ``city`` (xxyy00: prefecture-level units and the
   pseudo-prefectures of the municipalities and of 省直辖县级; also the county-level units directly
   under a province, xx90zz such as 仙桃市 429004, which report like prefectures), ``county``;
-* ``parent_code`` — the province for a city, the city (xxyy00) for a county;
+* ``parent_code`` — the province for a city, the city (xxyy00) for a county (the province for
+  the few former counties directly under one, 海南 before 2002);
 * ``province_code`` — 2 digits; ``city_code`` — the *current* prefecture-level code the code lies
   in (itself for a current city; for a code no longer valid, the current unit of the same name in
   the same province, else its current prefecture by code, else a unique current unit of that name
@@ -46,6 +47,12 @@ _ENTRY = re.compile(r"(?:\[(\d*)-(\d*)\])?(.+)")
 SUPPLEMENT = {
     "330113": [(2021, None, "临平区")],  # 杭州市 re-division, 2021 (民政部)
     "330114": [(2021, None, "钱塘区")],
+}
+#: Codes loc.dat lists without years although they ended (code → last year valid).
+ENDED = {
+    "422900": 1985,  # 林区 / 神农架林区 under 湖北, re-coded 429021 with the 省直辖 units (1986)
+    "422921": 1985,
+    "429001": 1999,  # 随州市 (county-level), a prefecture-level city 421300 since 2000
 }
 #: What a unit's type suffix may be; names equal without it are one unit renamed (昌平县 → 昌平区).
 _SUFFIX = re.compile(r"(市|县|区|旗|地区|自治县|自治州|自治旗|林区|特区)$")
@@ -108,6 +115,9 @@ def parse(path: Path) -> dict[str, Region]:
         regions[province + key] = Region(province + key, names)
     for code, names in SUPPLEMENT.items():
         regions.setdefault(code, Region(code, names))
+    for code, year in ENDED.items():
+        regions[code].names = [(start, end if end is not None else year, name)
+                               for start, end, name in regions[code].names]
     return regions
 
 
@@ -138,7 +148,7 @@ def current_city(r: Region, regions: dict[str, Region], by_stem: dict[str, list[
     if len(same) == 1 and (found := city_of(same[0])):
         return found
     prefecture = regions.get(r.code[:4] + "00")
-    if r.level == "county" and prefecture and prefecture.current:
+    if r.level == "county" and prefecture and prefecture.current and prefecture.level == "city":
         return prefecture.code
     if len(named) == 1 and (found := city_of(named[0])):
         return found
@@ -156,7 +166,8 @@ def rows(regions: dict[str, Region]) -> list[tuple[str, ...]]:
     for r in sorted(regions.values(), key=lambda r: (not r.current, r.code)):
         city = current_city(r, regions, by_stem)
         province = city[:2] if city else r.code[:2]
-        out.append((r.code, _display_name(r, regions), r.level, r.parent, province, city,
+        parent = r.parent if not r.parent or r.parent in regions else r.code[:2] + "0000"
+        out.append((r.code, _display_name(r, regions), r.level, parent, province, city,
                     "" if r.valid_from is None else str(r.valid_from),
                     "" if r.valid_to is None else str(r.valid_to)))
     return out

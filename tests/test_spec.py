@@ -388,20 +388,46 @@ def test_regions_are_a_consistent_gbt2260_tree():
     provinces = {r["region_code"][:2] for r in rows if r["level"] == "province"}
     assert provinces == set(validators.PROVINCES)
     for r in rows:
-        code = r["region_code"]
-        assert re.fullmatch(r"\d{6}", code) and r["province_code"] == code[:2], code
+        code, current = r["region_code"], not r["valid_to"]
+        assert re.fullmatch(r"\d{6}", code) and r["province_code"] == (r["city_code"] or code)[:2], code
         if r["level"] == "province":
-            assert code.endswith("0000") and r["parent_code"] == ""
-        else:
-            parent = by_code[r["parent_code"]]
+            assert code.endswith("0000") and r["parent_code"] == "" and r["city_code"] == ""
+            continue
+        parent = by_code[r["parent_code"]]
+        if current:  # a current unit sits in a current unit of the level above, which names its city
+            assert not parent["valid_to"], code
             assert parent["level"] == {"city": "province", "county": "city"}[r["level"]], code
-            assert code.startswith(parent["region_code"][:2 if r["level"] == "city" else 4]), code
+            assert r["city_code"] == (code if r["level"] == "city" else parent["region_code"]), code
+        assert code.startswith(parent["region_code"][:2 if parent["level"] == "province" else 4]), code
+        if r["city_code"]:  # mapped to a current prefecture-level unit
+            assert by_code[r["city_code"]]["level"] == "city" and not by_code[r["city_code"]]["valid_to"], code
     cities = defaultdict(int)
     for r in rows:
-        if r["level"] == "city":
+        if r["level"] == "city" and not r["valid_to"] and r["region_code"][2:4] != "90":
             cities[r["province_code"]] += 1
-    assert {p: cities[p] for p in ("51", "44", "42", "33")} == {"51": 21, "44": 21, "42": 14, "33": 11}
+    assert {p: cities[p] for p in ("51", "44", "42", "33")} == {"51": 21, "44": 21, "42": 13, "33": 11}
     assert by_code["440606"]["name_zh"] == "顺德区" and by_code["510107"]["parent_code"] == "510100"
+
+
+def test_regions_hold_every_current_prefecture_and_map_former_codes():
+    """The complete GB/T 2260 table: all 333 prefecture-level units (2023) and the county-level
+    cities under a province; codes of earlier years find their current city."""
+    by_code = {r["region_code"]: r for r in spec.reference_csv("regions.csv")}
+    current = [r for r in by_code.values() if not r["valid_to"]]
+    prefectures = [r for r in current if r["level"] == "city" and r["region_code"].endswith("00")
+                   and r["region_code"][2:4] != "90" and not r["name_zh"].endswith(("市辖区", "县"))]
+    assert len(prefectures) >= 333
+    every_province = {r["province_code"] for r in prefectures}
+    assert every_province == set(validators.PROVINCES) - {"11", "12", "31", "50", "71", "81", "82"}
+    assert sum(1 for r in current if r["level"] == "county") > 2_800
+    assert {"仙桃市", "济源市", "石河子市", "五指山市"} <= {r["name_zh"] for r in current if r["level"] == "city"}
+    assert {c: by_code[c]["name_zh"] for c in ("710000", "810000", "820000")} == {
+        "710000": "台湾省", "810000": "香港特别行政区", "820000": "澳门特别行政区"}
+    # re-divisions: 大兴县 (until 2001) is in 北京市市辖区, 吐鲁番地区's city in today's 吐鲁番市,
+    # 1997's 重庆 re-coded from 四川 (51) to 50
+    assert by_code["110224"]["city_code"] == "110100" and by_code["110224"]["valid_to"] == "2001"
+    assert by_code["652101"]["city_code"] == "650400"
+    assert sum(1 for r in by_code.values() if r["valid_to"] and r["province_code"] == "50") > 30
 
 
 def test_flu_diagnosis_prefixes_cover_j09_j10_j11_and_flag_pneumonia():

@@ -49,6 +49,8 @@ TYPED_SQL = {
 
 #: Inline code lists up to this size are spelled out in the error message.
 _LIST_IN_MESSAGE = 12
+#: A code table larger than this is too long to remember: its error names ``hqms codes``.
+_LIST_IN_LOOKUP = 30
 
 #: What a failing ``check`` means, for the data manager: (zh, en).
 _CHECK_TEXT: dict[str, tuple[str, str]] = {
@@ -232,6 +234,10 @@ def _bounds_text(col: Column) -> tuple[str, str]:
 def _codes_text(col: Column) -> tuple[str, str]:
     codes = allowed_values(col) or {}
     if col.code_table:
+        if len(codes) > _LIST_IN_LOOKUP:
+            return (f"不是代码表 {col.code_table} 中的有效代码（可用 hqms codes {col.code_table} --search 名称 查询）",
+                    f"is not a code of code table {col.code_table} "
+                    f"(look it up with `hqms codes {col.code_table} --search NAME`)")
         return (f"不是代码表 {col.code_table} 中的有效代码",
                 f"is not a code of code table {col.code_table}")
     if len(codes) <= _LIST_IN_MESSAGE:
