@@ -217,6 +217,23 @@ def test_org_mismatch(con):
     assert failures(con) == {(2, "t.ORG.org_mismatch"), (3, "t.ORG.check")}
 
 
+def test_lower_case_org_code_is_the_uploaders_and_stored_upper_case(con):
+    """Case and surrounding blanks never decide validity; the stored value is canonical."""
+    stage(con, [{**clean_row(1), "ORG": ORG.lower()}, {**clean_row(2), "ORG": OTHER_ORG.lower()}])
+    assert failures(con) == {(2, "t.ORG.org_mismatch")}
+    stored = con.execute(f"SELECT {rules.typed_expr(DS.column('ORG'))} FROM t ORDER BY _row").fetchall()
+    assert stored == [(ORG,), (OTHER_ORG,)]
+
+
+def test_a_large_code_table_error_points_to_the_look_up_command():
+    fever = datasets()["fever"]
+    col = next(c for c in fever.columns if c.code_table == "RC040")
+    check = next(c for c in rules.compile_checks(fever) if c.check_id == f"fever.{col.code}.code_table")
+    assert "hqms codes RC040" in check.zh and "hqms codes RC040" in check.en
+    small = next(c for c in rules.compile_checks(DS) if c.rule == "code_table")
+    assert "hqms codes" not in small.zh
+
+
 def test_one_error_per_row_and_column_on_random_mutations(con):
     """Whatever the junk, a (row, column) never gets two errors, and clean rows none."""
     rng = random.Random(7)
