@@ -40,7 +40,7 @@ from pathlib import Path
 TARGET = Path(__file__).resolve().parents[1] / "plugins" / "hqms" / "reference" / "regions.csv"
 COLUMNS = ("region_code", "name_zh", "level", "parent_code", "province_code", "city_code",
            "valid_from", "valid_to")
-PSEUDO = ("市辖区", "县", "省直辖县级行政单位", "自治区直辖县级行政单位", "省直辖县级行政区划",
+PSEUDO = ("市辖区", "县", "市", "省直辖县级行政单位", "自治区直辖县级行政单位", "省直辖县级行政区划",
           "自治区直辖县级行政区划")
 _ENTRY = re.compile(r"(?:\[(\d*)-(\d*)\])?(.+)")
 #: Codes python-stdnum 2.2 lacks (changes it has not caught up with), from the 民政部 notices.

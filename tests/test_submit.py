@@ -54,6 +54,18 @@ def test_bad_org_code_refused(good_zip: Path, shared_s3_env: ObjectStore,
     assert _landing(shared_s3_env) == []
 
 
+def test_a_lower_case_org_code_lands_under_the_canonical_one(good_zip: Path, s3_store: ObjectStore, org_code: str,
+                                                           capsys: pytest.CaptureFixture) -> None:
+    """Case and blanks of --org never make another hospital: one prefix, one registry code."""
+    code, out, err = _run(capsys, "submit", str(good_zip), "--org", f" {org_code.lower()} ", "--user", "admin")
+    assert code == 0, err
+    record = Registry.from_config().get(out.strip())
+    assert record["org_code"] == org_code and record["object_key"].startswith(f"flu/{org_code}/")
+    assert any(c.isalpha() for c in org_code)
+    [statement] = landing_policy(org_code.lower(), "b")["Statement"]
+    assert statement["Resource"][0] == f"arn:aws:s3:::b/{spec.STREAMS[0]}/{org_code}/*"
+
+
 def test_good_zip_lands_with_metadata(good_zip: Path, s3_store: ObjectStore, org_code: str,
                                       capsys: pytest.CaptureFixture) -> None:
     # 23:30 UTC on 1 January is 07:30 on 2 January in China: the key uses the China date.

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 
 from hqms import config, spec
-from hqms.validators import medical_org_code_valid
+from hqms.validators import canonical_code, medical_org_code_valid
 
 PUT_ACTIONS = ("s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts")
 
@@ -28,6 +28,7 @@ def landing_policy(org_code: str, bucket: str | None = None,
     """
     if not medical_org_code_valid(org_code):
         raise ValueError(f"not a valid 医疗机构代码: {org_code!r}")
+    org_code = canonical_code(org_code)  # the landing prefix submit() writes under
     bucket = bucket or config.load().buckets["landing"]
     resources = [f"arn:aws:s3:::{bucket}/{stream}/{org_code}/*" for stream in streams]
     statements = [{"Sid": "PutOwnUploads", "Effect": "Allow", "Action": list(PUT_ACTIONS),
