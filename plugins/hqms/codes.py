@@ -52,9 +52,10 @@ def install_dictionary(con: duckdb.DuckDBPyConnection, check: str) -> str:
     """A temp table ``(code)`` of the dictionary's upper-cased codes on ``con`` (once per
     connection); returns its name. Values are compared upper-cased: the shape accepts any case."""
     table = dictionary_table(check)
-    con.execute(f"CREATE TEMP TABLE IF NOT EXISTS {table} (code VARCHAR PRIMARY KEY)")
-    if not con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]:
-        con.executemany(f"INSERT INTO {table} VALUES (?)", [[c] for c in dictionary(check)])
+    path = spec.REFERENCE_DIR / DICTIONARIES[check][0]
+    con.execute(f"CREATE TEMP TABLE IF NOT EXISTS {table} AS SELECT DISTINCT upper(code) AS code "
+                f"FROM read_csv('{path.as_posix().replace(chr(39), chr(39) * 2)}', header = true, "
+                "columns = {'code': 'VARCHAR', 'name_zh': 'VARCHAR'})")
     return table
 
 
