@@ -622,3 +622,39 @@ def test_a_rate_is_suppressed_when_its_numerator_is_small() -> None:
     rows = con.execute(publish.suppressed_select(spec, ["visits", "infusion_visits", "infusion_rate"], "t")).fetchall()
     assert [tuple(map(lambda x: None if x is None else float(x), r[:3])) + (r[3],) for r in rows] == [
         (48.0, None, None, True), (48.0, 0.0, 0.0, False), (48.0, 12.0, 0.25, False)]
+
+
+#: Registry city codes of every kind a province sends: a 省直辖县级 city (仙桃市), a municipality
+#: itself, a district of one, a code no longer valid (吐鲁番市 before 2015), a prefecture.
+CITY_CODES = {"SYNTH00000000000000001": ("42", "429004"), "SYNTH00000000000000002": ("11", "110000"),
+              "SYNTH00000000000000003": ("50", "500101"), "SYNTH00000000000000004": ("65", "652101")}
+
+
+@pytest.mark.slow
+def test_by_region_marts_name_every_valid_city_and_an_unknown_one_fails_the_build(tmp_path: Path) -> None:
+    cfg = _config(tmp_path / "home")
+    rows = synthetic_rows()
+    for h in rows.tables["ref.hospitals"]:
+        h["province_code"], h["city_code"] = CITY_CODES.get(h["org_code"], (h["province_code"], h["city_code"]))
+    populate(cfg.warehouse_path, rows)
+    marts = ("flu_daily_by_region", "fever_daily_by_region", "submission_daily_by_region")
+    result = dbt.run(["build", "--select", "hospitals", *(f"+{m}" for m in marts),
+                      "--exclude-resource-type", "unit_test"], cfg)
+    assert result.ok, result.failures() or result.output[-3000:]
+    for mart in marts:
+        # (a hospital missing from the registry has no region at all: its rows have no code either)
+        unnamed = _query(cfg, f"SELECT region_level, region_code FROM marts.{mart} "
+                              "WHERE region_name IS NULL AND region_code IS NOT NULL")
+        assert unnamed == [], mart
+    names = dict(_query(cfg, "SELECT DISTINCT region_code, region_name FROM marts.submission_daily_by_region "
+                             "WHERE region_level = 'city'"))
+    assert names["429004"] == "仙桃市" and names["110000"] == "北京市" and names["652101"] == "吐鲁番市"
+
+    con = duckdb.connect(str(cfg.warehouse_path))
+    try:
+        con.execute("UPDATE ref.hospitals SET city_code = '519999' WHERE org_code = 'SYNTH00000000000000005'")
+    finally:
+        con.close()
+    result = dbt.run(["build", "--select", "regions", "stg_hospitals", "--exclude-resource-type", "unit_test"], cfg)
+    assert not result.ok
+    assert any("relationships" in f and "city_code" in f for f in result.failures()), result.failures()
