@@ -43,7 +43,7 @@ COLUMN_RULES = ("required", "length", "type", "format", "range", "code_table", "
 ROW_RULES = ("cross_field", "org_mismatch")
 FILE_RULES = ("missing_column", "unknown_column", "csv_parse", "encoding", "empty_file", "blank_rows", "text_formula",
               "duplicate_key", "after_receipt", "format_hint", "excel_hint", "number_hint", "code_hint", "org_hint",
-              "outside_period")
+              "dictionary_hint", "outside_period")
 
 
 #: Chinese column names of codes and numbers (``检验项目代码``, ``病理诊断编码1``, ``就诊卡号``).
