@@ -63,33 +63,33 @@ USCC_PATTERN = r"[0-9A-HJ-NP-RTUW-Y]{18}"
 #: category (letter + 3 digits, e.g. A100) + management class (1 非营利, 2 营利, 9 其他).
 MEDICAL_ORG_PATTERN = r"[0-9A-Z]{8}[0-9X][0-9]{6}[0-9]{2}[A-Z][0-9]{3}[129]"
 
+#: Extension of the national editions: ``x`` + 3 digits (``J10.100x005``, ``13.4100x001``); 4 occur
+#: too (医保版 2.0 ``86.700x0013``).
+_EXTENSION = r"(x[0-9]{3,4})?"
 #: ICD-10 (医保版 2.0 / 国家临床版 2.0). A code is a category (letter + 2 digits: ``J10``), then
 #: optionally ``.`` and a subcategory: the 4th character (a digit, or ``x`` where the category has
 #: no 4th-character subdivision: ``J90.x00``), alone (``J10.1``) or with the two-digit national
-#: extension (``J10.100``), which may carry a further ``x`` + 3-digit extension
-#: (``J10.100x005``, ``A33.x00x001``). A dagger code may be followed by its asterisk code,
-#: ``+`` code ``*`` (``J10.800x003+I41.1*``, ``A01.002+G01*``). Any letter case (``j06.900``,
-#: ``J06.900X001``): exporters differ, the marts compare codes upper-cased, and a case slip is no
-#: reason to hold back a whole visit.
+#: extension (``J10.100``), which may carry a further ``x`` extension (``J10.100x005``,
+#: ``A35.x00x001``). A dagger code may be followed by its asterisk code, ``+`` code ``*``
+#: (``J10.800x003+I41.1*``, ``A01.002+G01*``). Any letter case (``j06.900``, ``J06.900X001``):
+#: exporters differ, the marts compare codes upper-cased, and a case slip is no reason to hold
+#: back a whole visit. Still refused: ``J10.10``, ``J10.100x05``, a lone ``J10.802*``.
 _ICD10_CORE = r"[A-Z][0-9]{2}(\.([0-9]|[0-9x][0-9]{2}))?"
-ICD10_PATTERN = (r"(?i)[A-Z][0-9]{2}(\.([0-9]|[0-9x][0-9]{2}(x[0-9]{3})?))?"
+ICD10_PATTERN = (rf"(?i)[A-Z][0-9]{{2}}(\.([0-9]|[0-9x][0-9]{{2}}{_EXTENSION}))?"
                  rf"(\+{_ICD10_CORE}\*)?")
-#: Extension of the national editions: ``x`` + 3 digits (``13.4100x001``); 4 occur too
-#: (医保版 2.0 ``86.700x0013``).
-_ICD9_EXTENSION = r"(x[0-9]{3,4})?"
 #: ICD-9-CM-3 (医保版 2.0 / 国家临床版 3.0). A category of 2 digits (``13``), then optionally ``.``
-#: and: the 3rd digit alone (``13.4``) or with the 4th (``13.41``, also with an ``x`` extension:
-#: ``13.41x001``); or 3rd and 4th character with
-#: the two-digit national extension (``13.4100``), the 4th being ``x`` where ICD-9-CM-3 has no
-#: 4th-digit subdivision (``74.1x01`` 剖宫产术, ``57.0x00x005``) — 3rd, 4th and one extension
-#: digit also occur before an ``x`` extension (``86.700x0013``); or the 中医操作 codes of the
-#: 17.9 block (其他杂项操作): five characters, the 4th a digit or a letter (``17.91100``,
-#: ``17.912A0``). Every form with the extension may carry an ``x`` extension. Any letter case.
+#: and one of: the 3rd digit (``13.4``); 3rd and 4th digit (``13.41``, ``13.41x001``); 3rd and 4th
+#: character with the two-digit national extension (``13.4100``, ``13.4100x001``), the 4th being
+#: ``x`` where ICD-9-CM-3 has no 4th-digit subdivision (``74.1x01`` 剖宫产术, ``57.0x00x005``);
+#: 3rd, 4th and one extension digit before an ``x`` extension (``86.700x0013``). Or a 中医操作
+#: code of the 17.9 block (其他杂项操作): five characters after the point, the 4th a digit or a
+#: letter (``17.91100``, ``17.912A0``). Any letter case. Still refused: ``13.410``, ``13.41000``,
+#: ``13.4x001``, ``74.1x`` (an extension cut short or a placeholder with nothing after it).
 ICD9CM3_PATTERN = (r"(?i)([0-9]{2}(\.([0-9]"
-                   rf"|[0-9]{{2}}{_ICD9_EXTENSION}"
-                   rf"|[0-9][0-9x][0-9]{{2}}{_ICD9_EXTENSION}"
+                   rf"|[0-9]{{2}}{_EXTENSION}"
+                   rf"|[0-9][0-9x][0-9]{{2}}{_EXTENSION}"
                    r"|[0-9][0-9x][0-9]x[0-9]{3,4}))?"
-                   rf"|17\.9[0-9]{{2}}[0-9A-Z][0-9]{_ICD9_EXTENSION})")
+                   rf"|17\.9[0-9]{{2}}[0-9A-Z][0-9]{_EXTENSION})")
 
 MOBILE_PATTERN = r"(\+86|0086)?1[3-9][0-9]{9}"
 LANDLINE_PATTERN = r"(0[0-9]{2,3}-?)?[0-9]{7,8}(-[0-9]{1,6})?"
