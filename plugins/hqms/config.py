@@ -57,6 +57,10 @@ class Config:
     max_zip_bytes: int = 20 * 1024 * 1024
     max_uncompressed_bytes: int = 2 * 1024 * 1024 * 1024
     max_ratio: int = 200
+    #: Largest CSV one zip entry may unpack to, refused at intake beyond (``file_too_large``):
+    #: what ingest stages and merges within its memory bound — 500 MB works; a 2,000,000,000-byte
+    #: CSV (a 13.9 MB zip) ran out of memory on every claim.
+    max_file_bytes: int = 500_000_000
     duckdb_memory_limit: str = "768MB"
     duckdb_threads: int = 2
     #: A ``processing`` claim older than this is presumed dead (kill -9) and handed out again.
@@ -117,6 +121,7 @@ class Config:
                 "max_zip_bytes": self.max_zip_bytes,
                 "max_uncompressed_bytes": self.max_uncompressed_bytes,
                 "max_ratio": self.max_ratio,
+                "max_file_bytes": self.max_file_bytes,
             },
             "duckdb": {"memory_limit": self.duckdb_memory_limit, "threads": self.duckdb_threads},
             "stale_claim_seconds": self.stale_claim_seconds,
@@ -162,6 +167,7 @@ def load() -> Config:
         max_zip_bytes=int(_env("HQMS_MAX_ZIP_BYTES", str(20 * 1024 * 1024)) or 0),
         max_uncompressed_bytes=int(_env("HQMS_MAX_UNCOMPRESSED_BYTES", str(2 * 1024**3)) or 0),
         max_ratio=int(_env("HQMS_MAX_RATIO", "200") or 200),
+        max_file_bytes=int(_env("HQMS_MAX_FILE_BYTES", "500000000") or 500_000_000),
         duckdb_memory_limit=_env("HQMS_DUCKDB_MEMORY_LIMIT", "768MB") or "768MB",
         duckdb_threads=int(_env("HQMS_DUCKDB_THREADS", "2") or 2),
         stale_claim_seconds=int(_env("HQMS_STALE_CLAIM_SECONDS", "7200") or 7200),

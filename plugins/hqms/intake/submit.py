@@ -64,7 +64,7 @@ def preflight(path: Path, org_code: str, cfg: config.Config, stream: str | None 
         raise ZipRejected("bad_org_code", upload_name or Path(path).name, org_code)
     return check_zip(path, max_zip_bytes=cfg.max_zip_bytes,
                      max_uncompressed_bytes=cfg.max_uncompressed_bytes, max_ratio=cfg.max_ratio,
-                     stream=stream, upload_name=upload_name)
+                     stream=stream, upload_name=upload_name, max_file_bytes=cfg.max_file_bytes)
 
 
 def submit(path: Path, org_code: str, uploader: str, *, stream: str | None = None,
