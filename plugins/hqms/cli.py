@@ -46,8 +46,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         result = args.func(args)
-    except UserError as exc:
-        print(f"hqms: {exc}", file=sys.stderr)
+    except UserError as exc:  # messages echo arguments: escaped like every hospital-sent text
+        from hqms.intake.cli import printable
+
+        print(f"hqms: {printable(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

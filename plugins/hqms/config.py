@@ -54,6 +54,8 @@ class Config:
     work_dir: Path = Path()
     marts_dir: Path = Path()
     gx_docs_dir: Path = Path()
+    #: Ingest runs whose Data Docs sites are kept under ``gx_docs_dir`` (4–4.6 MB each).
+    gx_docs_keep: int = 20
     max_zip_bytes: int = 20 * 1024 * 1024
     max_uncompressed_bytes: int = 2 * 1024 * 1024 * 1024
     max_ratio: int = 200
@@ -164,6 +166,7 @@ def load() -> Config:
         work_dir=Path(_env("HQMS_WORK_DIR", str(home / "work"))).expanduser(),
         marts_dir=Path(_env("HQMS_MARTS_DIR", str(home / "marts"))).expanduser(),
         gx_docs_dir=Path(_env("HQMS_GX_DOCS_DIR", str(home / "gx_docs"))).expanduser(),
+        gx_docs_keep=int(_env("HQMS_GX_DOCS_KEEP", "20") or 20),
         max_zip_bytes=int(_env("HQMS_MAX_ZIP_BYTES", str(20 * 1024 * 1024)) or 0),
         max_uncompressed_bytes=int(_env("HQMS_MAX_UNCOMPRESSED_BYTES", str(2 * 1024**3)) or 0),
         max_ratio=int(_env("HQMS_MAX_RATIO", "200") or 200),

@@ -129,7 +129,7 @@ def mask_value(value: str) -> str:
     if len(value) <= 2:
         return "*" * len(value)
     if len(value) > MASK_CAP:
-        return f"{value[0]}{'*' * 8}{value[-1]}（共{len(value)}字符）"
+        return f"{value[0]}{'*' * 8}{value[-1]}（共{len(value):,}字符）"
     return value[0] + "*" * (len(value) - 2) + value[-1]
 
 
