@@ -39,20 +39,26 @@ def _mutate(data: bytes, rng: random.Random) -> bytes:
     return bytes(buf)
 
 
-@pytest.mark.parametrize("stream", ["flu", "fever", "outpatient"])
-def test_mutated_exports_always_end_in_a_report(generated, tmp_path, monkeypatch, stream):
-    monkeypatch.setenv("HQMS_HOME", str(generated["dir"] / "home"))
+def _each_ends_in_a_report(generated: dict, tmp_path, stream: str, mutate, seed: str, cases: int) -> None:
+    """``cases`` uploads of the stream's files, each file damaged by ``mutate``: every one is
+    validated without raising, into a consistent report."""
     with zipfile.ZipFile(generated["zips"][stream]) as zf:
         files = {i.filename: zf.read(i) for i in zf.infolist()}
-    rng = random.Random(f"hqms-fuzz-{stream}")
-    for n in range(CASES):
+    rng = random.Random(seed)
+    for n in range(cases):
         path = tmp_path / f"{n}.zip"
         with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
             for name, data in files.items():
-                zf.writestr(name, _mutate(data, rng))
+                zf.writestr(name, mutate(data, rng))
         report = validate_zip(path, generated["org"])  # must not raise
         assert 0 <= report.conforming_count <= report.record_count, n
         assert all(e.file_name and e.rule for e in report.errors), n
+
+
+@pytest.mark.parametrize("stream", ["flu", "fever", "outpatient"])
+def test_mutated_exports_always_end_in_a_report(generated, tmp_path, monkeypatch, stream):
+    monkeypatch.setenv("HQMS_HOME", str(generated["dir"] / "home"))
+    _each_ends_in_a_report(generated, tmp_path, stream, _mutate, f"hqms-fuzz-{stream}", CASES)
 
 
 def _mutate_header(data: bytes, rng: random.Random) -> bytes:
@@ -79,14 +85,4 @@ def _mutate_header(data: bytes, rng: random.Random) -> bytes:
 @pytest.mark.parametrize("stream", ["flu", "fever", "outpatient"])
 def test_damaged_headers_always_end_in_a_report(generated, tmp_path, monkeypatch, stream):
     monkeypatch.setenv("HQMS_HOME", str(generated["dir"] / "home"))
-    with zipfile.ZipFile(generated["zips"][stream]) as zf:
-        files = {i.filename: zf.read(i) for i in zf.infolist()}
-    rng = random.Random(f"hqms-fuzz-header-{stream}")
-    for n in range(6):
-        path = tmp_path / f"h{n}.zip"
-        with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
-            for name, data in files.items():
-                zf.writestr(name, _mutate_header(data, rng))
-        report = validate_zip(path, generated["org"])  # must not raise
-        assert 0 <= report.conforming_count <= report.record_count, n
-        assert all(e.file_name and e.rule for e in report.errors), n
+    _each_ends_in_a_report(generated, tmp_path, stream, _mutate_header, f"hqms-fuzz-header-{stream}", 6)

@@ -174,3 +174,10 @@ def test_masks_of_long_values_are_capped_with_their_length() -> None:
     value = "张" + "x" * 99_998 + "丰"
     assert mask_value(value) == "张********丰（共100,000字符）"
     assert mask_value("张三丰") == "张*丰" and len(mask_value("a" * 32)) == 32
+
+
+def test_argparse_errors_echo_arguments_escaped(hqms_home: Path, capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["uploads", "--status", f"x{ESCAPES}"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "\\x1b[2J" in err and "\x1b" not in err

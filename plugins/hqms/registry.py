@@ -168,7 +168,7 @@ def redact_identifiers(name: str) -> str:
     from a word and stays (docs/upload-report.md)."""
     def masked(m: re.Match[str]) -> str:
         text = m.group(0)
-        return mask_value(text) if len(text) == 11 or id_card_valid(text) else text
+        return mask_value(text) if len(text) == 11 or id_card_valid(identifiers.normalise(text)[0]) else text
     return _ID_OR_MOBILE.sub(masked, name)
 
 
