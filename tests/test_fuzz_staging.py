@@ -39,17 +39,50 @@ def _mutate(data: bytes, rng: random.Random) -> bytes:
     return bytes(buf)
 
 
-@pytest.mark.parametrize("stream", ["flu", "fever", "outpatient"])
-def test_mutated_exports_always_end_in_a_report(generated, tmp_path, monkeypatch, stream):
-    monkeypatch.setenv("HQMS_HOME", str(generated["dir"] / "home"))
+def _each_ends_in_a_report(generated: dict, tmp_path, stream: str, mutate, seed: str, cases: int) -> None:
+    """``cases`` uploads of the stream's files, each file damaged by ``mutate``: every one is
+    validated without raising, into a consistent report."""
     with zipfile.ZipFile(generated["zips"][stream]) as zf:
         files = {i.filename: zf.read(i) for i in zf.infolist()}
-    rng = random.Random(f"hqms-fuzz-{stream}")
-    for n in range(CASES):
+    rng = random.Random(seed)
+    for n in range(cases):
         path = tmp_path / f"{n}.zip"
         with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
             for name, data in files.items():
-                zf.writestr(name, _mutate(data, rng))
+                zf.writestr(name, mutate(data, rng))
         report = validate_zip(path, generated["org"])  # must not raise
         assert 0 <= report.conforming_count <= report.record_count, n
         assert all(e.file_name and e.rule for e in report.errors), n
+
+
+@pytest.mark.parametrize("stream", ["flu", "fever", "outpatient"])
+def test_mutated_exports_always_end_in_a_report(generated, tmp_path, monkeypatch, stream):
+    monkeypatch.setenv("HQMS_HOME", str(generated["dir"] / "home"))
+    _each_ends_in_a_report(generated, tmp_path, stream, _mutate, f"hqms-fuzz-{stream}", CASES)
+
+
+def _mutate_header(data: bytes, rng: random.Random) -> bytes:
+    """Damage the header line only: quotes, a huge cell, a lost line end, NUL and stray bytes."""
+    end = data.find(b"\n") + 1 or len(data)
+    header, rest = bytearray(data[:end]), data[end:]
+    for _ in range(rng.choice([1, 2, 4])):
+        op, pos = rng.random(), rng.randrange(len(header) + 1)
+        if op < 0.4:
+            header[pos:pos] = rng.choice(TOKENS)
+        elif op < 0.55:
+            header[pos:pos] = b"x" * rng.choice([1_000, 131_072, 140_000])
+        elif op < 0.7:
+            header = header.rstrip(b"\r\n")  # the header runs into the first record
+        elif op < 0.85 and len(header) > 1:
+            del header[pos:pos + rng.randrange(1, 30)]
+        else:
+            header[pos:pos] = b'"' + b"y" * rng.randrange(0, 200)
+    if rng.random() < 0.3:  # a file over 128 KiB, where an unclosed quote used to raise
+        rest = rest * (1 + 140_000 // max(len(rest), 1))
+    return bytes(header) + rest
+
+
+@pytest.mark.parametrize("stream", ["flu", "fever", "outpatient"])
+def test_damaged_headers_always_end_in_a_report(generated, tmp_path, monkeypatch, stream):
+    monkeypatch.setenv("HQMS_HOME", str(generated["dir"] / "home"))
+    _each_ends_in_a_report(generated, tmp_path, stream, _mutate_header, f"hqms-fuzz-header-{stream}", 6)

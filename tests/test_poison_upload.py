@@ -95,3 +95,45 @@ def test_missing_keys_stop_the_claim_before_any_attempt_is_spent(home):
         claim()
     registry = Registry.from_config(config.load())
     assert {(registry.get(i)["status"], registry.get(i)["attempts"]) for i in ids} == {("landed", 0)}
+
+
+@pytest.mark.slow
+def test_a_damaged_header_is_reported_and_the_batch_goes_on(home, capsys):
+    """An unclosed quote on the header line of a file over 128 KiB (a realistic broken export)
+    used to raise ``_csv.Error`` out of the batch: now that upload gets its report (row 1, the
+    reason), the other hospitals' uploads of the same batch are processed, and ``--dry-run``
+    shows the report."""
+    import zipfile
+
+    from hqms.intake.submit import submit
+
+    gen = home / "gen"
+    assert hqms(["generate", "--hospitals", "3", "--start", "2025-01-06", "--days", "1", "--seed", "5",
+                 "--streams", "flu", "--out", str(gen), "--quiet"]) == 0
+    assert hqms(["keys", "init"]) == 0
+    plan = list(csv.DictReader((gen / "upload_plan.csv").open(encoding="utf-8")))
+    damaged = home / "damaged.zip"
+    with zipfile.ZipFile(gen / plan[1]["zip"]) as zin, zipfile.ZipFile(damaged, "w", zipfile.ZIP_DEFLATED) as zout:
+        for info in zin.infolist():
+            data = zin.read(info)
+            if info.filename.rsplit("/", 1)[-1].startswith("flu_"):
+                header, _, body = data.partition(b"\r\n")
+                first, _, last = header.rpartition(b",")
+                data = first + b',"' + last + b"\r\n" + body * (1 + 140_000 // len(body))
+            zout.writestr(info, data)
+    capsys.readouterr()
+    assert hqms(["submit", str(damaged), "--org", plan[1]["org_code"], "--user", plan[1]["uploader"],
+                 "--dry-run"]) in (0, 1)
+    out = capsys.readouterr()
+    assert "Traceback" not in out.out + out.err and "引号" in out.out
+    paths = [gen / r["zip"] for r in plan]
+    paths[1] = damaged
+    ids = [submit(p, r["org_code"], r["uploader"], received_at=datetime.fromisoformat(r["planned_received_at"])).upload_id
+           for p, r in zip(paths, plan)]
+    for batch in claim():
+        process(batch)
+    registry = Registry.from_config(config.load())
+    states = [registry.get(i)["status"] for i in ids]
+    assert states[0] == states[2] == "processed" and states[1] in ("rejected", "partially_accepted"), states
+    errors = [e for e in registry.errors(ids[1]) if e["rule"] == "csv_parse"]
+    assert [(e["file_name"].startswith("flu_"), e["row"]) for e in errors] == [(True, 1)]

@@ -148,3 +148,27 @@ def test_every_committed_suite_loads_in_gx():
         assert [cid for e in suite.expectations for cid in e.meta["check_ids"]] == \
             [c.check_id for rule, checks in quality.rule_groups(datasets()[ds_id]) for c in checks]
         assert len(suite.expectations) <= len(quality.COLUMN_RULES) + len(quality.ROW_RULES)
+
+
+@pytest.mark.slow
+def test_data_docs_keep_only_the_newest_runs(staged, hqms_home, monkeypatch):
+    """Each run's site is 4–4.6 MB: only the newest ``HQMS_GX_DOCS_KEEP`` run folders stay,
+    and folders outside the configured docs root are never touched."""
+    import os
+    import time
+
+    from hqms import config
+
+    db, suites = staged
+    monkeypatch.setenv("HQMS_GX_DOCS_KEEP", "2")
+    root = config.load().gx_docs_dir
+    for n in range(3):  # earlier rounds, oldest first
+        (root / f"old-{n}" / "validations").mkdir(parents=True)
+        os.utime(root / f"old-{n}", (time.time() - 100 + n, time.time() - 100 + n))
+    outside = hqms_home / "other"
+    outside.mkdir()
+    quality.run(db, TABLE, DS, docs_dir=root / "new-run", run_id="new-run", suites_dir=suites)
+    assert sorted(p.name for p in root.iterdir()) == ["new-run", "old-2"]
+    assert (root / "new-run" / "index.html").is_file() and outside.is_dir()
+    quality.run(db, TABLE, DS, docs_dir=hqms_home / "elsewhere" / "docs", run_id="x", suites_dir=suites)
+    assert sorted(p.name for p in root.iterdir()) == ["new-run", "old-2"]

@@ -150,3 +150,34 @@ def test_dry_run_report_shows_controls_escaped(hqms_home: Path, tmp_path: Path, 
     assert code == 1, err
     assert not RAW_CONTROL.search(out + err)
     assert "flu_\\x1b[2J1.csv" in out and "[unknown_column warning]" in out
+
+
+def test_errors_csv_to_an_unwritable_path_is_a_clear_error(hostile_upload: tuple, tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture) -> None:
+    upload_id, _ = hostile_upload
+    (tmp_path / "a_file").write_text("x")
+    for target in (tmp_path / "a_file" / "e.csv", tmp_path):  # below a file; a folder
+        code, out, err = _run(capsys, "errors", upload_id, "--csv", str(target))
+        assert code == 2 and "Traceback" not in err and "--csv" in err and "无法写入" in err
+
+
+def test_error_messages_echo_arguments_escaped(hqms_home: Path, capsys: pytest.CaptureFixture) -> None:
+    """An argument echoed in a usage error (an unknown upload id) reaches the terminal escaped."""
+    code, out, err = _run(capsys, "errors", f"u1{ESCAPES}\nhqms: forged")
+    assert code == 2 and "\\x1b[2J" in err and not RAW_CONTROL.search(err.rstrip("\n"))
+    assert err.count("\n") == 1
+
+
+def test_masks_of_long_values_are_capped_with_their_length() -> None:
+    from hqms.registry import mask_value
+
+    value = "张" + "x" * 99_998 + "丰"
+    assert mask_value(value) == "张********丰（共100,000字符）"
+    assert mask_value("张三丰") == "张*丰" and len(mask_value("a" * 32)) == 32
+
+
+def test_argparse_errors_echo_arguments_escaped(hqms_home: Path, capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["uploads", "--status", f"x{ESCAPES}"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "\\x1b[2J" in err and "\x1b" not in err

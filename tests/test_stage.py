@@ -420,3 +420,28 @@ def test_excel_text_formulas_are_read_as_the_text_inside_with_one_warning_per_co
     assert "4 values are written as Excel text formulas" in next(e for e in sf.errors if e.column == "P7502").message_en
     assert con.execute(f'SELECT _row, "P7502", "P8003", "P8005" FROM {sf.table} ORDER BY _row').fetchall() == [
         (1, "MZ00001", None, "35"), (2, "MZ00002", 'x="y"', "35"), (3, "MZ00003", "阴性", "35"), (4, "MZ00004", "阴性", "35")]
+
+
+@pytest.mark.parametrize("damage", ["huge_cell", "unclosed_quote", "unclosed_quote_small"])
+def test_a_damaged_header_line_is_one_report_naming_row_1(tmp_path, damage):
+    """A header cell over 131,072 characters, or an unclosed quote on the header line (which made
+    the csv module read on into the data: over 128 KiB a ``_csv.Error`` and a traceback)."""
+    rows = [_row(i) for i in range(1, 2001)]
+    body = "".join(",".join(r) + "\r\n" for r in rows)
+    header = {"huge_cell": ",".join(LIS.codes) + ",\"" + "x" * 140_000 + "\"",
+              "unclosed_quote": ",".join(LIS.codes[:-1]) + ',"' + LIS.codes[-1],
+              "unclosed_quote_small": ",".join(LIS.codes[:-1]) + ',"' + LIS.codes[-1]}[damage]
+    if damage == "unclosed_quote_small":
+        body = "".join(",".join(r) + "\r\n" for r in rows[:3])
+    assert damage.endswith("small") or len(body) > 128 * 1024
+    (sf,), _ = _stage(tmp_path, "lis_20.csv", (header + "\r\n" + body).encode("gbk"))
+    assert sf.fatal and [(e.file_name, e.row, e.rule) for e in sf.errors] == [("lis_20.csv", 1, "csv_parse")]
+    assert ("131,072" if damage == "huge_cell" else "引号") in sf.errors[0].message_zh
+    assert sf.record_count == (3 if damage.endswith("small") else 2000)
+
+
+def test_a_name_in_place_of_a_header_name_is_masked_and_its_position_named(tmp_path):
+    header = [*LIS.codes, "顾霞宁"]
+    (sf,), _ = _stage(tmp_path, "lis_15.csv", _csv(header, [[*_row(1), "x"]]).encode("gbk"))
+    assert [(e.rule, e.column) for e in sf.errors] == [("unknown_column", "顾*宁")]
+    assert "顾霞宁" not in repr(sf.errors) and f"第 {len(header)} 列" in sf.errors[0].message_zh

@@ -233,3 +233,26 @@ def test_policy_confines_a_hospital_to_its_prefix(hqms_home: Path, org_code: str
         f"arn:aws:s3:::b/{s}/{org_code}/*" for s in spec.STREAMS]
     code, _, err = _run(capsys, "policy", "--org", "*")  # would open every hospital's space
     assert code == 2 and "Traceback" not in err
+
+
+@pytest.mark.parametrize(("user", "said"), [("", "empty"), ("   ", "empty"), ("u" * 65, "longer than 64"),
+                                            ("admin\x1b[2J", "control"), ("a\nb", "control")])
+def test_a_bad_uploader_is_a_permanent_refusal_not_an_outage(good_zip: Path, s3_store: ObjectStore,
+                                                              org_code: str, capsys, user: str, said: str) -> None:
+    """An over-long --user used to fail in S3 (metadata over 2 KB) and was reported as an outage
+    (exit 3, retried for ever by the front-end machine)."""
+    for extra in ([], ["--dry-run"]):
+        code, out, err = _run(capsys, "submit", str(good_zip), "--org", org_code, "--user", user, *extra)
+        assert code == 2 and said in err and "Traceback" not in err
+    assert _landing(s3_store) == [] and Registry.from_config().list_uploads() == []
+    assert _run(capsys, "submit", str(good_zip), "--org", org_code, "--user", "u" * 64)[0] == 0
+
+
+@pytest.mark.parametrize("when", ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-12:00", "9999-12-31",
+                                  "1999-12-31", "2999-01-01"])
+def test_an_extreme_received_at_is_a_clear_error(good_zip: Path, s3_store: ObjectStore, org_code: str,
+                                                 capsys, when: str) -> None:
+    code, out, err = _run(capsys, "submit", str(good_zip), "--org", org_code, "--user", "u",
+                          "--received-at", when)
+    assert code == 2 and "--received-at" in err and "Traceback" not in err
+    assert _landing(s3_store) == []

@@ -209,3 +209,15 @@ def test_cli_once(remote: config.Config, inbox: Path, org_code: str, hqms_home: 
     assert code == 0 and "Traceback" not in err and "delivered" in err
     assert list(inbox.iterdir()) == []
     assert (hqms_home / "logs" / "tran" / f"{org_code}.log").exists()
+
+
+def test_hostile_file_names_cannot_forge_run_log_lines_or_reach_the_terminal_raw(
+        remote: config.Config, inbox: Path, org_code: str, hqms_home: Path, capsys) -> None:
+    forged = "x.txt\n2026-01-01 00:00:00,000 INFO 上传成功 delivered all\x1b[2J\u202e"
+    (inbox / forged).write_bytes(b"x")
+    result = tran.run_once(_opts(inbox, org_code))
+    assert result.unknown == [forged]
+    log = (hqms_home / "logs" / "tran" / f"{org_code}.log").read_text(encoding="utf-8")
+    assert "\x1b" not in log and "\u202e" not in log and "\\x1b[2J" in log
+    assert not any(line.startswith("2026-01-01 00:00:00,000") for line in log.splitlines())
+    assert "\x1b" not in capsys.readouterr().err

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import os
 import random
+import stat
 import struct
+import unicodedata
 import zipfile
 import zlib
 from pathlib import Path
@@ -20,8 +22,8 @@ ORG = synthetic_org_code(1)
 
 def _limits(**over: int) -> dict[str, int]:
     cfg = config.load()
-    limits = dict(max_zip_bytes=cfg.max_zip_bytes,
-                  max_uncompressed_bytes=cfg.max_uncompressed_bytes, max_ratio=cfg.max_ratio)
+    limits = dict(max_zip_bytes=cfg.max_zip_bytes, max_uncompressed_bytes=cfg.max_uncompressed_bytes,
+                  max_ratio=cfg.max_ratio, max_file_bytes=cfg.max_file_bytes)
     limits.update(over)
     return limits
 
@@ -30,6 +32,7 @@ def test_corpus_covers_every_structural_rule(bad_zips: dict[str, tuple[Path, str
     assert set(bad_zips) == set(BAD_ZIP_CASES)
     covered = {rule for _, rule in bad_zips.values()}
     # bad_org_code is a submit-level rule; stream_mismatch and too_much_data have own tests.
+    covered |= {rule for _, rule in HOSTILE_CASES.values()}
     assert covered >= set(INTAKE_RULES) - {"bad_org_code", "stream_mismatch", "too_much_data"}
 
 
@@ -141,22 +144,33 @@ def test_damaged_entry_data_is_a_corrupt_zip(tmp_path: Path, hqms_home: Path, ho
                                     zipfile.ZIP_LZMA], ids=["stored", "deflate", "bzip2", "lzma"])
 def test_random_damage_is_refused_not_a_crash(tmp_path: Path, hqms_home: Path,
                                               method: int) -> None:
-    """Seeded byte flips anywhere in a small zip: each check ends in a verdict (a summary or a
-    ZipRejected), never in a decompressor's or zipfile's own exception."""
+    """Seeded byte flips anywhere in a small zip: each check ends in a verdict, never in a
+    decompressor's or zipfile's own exception — a refusal with a reason code, or an acceptance
+    of a zip whose every entry still reads back as sent."""
     rnd = random.Random(method)
     original = make_zip(tmp_path / "src.zip", [("flu_1.csv", csv_bytes("flu_", ORG, rows=30)),
                                                ("flu_2.csv", csv_bytes("flu_", ORG))],
                         method).read_bytes()
+    with zipfile.ZipFile(tmp_path / "src.zip") as zf:
+        contents = [zf.read(i) for i in zf.infolist()]
     path = tmp_path / "flipped.zip"
+    refused = 0
     for _ in range(60):
         data = bytearray(original)
         for _ in range(rnd.randint(1, 3)):
             data[rnd.randrange(len(data))] ^= 1 << rnd.randrange(8)
         path.write_bytes(bytes(data))
         try:
-            check_zip(path, **_limits())
-        except ZipRejected:
-            pass
+            summary = check_zip(path, **_limits())
+        except ZipRejected as exc:
+            assert exc.rule in INTAKE_RULES and exc.entry and exc.message_zh
+            refused += 1
+            continue
+        # accepted: only a harmless field was hit (a time, a version), every byte is as sent
+        with zipfile.ZipFile(path) as zf:
+            assert [zf.read(i) for i in data_entries(zf.infolist())] == contents
+        assert len(summary.entries) == len(contents)
+    assert refused > 0
 
 
 # --- zip-bomb ratio over the whole archive --------------------------------------------------------
@@ -413,3 +427,177 @@ def test_local_header_name_must_be_the_central_one(tmp_path: Path, hqms_home: Pa
     with pytest.raises(ZipRejected) as info:
         check_zip(path, **_limits())
     assert (info.value.rule, info.value.entry) == ("unsafe_path", "../x/")
+
+
+# --- hostile archives: each trick a red team used, each refused with its reason code --------------
+
+def _patch(path: Path, name: bytes, edit) -> Path:
+    """Call ``edit(data, header_offset, header_kind)`` for the local and central headers of the
+    entry called ``name`` (kind "local" or "central")."""
+    data = bytearray(path.read_bytes())
+    for signature, kind, name_len_at, name_at in ((b"PK\x03\x04", "local", 26, 30), (b"PK\x01\x02", "central", 28, 46)):
+        start = 0
+        while (pos := data.find(signature, start)) >= 0:
+            (length,) = struct.unpack_from("<H", data, pos + name_len_at)
+            if bytes(data[pos + name_at:pos + name_at + length]) == name:
+                edit(data, pos, kind)
+            start = pos + 4
+    path.write_bytes(bytes(data))
+    return path
+
+
+def _linked(path: Path, create_system: int, external_attr: int = 0, extra: bytes = b"") -> Path:
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("flu_1.csv", csv_bytes("flu_", ORG))
+        info = zipfile.ZipInfo("flu_2.csv", date_time=(2026, 1, 2, 3, 4, 5))
+        info.create_system, info.external_attr, info.extra = create_system, external_attr, extra
+        zf.writestr(info, "../../etc/passwd")
+    return path
+
+
+def _unix_extra(link: bytes) -> bytes:  # PKWARE Unix: atime, mtime, uid, gid, then the link target
+    body = struct.pack("<IIHH", 0, 0, 0, 0) + link
+    return struct.pack("<HH", 0x000D, len(body)) + body
+
+
+def _asi_extra(mode: int) -> bytes:  # Info-ZIP ASi Unix: CRC, mode, sizdev, uid, gid (no link name)
+    body = struct.pack("<IHIHH", 0, mode, 0, 0, 0)
+    return struct.pack("<HH", 0x756E, len(body)) + body
+
+
+def _local_only(path: Path, hidden: str, at_end: bool) -> Path:
+    """An entry written with its local header and then left out of the central directory."""
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("flu_1.csv", csv_bytes("flu_", ORG))
+        if not at_end:
+            zf.writestr(hidden, b"x")
+            zf.writestr("flu_2.csv", csv_bytes("flu_", ORG))
+        else:
+            zf.writestr("flu_2.csv", csv_bytes("flu_", ORG))
+            zf.writestr(hidden, b"x")
+        info = zf.NameToInfo.pop(hidden)
+        zf.filelist.remove(info)
+    return path
+
+
+def _method(data: bytearray, pos: int, kind: str) -> None:
+    if kind == "local":
+        struct.pack_into("<H", data, pos + 8, zipfile.ZIP_DEFLATED)
+
+
+def _control_name(path: Path, char: bytes) -> Path:
+    make_zip(path, {"flu_1.csv": csv_bytes("flu_", ORG), "flu_2.csvQ../../x": csv_bytes("flu_", ORG)})
+    return write_bytes(path, path.read_bytes().replace(b"flu_2.csvQ", b"flu_2.csv" + char))
+
+
+def _encrypted_artefact(path: Path) -> Path:
+    make_zip(path, {"flu_1.csv": csv_bytes("flu_", ORG), "__MACOSX/._flu_1.csv": b"\x00\x05\x16\x07" + b"\0" * 60})
+
+    def flag(data: bytearray, pos: int, kind: str) -> None:
+        at = pos + (6 if kind == "local" else 8)
+        struct.pack_into("<H", data, at, struct.unpack_from("<H", data, at)[0] | 0x1)
+    return _patch(path, b"__MACOSX/._flu_1.csv", flag)
+
+
+def _tar(payload: bytes) -> bytes:
+    import io
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        info = tarfile.TarInfo("flu_1.csv")
+        info.size = len(payload)
+        tf.addfile(info, io.BytesIO(payload))
+    return buf.getvalue()
+
+
+def hostile_corpus(tmp: Path) -> dict[str, tuple[Path, str]]:
+    import gzip
+
+    good = csv_bytes("flu_", ORG)
+    inner = make_zip(tmp / "inner.zip", {"flu_1.csv": good}).read_bytes()
+    nfc, nfd = "flu_1é.csv", unicodedata.normalize("NFD", "flu_1é.csv")
+    return {
+        "symlink_msdos": (_linked(tmp / "l0.zip", 0, (stat.S_IFLNK | 0o777) << 16), "symlink"),
+        "symlink_macos": (_linked(tmp / "l19.zip", 19, (stat.S_IFLNK | 0o755) << 16), "symlink"),
+        "symlink_unix_extra": (_linked(tmp / "lx.zip", 0, 0, _unix_extra(b"/etc/passwd")), "symlink"),
+        "symlink_asi_extra": (_linked(tmp / "la.zip", 0, 0, _asi_extra(stat.S_IFLNK | 0o777)), "symlink"),
+        "local_only_between": (_local_only(tmp / "h1.zip", "../../x.csv", at_end=False), "hidden_entry"),
+        "local_only_at_end": (_local_only(tmp / "h2.zip", "../../x.csv", at_end=True), "hidden_entry"),
+        "method_mismatch": (_patch(make_zip(tmp / "m.zip", {"flu_1.csv": good}, zipfile.ZIP_STORED),
+                                   b"flu_1.csv", _method), "header_mismatch"),
+        "nul_in_name": (_control_name(tmp / "n0.zip", b"\x00"), "bad_name"),
+        "line_break_in_name": (_control_name(tmp / "n1.zip", b"\n"), "bad_name"),
+        "nfc_nfd_twins": (make_zip(tmp / "nf.zip", [(nfc, good), (nfd, good)]), "duplicate_entry"),
+        "case_twins": (make_zip(tmp / "case.zip", [("flu_1.csv", good), ("FLU_1.CSV", good)]), "duplicate_entry"),
+        "encrypted_artefact": (_encrypted_artefact(tmp / "enc.zip"), "encrypted"),
+        "gzip_named_csv": (make_zip(tmp / "gz.zip", {"flu_1.csv": gzip.compress(good)}), "nested_archive"),
+        "tar_named_csv": (make_zip(tmp / "tar.zip", {"flu_1.csv": _tar(good)}), "nested_archive"),
+        "zip_after_bom": (make_zip(tmp / "bom.zip", {"flu_1.csv": b"\xef\xbb\xbf" + inner}), "nested_archive"),
+        "zip_in_artefact": (make_zip(tmp / "art.zip", {"flu_1.csv": good, "__MACOSX/flu_1.csv": inner}),
+                            "nested_archive"),
+        "file_too_large": (_declared_huge(tmp / "big.zip"), "file_too_large"),
+    }
+
+
+def _declared_huge(path: Path) -> Path:
+    """A zip whose entry declares 2,000,000,000 bytes (the red team's 13.9 MB zip, without
+    writing it): refused from the directory before a byte is inflated."""
+    make_zip(path, {"flu_1.csv": csv_bytes("flu_", ORG)})
+
+    def size(data: bytearray, pos: int, kind: str) -> None:
+        struct.pack_into("<I", data, pos + (22 if kind == "local" else 24), 2_000_000_000)
+        struct.pack_into("<I", data, pos + (18 if kind == "local" else 20), 14_000_000)
+    return _patch(path, b"flu_1.csv", size)
+
+
+@pytest.fixture(scope="module")
+def hostile_zips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, str]]:
+    return hostile_corpus(tmp_path_factory.mktemp("hostile"))
+
+
+HOSTILE_CASES = {name: (None, rule) for name, rule in [
+    ("symlink_msdos", "symlink"), ("symlink_macos", "symlink"), ("symlink_unix_extra", "symlink"),
+    ("symlink_asi_extra", "symlink"), ("local_only_between", "hidden_entry"), ("local_only_at_end", "hidden_entry"),
+    ("method_mismatch", "header_mismatch"), ("nul_in_name", "bad_name"), ("line_break_in_name", "bad_name"),
+    ("nfc_nfd_twins", "duplicate_entry"), ("case_twins", "duplicate_entry"), ("encrypted_artefact", "encrypted"),
+    ("gzip_named_csv", "nested_archive"), ("tar_named_csv", "nested_archive"), ("zip_after_bom", "nested_archive"),
+    ("zip_in_artefact", "nested_archive"), ("file_too_large", "file_too_large")]}
+
+
+@pytest.mark.parametrize("case", list(HOSTILE_CASES))
+def test_hostile_zip_is_refused_with_its_reason(hostile_zips: dict, case: str, hqms_home: Path) -> None:
+    assert set(hostile_zips) == set(HOSTILE_CASES)
+    path, rule = hostile_zips[case]
+    with pytest.raises(ZipRejected) as info:
+        check_zip(path, **_limits())
+    assert info.value.rule == rule == HOSTILE_CASES[case][1]
+    assert info.value.entry and "\x00" not in info.value.message_zh and "\n" not in info.value.message_en
+
+
+def test_a_file_over_the_per_file_limit_is_caught_while_streaming(tmp_path: Path, hqms_home: Path) -> None:
+    """The per-file limit holds when the directory under-declares the size, too."""
+    rows = b"".join(random.Random(5).randbytes(400).hex().encode() + b"\r\n" for _ in range(1500))
+    path = make_zip(tmp_path / "big.zip", {"flu_1.csv": csv_bytes("flu_", ORG) + rows})
+    assert check_zip(path, **_limits()).entries  # within the default limit
+    with pytest.raises(ZipRejected) as info:
+        check_zip(path, **_limits(max_file_bytes=1_000_000))
+    assert info.value.rule == "file_too_large" and "flu_1.csv" in info.value.message_zh
+
+    def understate(data: bytearray, pos: int, kind: str) -> None:
+        struct.pack_into("<I", data, pos + (22 if kind == "local" else 24), 900_000)
+    _patch(path, b"flu_1.csv", understate)
+    with pytest.raises(ZipRejected) as info:
+        check_zip(path, **_limits(max_file_bytes=1_000_000))
+    assert info.value.rule in ("file_too_large", "corrupt_zip", "too_much_data")
+
+
+def test_regular_files_of_every_creator_system_pass(tmp_path: Path, hqms_home: Path) -> None:
+    """Ordinary attributes of every creator system pass: MS-DOS archive bit, Unix 0644, macOS."""
+    for system, attr in ((0, 0x20), (3, (stat.S_IFREG | 0o644) << 16), (19, (stat.S_IFREG | 0o644) << 16)):
+        path = make_zip(tmp_path / f"plain{system}.zip", {"flu_1.csv": csv_bytes("flu_", ORG)})
+        with zipfile.ZipFile(path, "a") as zf:
+            info = zipfile.ZipInfo("flu_2.csv", date_time=(2026, 1, 2, 3, 4, 5))
+            info.create_system, info.external_attr = system, attr
+            zf.writestr(info, csv_bytes("flu_", ORG))
+        assert len(check_zip(path, **_limits()).entries) == 2

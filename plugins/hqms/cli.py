@@ -35,8 +35,22 @@ class UserError(Exception):
     """A problem the user can fix; printed without a traceback, exit code 2."""
 
 
+def _escaped(text: str) -> str:
+    """``text`` with each line's control characters escaped (:func:`hqms.intake.cli.printable`)."""
+    from hqms.intake.cli import printable
+
+    return "\n".join(printable(line) for line in text.split("\n"))
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, whose errors echo the offending argument (``invalid choice: …``), escaped."""
+
+    def _print_message(self, message: str, file=None) -> None:
+        super()._print_message(_escaped(message) if message else message, file)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hqms", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="hqms", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
@@ -47,8 +61,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         result = args.func(args)
-    except UserError as exc:
-        print(f"hqms: {exc}", file=sys.stderr)
+    except UserError as exc:  # messages echo arguments: escaped like every hospital-sent text
+        from hqms.intake.cli import printable
+
+        print(f"hqms: {printable(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -54,9 +54,15 @@ class Config:
     work_dir: Path = Path()
     marts_dir: Path = Path()
     gx_docs_dir: Path = Path()
+    #: Ingest runs whose Data Docs sites are kept under ``gx_docs_dir`` (4–4.6 MB each).
+    gx_docs_keep: int = 20
     max_zip_bytes: int = 20 * 1024 * 1024
     max_uncompressed_bytes: int = 2 * 1024 * 1024 * 1024
     max_ratio: int = 200
+    #: Largest CSV one zip entry may unpack to, refused at intake beyond (``file_too_large``):
+    #: what ingest stages and merges within its memory bound — 500 MB works; a 2,000,000,000-byte
+    #: CSV (a 13.9 MB zip) ran out of memory on every claim.
+    max_file_bytes: int = 500_000_000
     duckdb_memory_limit: str = "768MB"
     duckdb_threads: int = 2
     #: A ``processing`` claim older than this is presumed dead (kill -9) and handed out again.
@@ -117,6 +123,7 @@ class Config:
                 "max_zip_bytes": self.max_zip_bytes,
                 "max_uncompressed_bytes": self.max_uncompressed_bytes,
                 "max_ratio": self.max_ratio,
+                "max_file_bytes": self.max_file_bytes,
             },
             "duckdb": {"memory_limit": self.duckdb_memory_limit, "threads": self.duckdb_threads},
             "stale_claim_seconds": self.stale_claim_seconds,
@@ -159,9 +166,11 @@ def load() -> Config:
         work_dir=Path(_env("HQMS_WORK_DIR", str(home / "work"))).expanduser(),
         marts_dir=Path(_env("HQMS_MARTS_DIR", str(home / "marts"))).expanduser(),
         gx_docs_dir=Path(_env("HQMS_GX_DOCS_DIR", str(home / "gx_docs"))).expanduser(),
+        gx_docs_keep=int(_env("HQMS_GX_DOCS_KEEP", "20") or 20),
         max_zip_bytes=int(_env("HQMS_MAX_ZIP_BYTES", str(20 * 1024 * 1024)) or 0),
         max_uncompressed_bytes=int(_env("HQMS_MAX_UNCOMPRESSED_BYTES", str(2 * 1024**3)) or 0),
         max_ratio=int(_env("HQMS_MAX_RATIO", "200") or 200),
+        max_file_bytes=int(_env("HQMS_MAX_FILE_BYTES", "500000000") or 500_000_000),
         duckdb_memory_limit=_env("HQMS_DUCKDB_MEMORY_LIMIT", "768MB") or "768MB",
         duckdb_threads=int(_env("HQMS_DUCKDB_THREADS", "2") or 2),
         stale_claim_seconds=int(_env("HQMS_STALE_CLAIM_SECONDS", "7200") or 7200),

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import shutil
 import threading
 import time
 from collections.abc import Iterable
@@ -26,7 +27,7 @@ from typing import Any
 
 import duckdb
 
-from hqms import rules, sqlmacros
+from hqms import config, rules, sqlmacros
 from hqms.config import REPO_ROOT
 from hqms.spec import COLUMN_RULES, ROW_RULES, Dataset, datasets
 from hqms.stagedb import StageDB
@@ -219,6 +220,23 @@ def _release(source) -> None:
     source.get_engine().dispose()  # the datasource's own engine, used to look up the table
 
 
+def prune_docs(root: Path, keep: int, keep_also: Path | None = None) -> list[Path]:
+    """Delete all but the ``keep`` newest run folders of Data Docs under ``root`` (one folder
+    per ingest run, ``$HQMS_GX_DOCS_DIR/<run id>``); ``keep_also`` is never deleted. Returns
+    the folders deleted.
+
+    Why: each round's site is 4–4.6 MB and nothing else ever removes one, so the docs folder
+    grew without bound. The reports a hospital reads live in the registry, not here; the sites
+    are for the data team's look at recent rounds (``HQMS_GX_DOCS_KEEP``, default 20).
+    """
+    runs = sorted((p for p in root.iterdir() if p.is_dir() and p != keep_also),
+                  key=lambda p: p.stat().st_mtime, reverse=True)
+    old = runs[max(keep - (keep_also is not None), 0):]
+    for path in old:
+        shutil.rmtree(path, ignore_errors=True)
+    return old
+
+
 def _gx_validate(stage: StageDB, tables: list[tuple[str, Any]], docs_dir: Path | None,
                  run_id: str) -> tuple[list, Path | None]:
     """Run each (table, suite) with GX in ONE context and checkpoint.
@@ -261,6 +279,9 @@ def _gx_validate(stage: StageDB, tables: list[tuple[str, Any]], docs_dir: Path |
         if docs_dir is not None:
             # once for the whole checkpoint (UpdateDataDocsAction rebuilds the site per validation)
             ctx.build_data_docs(site_names=[site])
+            cfg = config.load()
+            if docs_dir.parent.resolve() == cfg.gx_docs_dir.resolve():  # a run folder of ours
+                prune_docs(cfg.gx_docs_dir, cfg.gx_docs_keep, keep_also=docs_dir)
     finally:
         _release(source)
     ordered = _in_order(result, definitions)

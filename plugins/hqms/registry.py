@@ -35,7 +35,7 @@ from itertools import islice
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from hqms import config
+from hqms import config, identifiers
 from hqms.validators import id_card_valid
 
 STATUSES = ("landed", "processing", "processed", "partially_accepted", "rejected", "duplicate", "failed")
@@ -119,22 +119,20 @@ class AlreadyAccepted(Exception):
         self.original = original
 
 
+#: Longest mask shown in full; a longer value (a damaged cell of 100,000 characters) is shown as
+#: its first and last character around eight ``*`` and its length.
+MASK_CAP = 32
+
+
 def mask_value(value: str) -> str:
     """Personal value as shown in error reports: first and last character kept, rest ``*``."""
     if len(value) <= 2:
         return "*" * len(value)
+    if len(value) > MASK_CAP:
+        return f"{value[0]}{'*' * 8}{value[-1]}（共{len(value):,}字符）"
     return value[0] + "*" * (len(value) - 2) + value[-1]
 
 
-#: A date (and time) standing alone, not inside a longer run of digits such as an ID number's
-#: birth date: ``2026-12-01``, ``2026/12/1 08:00``, ``20261201``, ``2026年12月1日``.
-_STANDALONE_DATE = re.compile(
-    r"(?<!\d)(?:19|20)\d\d(?:"
-    r"(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])(?:(?:[01]\d|2[0-3])[0-5]\d(?:[0-5]\d)?)?"  # 8, 12 or 14 digits
-    r"|[-/.年](?:0?[1-9]|1[0-2])[-/.月](?:0?[1-9]|[12]\d|3[01])日?"
-    r"(?:[ T]\d{1,2}[:时]\d{1,2}(?:[:分]\d{1,2}(?:\.\d+)?秒?)?)?)(?!\d)")
-#: Six or more digits, blanks or hyphens allowed between them: an ID, phone, card or record number.
-_DIGIT_RUN = re.compile(r"\d(?:[ \-]?\d){5,}")
 _HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f]")
 _LATIN_NAME = re.compile(r"[A-Za-z]{2,}\s+[A-Za-z]{2,}")
 
@@ -144,15 +142,15 @@ def looks_identifying(value: str) -> bool:
 
     Why: an export whose header labels are shifted against its data (or a hand-edited file) puts
     names, ID and phone numbers into columns the spec calls non-personal, and those values then
-    fail code, length or type rules and would be echoed in full. Shapes caught: six or more digits
-    in a row (a date standing alone is not one), any Chinese character (a name or an address), two
-    Latin words (a name in pinyin), or more than 40 characters (free text). Cost: such values are
-    shown masked even when harmless (``急诊``, ``35岁``); the rule and the file-level hints still
+    fail code, length or type rules and would be echoed in full. Shapes caught: an identifier, or six
+    or more digits in a row, in any width or grouping (:func:`hqms.identifiers.may_identify`), any
+    Chinese character (a name or an address), two Latin words (a name in pinyin), or more than 40
+    characters (free text). Cost: such values are shown masked even when harmless (``急诊``, ``35岁``); the rule and the file-level hints still
     say what is wrong.
     """
     if len(value) > 40 or _HAN.search(value) or _LATIN_NAME.search(value):
         return True
-    return _DIGIT_RUN.search(_STANDALONE_DATE.sub(" ", value)) is not None
+    return identifiers.may_identify(value)
 
 
 #: An 18- or 15-digit run (an ID number when it passes its check) or an 11-digit mobile number,
@@ -170,7 +168,7 @@ def redact_identifiers(name: str) -> str:
     from a word and stays (docs/upload-report.md)."""
     def masked(m: re.Match[str]) -> str:
         text = m.group(0)
-        return mask_value(text) if len(text) == 11 or id_card_valid(text) else text
+        return mask_value(text) if len(text) == 11 or id_card_valid(identifiers.normalise(text)[0]) else text
     return _ID_OR_MOBILE.sub(masked, name)
 
 

@@ -146,6 +146,18 @@ def _exclusive(path: Path) -> Iterator[None]:
 
 # --- logging ---------------------------------------------------------------------------------------
 
+class _PrintableFormatter(logging.Formatter):
+    """Log lines with the message's control and invisible characters escaped
+    (:func:`hqms.intake.cli.printable`): file names in the watched folder and S3 error texts
+    are not ours, and a name holding a line break forged run-log lines, an ESC sequence acted
+    on the operator's terminal."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        from hqms.intake.cli import printable
+
+        return printable(super().formatMessage(record))
+
+
 @contextlib.contextmanager
 def run_log(cfg: config.Config, org_code: str, console: bool = True) -> Iterator[logging.Logger]:
     """The rotating run log (运行日志) for ``org_code``, plus the console when interactive."""
@@ -154,7 +166,7 @@ def run_log(cfg: config.Config, org_code: str, console: bool = True) -> Iterator
     logger = logging.getLogger(f"hqms.tran.{org_code}")
     logger.setLevel(logging.INFO)
     logger.propagate = False
-    fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s")
+    fmt = _PrintableFormatter("%(asctime)s %(levelname)s %(message)s")
     handlers: list[logging.Handler] = [logging.handlers.RotatingFileHandler(
         path, maxBytes=LOG_MAX_BYTES, backupCount=LOG_BACKUPS, encoding="utf-8")]
     if console:

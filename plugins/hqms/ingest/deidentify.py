@@ -11,7 +11,7 @@ from __future__ import annotations
 import duckdb
 import pyarrow as pa
 
-from hqms import crypto
+from hqms import crypto, identifiers
 from hqms.keys import Keyring
 from hqms.rules import typed_expr, value_present_sql
 from hqms.spec import Column, Dataset, reference_csv
@@ -165,20 +165,23 @@ def _normalised(col: Column) -> str:
     return f"upper({raw})"
 
 
-#: ID, card and phone numbers inside free text (RE2): eleven or more digits in a row, or a
-#: mobile number written in groups. No legitimate name, description or result has such a run.
-IDENTIFIER_IN_TEXT = r"\d{11,}[Xx]?|1[3-9]\d[ -]\d{4}[ -]\d{4}"
-_IDENTIFIER_GUARD = r".*(\d{11}|\d[ -]\d{4}[ -]\d{4}).*"
-#: What a redacted number becomes in the warehouse.
-REDACTED = "[已脱敏]"
+def install_redaction(con: duckdb.DuckDBPyConnection) -> None:
+    """``hqms_redact_identifiers(text)``: :func:`hqms.identifiers.redact` as a DuckDB function.
+
+    Why Python and not a regular expression in SQL: the definition normalises width and
+    separators first (NFKC), which RE2 cannot, and it is the same one that masks reported values
+    (:mod:`hqms.identifiers`). :func:`_redacted` calls it only for cells that pass the RE2 guard
+    (seven number characters close together), so ordinary text never leaves DuckDB."""
+    con.create_function("hqms_redact_identifiers", identifiers.redact, [duckdb.sqltype("VARCHAR")],
+                        duckdb.sqltype("VARCHAR"), type="native", side_effects=False)
 
 
 def _redacted(value: str) -> str:
-    """``value`` (SQL) with identifier-shaped numbers replaced by :data:`REDACTED` — a hospital
+    """``value`` (SQL) with identifiers replaced by :data:`hqms.identifiers.REDACTED` — a hospital
     that types a patient's ID or phone into a result or diagnosis text must not put it into the
-    warehouse. The cheap full-match guard first: a replace on every cell cost twice as much."""
-    return (f"CASE WHEN regexp_full_match({value}, {_lit(_IDENTIFIER_GUARD)}) "
-            f"THEN regexp_replace({value}, {_lit(IDENTIFIER_IN_TEXT)}, {_lit(REDACTED)}, 'g') ELSE {value} END")
+    warehouse. Needs :func:`install_redaction` on the connection."""
+    return (f"CASE WHEN regexp_matches({value}, {_lit(identifiers.SQL_GUARD)}) "
+            f"THEN hqms_redact_identifiers({value}) ELSE {value} END")
 
 
 def _age_years(birth: str, event: str) -> str:

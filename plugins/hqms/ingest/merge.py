@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import duckdb
 import pyarrow as pa
 
-from hqms.ingest.deidentify import KeyedMemo, build_keyed, install_regions, select_sql
+from hqms.ingest.deidentify import KeyedMemo, build_keyed, install_redaction, install_regions, select_sql
 from hqms.ingest.stage import StagedFile
 from hqms.ingest.validate import failing_table
 from hqms.keys import Keyring
@@ -67,6 +67,7 @@ def prepare(con: duckdb.DuckDBPyConnection, keyring: Keyring, parts: dict[str, l
     con.execute("CREATE OR REPLACE TEMP TABLE hqms_lineage AS SELECT * FROM hqms_lineage_rows")
     con.unregister("hqms_lineage_rows")
     install_regions(con)
+    install_redaction(con)
     memo = KeyedMemo(keyring)
     for dataset_parts in parts.values():
         ds = dataset_parts[0].staged.dataset

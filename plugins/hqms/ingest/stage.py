@@ -21,7 +21,9 @@ exports).
 from __future__ import annotations
 
 import csv
+import functools
 import io
+import re
 import zipfile
 from collections import deque
 from collections.abc import Iterator
@@ -32,11 +34,12 @@ from typing import BinaryIO, TextIO
 
 import duckdb
 
+from hqms import identifiers
 from hqms.ingest.decode import UNUSUAL_BLANKS, DecodeError, transcode
 from hqms.intake.zipcheck import data_entries, entry_basename
-from hqms.registry import ErrorRecord, mask_value, redact_identifiers
+from hqms.registry import ErrorRecord, looks_identifying, mask_value, redact_identifiers
 from hqms.rules import ident, label_en, label_zh
-from hqms.spec import Dataset, dataset_for_filename, header_key
+from hqms.spec import Dataset, dataset_for_filename, datasets, header_key
 
 #: Header spellings exporters add that carry no data (Java serialisation artefacts).
 KNOWN_JUNK_HEADERS = {"SERIALVERSIONUID"}
@@ -106,10 +109,31 @@ def _without_blank_tail(fields: list[str]) -> list[str]:
     return fields
 
 
+#: Words of column labels besides those of the standard's own Chinese names (院内字段, 床号, …).
+LABEL_WORDS = ("院内", "字段", "备注", "床号", "编号", "序号", "标志", "说明", "名称", "日期", "时间", "代码")
+_LATIN_LABEL = re.compile(r"(?i)id|name|code|date|time|no\b|num|type|dept|flag|remark")
+
+
+@functools.cache
+def _label_bigrams() -> frozenset[str]:
+    """Every two-character piece of a column label: the standard's Chinese names and :data:`LABEL_WORDS`."""
+    labels = [c.zh for ds in datasets().values() for c in ds.columns] + list(LABEL_WORDS)
+    return frozenset(label[i:i + 2] for label in labels for i in range(len(label) - 1))
+
+
 def _shown_header(token: str) -> str:
-    """An unknown header name as reports show it: masked when it looks like a value (six or more
-    digits: an ID, phone or card number; or very long) rather than a column name."""
-    return mask_value(token) if sum(ch.isdigit() for ch in token) >= 6 or len(token) > 40 else token
+    """An unknown header name as reports show it: masked when it may be a value rather than a
+    label — a number (ID, phone), very long, or words (Chinese, pinyin) that share nothing with
+    a column label: a patient's name where a header should be. The message also names the
+    column's position, so a masked name is still found in the export."""
+    if identifiers.may_identify(token) or len(token) > 40:
+        return mask_value(token)
+    if not looks_identifying(token):
+        return token
+    labels = _label_bigrams()
+    if any(token[i:i + 2] in labels for i in range(len(token) - 1)) or _LATIN_LABEL.search(token):
+        return token
+    return mask_value(token)
 
 
 def map_header(fields: list[str], ds: Dataset, file_name: str) -> tuple[list[str], list[ErrorRecord], bool]:
@@ -138,8 +162,9 @@ def map_header(fields: list[str], ds: Dataset, file_name: str) -> tuple[list[str
                 what = "重复的列" if code in seen else "未知的列"
                 what_en = "duplicate column" if code in seen else "unknown column"
                 problems.append(_file_error(
-                    file_name, "unknown_column", f"{what}“{token}”已忽略",
-                    f"{what_en} '{token}' ignored", column=token or None, severity="warning"))
+                    file_name, "unknown_column", f"表头第 {i + 1} 列：{what}“{token}”已忽略",
+                    f"header field {i + 1}: {what_en} '{token}' ignored", column=token or None,
+                    severity="warning"))
             else:
                 problems.append(_file_error(
                     file_name, "unknown_column", f"导出程序附加的列“{token}”已忽略",
@@ -263,9 +288,31 @@ def _skip_blank_rows(con: duckdb.DuckDBPyConnection, staged: list[StagedFile]) -
                 "the rows of commas Excel saves), skipped and not counted as records", row=first, severity="warning"))
 
 
-def _read_header(utf8_path: Path) -> list[str]:
+#: Longest header line read, in characters (the csv module's default field limit). The widest
+#: header of the standard is a few thousand; a longer first line is a damaged export (line ends
+#: lost, a cell of data in the header) and is reported, never read whole into memory.
+MAX_HEADER_CHARS = 131_072
+
+
+def _read_header(utf8_path: Path) -> tuple[list[str], tuple[str, str] | None]:
+    """The header's fields, or why line 1 cannot be a header: (zh, en).
+
+    Why only the first physical line: a header never holds a line break, so an unclosed quote on
+    it (a realistic broken export) must not make the csv module read on into the data — with a
+    file over 128 KiB that ended in ``_csv.Error`` (field larger than field limit) and a
+    traceback instead of the hospital's report."""
     with utf8_path.open(encoding="utf-8", newline="") as fh:
-        return next(csv.reader(fh), [])
+        line = fh.readline(MAX_HEADER_CHARS + 1)
+    if len(line) > MAX_HEADER_CHARS:
+        return [], (f"第 1 行（表头）超过 {MAX_HEADER_CHARS:,} 个字符，不是接口标准的表头（换行丢失或文件损坏？）",
+                    f"line 1 (the header) is longer than {MAX_HEADER_CHARS:,} characters: not a header of "
+                    "the standard (lost line ends, or a damaged file?)")
+    with _cell_limit():
+        fields = next(csv.reader([line]), [])
+    if any("\n" in f or "\r" in f for f in fields):
+        return [], ("第 1 行（表头）的引号没有闭合，无法读取列名",
+                    "line 1 (the header) has an unclosed quotation mark; its column names cannot be read")
+    return fields, None
 
 
 def _sql_str(value: str) -> str:
@@ -541,7 +588,13 @@ def stage_uploads(con: duckdb.DuckDBPyConnection, uploads: list[tuple[str, Path,
                     if exc.line > 1:  # else nothing decodes (UTF-16, binary): no count is meaningful
                         sf.record_count = _count_undecodable(zf.open(info), exc.encoding)
                     continue
-                header = _read_header(utf8)
+                header, damaged = _read_header(utf8)
+                if damaged:
+                    sf.fatal = True
+                    sf.errors.append(_file_error(file_name, "csv_parse", f"{damaged[0]}，整个文件未能接收",
+                                                 f"{damaged[1]}; the file cannot be accepted", row=1))
+                    sf.record_count = max(sf.lines - 1, 0)  # lines after the header: records unknown
+                    continue
                 if not header:
                     sf.fatal = True
                     sf.errors.append(_file_error(file_name, "empty_file", "文件为空（没有表头）",

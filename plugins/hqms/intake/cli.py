@@ -23,7 +23,7 @@ import sys
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import asdict
-from datetime import date, datetime, time
+from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import TextIO
 
@@ -101,9 +101,15 @@ def parse_time(text: str, what: str) -> datetime:
             moment = datetime.combine(date.fromisoformat(text), time())
         else:
             moment = datetime.fromisoformat(text)
-    except ValueError:
+        moment = moment if moment.tzinfo else moment.replace(tzinfo=CHINA_TZ)
+        moment.astimezone(UTC)  # year 1 or 9999 with a zone: out of range once in UTC
+    except (ValueError, OverflowError):
         raise UserError(f"{what}: not an ISO date/time: {text!r} / 不是有效的日期时间") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=CHINA_TZ)
+    return moment
+
+
+#: Receipt times ``--received-at`` may replay: from the system's first year of data to now.
+EARLIEST_RECEIPT = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 def china_time(iso_utc: str) -> str:
@@ -119,7 +125,14 @@ def run_submit(args: argparse.Namespace) -> int:
 
     if not args.zip.is_file():
         raise UserError(f"no such file: {args.zip} / 文件不存在")
+    try:
+        intake.checked_uploader(args.user)
+    except intake.InvalidUploader as exc:
+        raise UserError(str(exc)) from None
     received = parse_time(args.received_at, "--received-at") if args.received_at else None
+    if received and not EARLIEST_RECEIPT <= received <= datetime.now(UTC):
+        raise UserError(f"--received-at {args.received_at}: a receipt time is between 2000-01-01 and now "
+                        "/ 接收时间须在 2000-01-01 与当前时间之间")
     cfg = config.load()
     if args.dry_run:
         try:
@@ -228,7 +241,10 @@ def run_errors(args: argparse.Namespace) -> int:
         raise UserError(f"unknown upload id {args.upload_id} / 无此上传编号")
     errors = [{k: e[k] for k in ERROR_FIELDS} for e in registry.errors(args.upload_id)]
     if args.csv:
-        write_errors_csv(errors, args.csv)
+        try:
+            write_errors_csv(errors, args.csv)
+        except OSError as exc:
+            raise UserError(f"--csv: cannot write {args.csv}: {exc.strerror or exc} / 无法写入该文件") from None
     if args.json:
         shown = summarise_errors(errors) if args.summary else [_error_json(e) for e in errors]
         print(to_json(shown))

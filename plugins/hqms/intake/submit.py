@@ -18,6 +18,7 @@ records nothing, so the caller can simply try again later.
 """
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -64,7 +65,7 @@ def preflight(path: Path, org_code: str, cfg: config.Config, stream: str | None 
         raise ZipRejected("bad_org_code", upload_name or Path(path).name, org_code)
     return check_zip(path, max_zip_bytes=cfg.max_zip_bytes,
                      max_uncompressed_bytes=cfg.max_uncompressed_bytes, max_ratio=cfg.max_ratio,
-                     stream=stream, upload_name=upload_name)
+                     stream=stream, upload_name=upload_name, max_file_bytes=cfg.max_file_bytes)
 
 
 def submit(path: Path, org_code: str, uploader: str, *, stream: str | None = None,
@@ -76,6 +77,7 @@ def submit(path: Path, org_code: str, uploader: str, *, stream: str | None = Non
     ``received_at`` replays a historical upload (operator option); default now.
     ``upload_name`` is the file name the hospital used (default: the path's name).
     """
+    uploader = checked_uploader(uploader)
     cfg = cfg or config.load()
     org_code = canonical_code(org_code)  # one hospital, one key prefix, whatever case it typed
     path = Path(path)
@@ -126,6 +128,29 @@ def submit(path: Path, org_code: str, uploader: str, *, stream: str | None = Non
         raise
     return SubmitResult(upload_id, "landed", msg_zh, msg_en, name, sha, size,
                         stream=summary.stream, object_key=key)
+
+
+#: Longest uploader name kept: it travels in the landed object's metadata (S3 allows 2 KB for
+#: all of it), and the front-end machine must get a permanent refusal, not an S3 error it retries.
+MAX_UPLOADER_CHARS = 64
+
+
+class InvalidUploader(ValueError):
+    """The uploading user's name is blank, too long or holds control characters: refused for
+    good (an S3 error here would read as an outage, and the front-end machine retries those)."""
+
+
+def checked_uploader(uploader: str) -> str:
+    """``uploader`` without surrounding blanks, or :class:`InvalidUploader`."""
+    uploader = (uploader or "").strip()
+    if not uploader:
+        raise InvalidUploader("--user: the uploading user is empty / 上传用户不能为空")
+    if len(uploader) > MAX_UPLOADER_CHARS:
+        raise InvalidUploader(f"--user: longer than {MAX_UPLOADER_CHARS} characters ({len(uploader):,}) "
+                              f"/ 上传用户名超过 {MAX_UPLOADER_CHARS} 个字符")
+    if any(unicodedata.category(ch)[0] == "C" for ch in uploader):
+        raise InvalidUploader("--user: holds control or invisible characters / 上传用户名含有控制字符")
+    return uploader
 
 
 def _record_duplicate(registry: Registry, original: dict, stream: str, common: dict) -> SubmitResult:

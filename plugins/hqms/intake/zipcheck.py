@@ -21,6 +21,7 @@ import lzma
 import re
 import stat
 import struct
+import unicodedata
 import zipfile
 import zlib
 from contextlib import suppress
@@ -32,13 +33,16 @@ from hqms import spec
 
 #: Intake rule names (reason codes), in the order they are checked.
 INTAKE_RULES = ("bad_org_code", "not_zip_name", "zip_too_large", "not_a_zip", "corrupt_zip",
-                "unsafe_path", "symlink", "empty_zip", "encrypted", "duplicate_entry",
-                "nested_archive", "not_csv", "unknown_prefix", "mixed_streams", "stream_mismatch",
-                "too_much_data", "compression_ratio")
+                "unsafe_path", "bad_name", "symlink", "hidden_entry", "header_mismatch", "empty_zip",
+                "encrypted", "duplicate_entry", "nested_archive", "not_csv", "unknown_prefix",
+                "mixed_streams", "stream_mismatch", "file_too_large", "too_much_data", "compression_ratio")
 #: Entry extensions that are archives (refused as nested archives rather than "not CSV").
 ARCHIVE_SUFFIXES = {".zip", ".rar", ".7z", ".gz", ".tgz", ".tar", ".bz2", ".xz", ".jar", ".cab"}
-#: Magic numbers of archives hidden behind a .csv name.
-ARCHIVE_MAGIC = (b"PK\x03\x04", b"Rar!", b"7z\xbc\xaf", b"\x1f\x8b", b"BZh", b"\xfd7zXZ")
+#: Magic numbers of archives hidden behind a .csv name: zip (an entry, an empty or a spanned
+#: zip), rar, 7z, gzip, bzip2, xz, zstd, lz4, compress (.Z), cab; tar is found by its ``ustar``
+#: at offset 257 (:func:`_is_archive`).
+ARCHIVE_MAGIC = (b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08", b"Rar!", b"7z\xbc\xaf", b"\x1f\x8b", b"BZh",
+                 b"\xfd7zXZ", b"\x28\xb5\x2f\xfd", b"\x04\x22\x4d\x18", b"\x1f\x9d", b"MSCF")
 #: The ratio limit only applies to entries (and archives) larger than this: a 50 KB CSV of
 #: repeated rows can compress 300x, and a small upload cannot exhaust anything.
 RATIO_MIN_BYTES = 1024 * 1024
@@ -59,8 +63,17 @@ CHUNK = 1024 * 1024
 #: others, unpack the entry under that name instead of the header's. Its sibling, the Unicode
 #: Comment field (0x6375), names nothing and is left alone.
 UNICODE_PATH_FIELD = 0x7075
-#: A local file header: signature, 22 bytes we do not need, name length, extra field length.
-_LOCAL_HEADER = struct.Struct("<4s22xHH")
+#: A local file header (APPNOTE 4.3.7): signature, version, flags, method, time, date, CRC-32,
+#: compressed and uncompressed size, name length, extra field length.
+_LOCAL_HEADER = struct.Struct("<4sHHHHHIIIHH")
+#: Extra fields that make an entry a symbolic link for Info-ZIP unzip whatever its attributes:
+#: PKWARE Unix (0x000d: times, uid, gid in 12 bytes, then the link target) and Info-ZIP's ASi
+#: Unix (0x756e: CRC, mode, device size, uid, gid in 14 bytes, then the link target).
+_PKWARE_UNIX, _ASI_UNIX = 0x000D, 0x756E
+#: Characters no file name holds: C0/C1 controls (NUL ends the name in C tools, which then write
+#: another file than the one checked; a line break forges log lines) and the bidirectional
+#: overrides that show ``flu_1\u202ecsv.exe`` as another name.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 _MESSAGES: dict[str, tuple[str, str]] = {
     "bad_org_code": ("医疗机构代码“{detail}”无效（应为22位，含正确校验位的组织机构代码）",
@@ -83,7 +96,15 @@ _MESSAGES: dict[str, tuple[str, str]] = {
                     "{entry}",
                     "unsafe path inside the zip (absolute, drive letter, '..', or two different "
                     "names for one entry): {entry}"),
+    "bad_name": ("压缩包内文件名含有控制字符（如空字符、换行）：{entry}",
+                 "an entry name holds a control character (NUL, line break, direction override): {entry}"),
     "symlink": ("压缩包内不允许包含符号链接：{entry}", "symbolic links are not allowed: {entry}"),
+    "hidden_entry": ("压缩包内有目录中未列出的文件（逐个解压的工具会解出它）：{entry}",
+                     "the zip holds an entry its directory does not list (a streaming unzip would "
+                     "unpack it): {entry}"),
+    "header_mismatch": ("压缩包的目录与文件头不一致（{detail}），请重新压缩后上传：{entry}",
+                        "the entry's two headers disagree ({detail}); re-create the zip and upload "
+                        "again: {entry}"),
     "duplicate_entry": ("压缩包内文件重名：{entry}", "two entries have the same name: {entry}"),
     "nested_archive": ("压缩包内不允许再包含压缩包，请直接放入 csv 文件：{entry}",
                        "archives inside the zip are not allowed; put the csv files in directly: "
@@ -98,6 +119,9 @@ _MESSAGES: dict[str, tuple[str, str]] = {
                       "{entry}"),
     "stream_mismatch": ("文件属于 {detail} 数据，与指定的上传类别不符：{entry}",
                         "the file belongs to stream {detail}, not the stream given: {entry}"),
+    "file_too_large": ("单个文件解压后超过上限 {detail}，请按日期或科室拆分成多个文件后上传：{entry}",
+                       "one file unpacks to more than the limit of {detail}; split it (by day or "
+                       "department) into several files and upload again: {entry}"),
     "too_much_data": ("解压后数据量超过上限 {detail}：{entry}",
                       "uncompressed content exceeds the limit of {detail}: {entry}"),
     "compression_ratio": ("压缩比异常（{detail}），疑似压缩炸弹：{entry}",
@@ -197,8 +221,19 @@ def _unsafe_entry(info: zipfile.ZipInfo) -> bool:
     return _unsafe(info.filename) or _unsafe(display_name(info))
 
 
-def _is_symlink(info: zipfile.ZipInfo) -> bool:
-    return info.create_system == 3 and stat.S_ISLNK(info.external_attr >> 16)
+def _is_symlink(info: zipfile.ZipInfo, local_extra: bytes) -> bool:
+    """A link for some unzip tool: Unix mode bits saying so (whatever ``create_system`` claims:
+    Info-ZIP honours them for MS-DOS and macOS creators too), or an extra field carrying a link
+    target or a link mode, in either header."""
+    if stat.S_ISLNK(info.external_attr >> 16):
+        return True
+    for field_id, data in _extra_fields(info.extra) + _extra_fields(local_extra):
+        if field_id == _PKWARE_UNIX and len(data) > 12:
+            return True
+        if field_id == _ASI_UNIX and len(data) >= 6 and (
+                stat.S_ISLNK(struct.unpack_from("<H", data, 4)[0]) or len(data) > 14):
+            return True
+    return False
 
 
 def _open(path: Path) -> zipfile.ZipFile:
@@ -214,10 +249,11 @@ def _open(path: Path) -> zipfile.ZipFile:
 
 
 def check_zip(path: Path, *, max_zip_bytes: int, max_uncompressed_bytes: int, max_ratio: int,
-              stream: str | None = None, upload_name: str | None = None) -> ZipSummary:
+              max_file_bytes: int, stream: str | None = None, upload_name: str | None = None) -> ZipSummary:
     """Apply every intake rule to the zip at ``path``; return what it holds or raise
     :class:`ZipRejected` naming the first problem. ``upload_name`` is the name the file was
-    uploaded under (defaults to the path's name)."""
+    uploaded under (defaults to the path's name); ``max_file_bytes`` bounds each entry
+    uncompressed (what ingest can hold), ``max_uncompressed_bytes`` the whole archive."""
     path = Path(path)
     name = upload_name or path.name
     if not name.lower().endswith(".zip"):
@@ -232,8 +268,9 @@ def check_zip(path: Path, *, max_zip_bytes: int, max_uncompressed_bytes: int, ma
         if not infos:
             raise ZipRejected("empty_zip", name)
         entries = _check_entries(infos, stream)
-        _check_sizes(listed, max_uncompressed_bytes, max_ratio, name, size)
-        _test_content(zf, infos, max_uncompressed_bytes, name)
+        _check_sizes(listed, max_uncompressed_bytes, max_ratio, name, size, max_file_bytes)
+        _check_local_chain(path, listed, zf.start_dir)
+        _test_content(zf, listed, max_uncompressed_bytes, name, max_file_bytes)
     streams = {spec.dataset(e.dataset_id).stream for e in entries}
     return ZipSummary(stream=streams.pop(), entries=tuple(entries))
 
@@ -256,59 +293,150 @@ def _check_paths(path: Path, listed: list[zipfile.ZipInfo], zip_name: str) -> No
     with path.open("rb") as fh:
         for info in listed:
             shown = display_name(info)
+            if _CONTROL.search(info.orig_filename) or _CONTROL.search(shown):
+                raise ZipRejected("bad_name", _CONTROL.sub("?", shown))
             if _unsafe_entry(info):
                 raise ZipRejected("unsafe_path", shown)
             try:
-                others = _other_names(fh, info)
+                local = _local_header(fh, info)
+                others = _other_names(info, local)
             except ValueError as exc:
                 raise ZipRejected("corrupt_zip", zip_name, f"{shown}: {exc}") from None
             for name in others:
+                if _CONTROL.search(name):
+                    raise ZipRejected("bad_name", _CONTROL.sub("?", name))
                 if _unsafe(name):
                     raise ZipRejected("unsafe_path", name)
             if not _header_readings(info).issuperset(others):
                 raise ZipRejected("unsafe_path", shown)
-            if _is_symlink(info):
+            if _is_symlink(info, local.extra):
                 raise ZipRejected("symlink", shown)
+            if local.method != info.compress_type:
+                raise ZipRejected("header_mismatch", shown,
+                                  f"compression method {info.compress_type} / {local.method}, 压缩方法")
+            if (info.flag_bits | local.flags) & 0x1:  # ignored entries too: nobody can check them
+                raise ZipRejected("encrypted", shown)
 
 
-def _other_names(fh: BinaryIO, info: zipfile.ZipInfo) -> list[str]:
+@dataclass(frozen=True)
+class _Local:
+    """What a local file header says (the fields the checks compare with the directory)."""
+
+    flags: int
+    method: int
+    name: bytes
+    extra: bytes
+
+    @property
+    def size(self) -> int:
+        return _LOCAL_HEADER.size + len(self.name) + len(self.extra)
+
+
+def _read_local(fh: BinaryIO, offset: int) -> _Local | None:
+    """The local file header at ``offset``, None when none starts there. Raises ValueError for
+    one cut short."""
+    fh.seek(offset)
+    head = fh.read(_LOCAL_HEADER.size)
+    if len(head) < _LOCAL_HEADER.size or not head.startswith(b"PK\x03\x04"):
+        return None
+    _, _, flags, method, *_, name_len, extra_len = _LOCAL_HEADER.unpack(head)
+    name, extra = fh.read(name_len), fh.read(extra_len)
+    if len(name) < name_len or len(extra) < extra_len:
+        raise ValueError("local file header cut short")
+    return _Local(flags, method, name, extra)
+
+
+def _local_header(fh: BinaryIO, info: zipfile.ZipInfo) -> _Local:
+    local = _read_local(fh, info.header_offset)
+    if local is None:
+        raise ValueError("no local file header where the central directory points")
+    return local
+
+
+def _other_names(info: zipfile.ZipInfo, local: _Local) -> list[str]:
     """Names the entry has besides the central directory's name field: the Unicode Path fields
     of both headers, and the local header's name when its bytes differ from the central one's
     (zipfile compares the two only for the entries it opens, not for folders and artefacts).
-    Raises ValueError for a local header or extra field that does not parse."""
-    fh.seek(info.header_offset)
-    head = fh.read(_LOCAL_HEADER.size)
-    if len(head) < _LOCAL_HEADER.size or not head.startswith(b"PK\x03\x04"):
-        raise ValueError("no local file header where the central directory points")
-    _, name_len, extra_len = _LOCAL_HEADER.unpack(head)
-    local_name, local_extra = fh.read(name_len), fh.read(extra_len)
-    if len(local_name) < name_len or len(local_extra) < extra_len:
-        raise ValueError("local file header cut short")
-    names = _unicode_paths(info.extra) + _unicode_paths(local_extra)
-    if local_name != _raw_name(info):
-        names.append(local_name.decode("utf-8" if info.flag_bits & 0x800 else "cp437"))
+    Raises ValueError for an extra field that does not parse."""
+    names = _unicode_paths(info.extra) + _unicode_paths(local.extra)
+    if local.name != _raw_name(info):
+        names.append(_local_name(local))
     return names
 
 
-def _unicode_paths(extra: bytes) -> list[str]:
-    """The names in the Unicode Path fields of an extra block: id and size (2 bytes each), then
-    the data (APPNOTE 4.5.1). One to three stray bytes after the last field are tolerated, as
-    zipfile does (alignment padding). Raises ValueError for a field running past the block, a
-    Unicode Path field too short for its version and CRC, of a version other than 1 (a layout
-    we cannot read) or whose name is not UTF-8."""
-    names: list[str] = []
+def _local_name(local: _Local) -> str:
+    return local.name.decode("utf-8" if local.flags & 0x800 else "cp437", errors="replace")
+
+
+def _extra_fields(extra: bytes) -> list[tuple[int, bytes]]:
+    """(id, data) of each field of an extra block: id and size (2 bytes each), then the data
+    (APPNOTE 4.5.1). One to three stray bytes after the last field are tolerated, as zipfile
+    does (alignment padding). Raises ValueError for a field running past the block."""
+    fields = []
     at = 0
     while at + 4 <= len(extra):
         field_id, size = struct.unpack_from("<HH", extra, at)
         data = extra[at + 4:at + 4 + size]
         if len(data) < size:
             raise ValueError(f"extra field 0x{field_id:04x} runs past the end of its block")
+        fields.append((field_id, data))
+        at += 4 + size
+    return fields
+
+
+def _unicode_paths(extra: bytes) -> list[str]:
+    """The names in the Unicode Path fields of an extra block. Raises ValueError for a field
+    too short for its version and CRC, of a version other than 1 (a layout we cannot read) or
+    whose name is not UTF-8."""
+    names: list[str] = []
+    for field_id, data in _extra_fields(extra):
         if field_id == UNICODE_PATH_FIELD:
-            if size < 5 or data[0] != 1:
+            if len(data) < 5 or data[0] != 1:
                 raise ValueError("unreadable Unicode Path extra field (0x7075)")
             names.append(data[5:].decode("utf-8"))
-        at += 4 + size
     return names
+
+
+def _check_local_chain(path: Path, listed: list[zipfile.ZipInfo], directory_at: int) -> None:
+    """Walk the local headers one after another, as a streaming extractor (Java's
+    ZipInputStream, ``unzip -`` from a pipe, many upload scanners) does, and require exactly
+    the entries the central directory lists, at the offsets it gives.
+
+    Why: such a tool never reads the directory, so an entry present only in the local headers
+    (``../../x`` between two listed ones), entries overlapping each other, or a local header in
+    the gap before the directory would be unpacked though every check here passed on the
+    directory's view. Sizes come from the directory (a local header may leave them to a data
+    descriptor, which is skipped with its optional signature and Zip64 sizes)."""
+    by_offset = {info.header_offset: info for info in listed}
+    at = reached = 0
+    with path.open("rb") as fh:
+        while True:
+            try:
+                local = _read_local(fh, at)
+            except ValueError:
+                local = None
+            if local is None:
+                break
+            info = by_offset.get(at)
+            if info is None:
+                raise ZipRejected("hidden_entry", _local_name(local))
+            reached += 1
+            at += local.size + info.compress_size
+            if local.flags & 0x8:  # a data descriptor follows the data
+                fh.seek(at)
+                at += (4 if fh.read(4) == b"PK\x07\x08" else 0) + 4
+                zip64 = any(fid == 0x0001 for fid, _ in _extra_fields(local.extra))
+                at += 16 if zip64 else 8
+        if reached != len(listed) or len(by_offset) != len(listed):
+            missed = next((i for i in listed if i.header_offset >= at), listed[-1])
+            raise ZipRejected("header_mismatch", display_name(missed),
+                              "entries overlap, or are not where the directory says")
+        if at < directory_at:
+            fh.seek(at)
+            gap = fh.read(directory_at - at)
+            if (found := gap.find(b"PK\x03\x04")) >= 0:
+                local = _read_local(fh, at + found)
+                raise ZipRejected("hidden_entry", _local_name(local) if local else path.name)
 
 
 def _raw_name(info: zipfile.ZipInfo) -> bytes:
@@ -339,9 +467,12 @@ def _check_entries(infos: list[zipfile.ZipInfo], stream: str | None) -> list[Ent
         if info.flag_bits & 0x1:
             raise ZipRejected("encrypted", shown)
         base = entry_basename(info)
-        if base.lower() in seen:
+        # twins by case (Windows, macOS) or by Unicode normal form (macOS writes NFD): one file
+        # system would unpack both as one file, and which one wins depends on the tool
+        key = unicodedata.normalize("NFC", base).casefold()
+        if key in seen:
             raise ZipRejected("duplicate_entry", shown)
-        seen.add(base.lower())
+        seen.add(key)
         suffix = PurePosixPath(base.lower()).suffix
         if suffix in ARCHIVE_SUFFIXES:
             raise ZipRejected("nested_archive", shown)
@@ -360,7 +491,7 @@ def _check_entries(infos: list[zipfile.ZipInfo], stream: str | None) -> list[Ent
 
 
 def _check_sizes(listed: list[zipfile.ZipInfo], max_total: int, max_ratio: int, zip_name: str,
-                 zip_bytes: int) -> None:
+                 zip_bytes: int, max_file: int) -> None:
     """Declared sizes: refuse bombs before decompressing anything.
 
     The ratio is checked per entry and for the archive as a whole, or many entries just under
@@ -372,6 +503,8 @@ def _check_sizes(listed: list[zipfile.ZipInfo], max_total: int, max_ratio: int, 
     for info in listed:
         total += info.file_size
         packed += info.compress_size
+        if info.file_size > max_file:
+            raise ZipRejected("file_too_large", display_name(info), _human(max_file))
         if total > max_total:
             raise ZipRejected("too_much_data", display_name(info), _human(max_total))
         if info.file_size > RATIO_MIN_BYTES:
@@ -386,24 +519,34 @@ def _check_ratio(size: int, compressed: int, max_ratio: int, entry: str) -> None
         raise ZipRejected("compression_ratio", entry, f"{ratio:.0f}:1 > {max_ratio}:1")
 
 
-def _test_content(zf: zipfile.ZipFile, infos: list[zipfile.ZipInfo], max_total: int,
-                  zip_name: str) -> None:
-    """Decompress every entry once: CRCs must match, archives must not hide behind .csv, and
-    the real output must stay within the declared sizes (zipfile stops at the declared size and
-    then fails the CRC, so a lying header cannot inflate past it; the counters are the belt to
-    those braces)."""
+def _is_archive(first: bytes) -> bool:
+    """Whether an entry's first bytes (up to 512) are an archive's, a UTF-8 BOM allowed before."""
+    return first.removeprefix(b"\xef\xbb\xbf").startswith(ARCHIVE_MAGIC) or first[257:262] == b"ustar"
+
+
+def _test_content(zf: zipfile.ZipFile, listed: list[zipfile.ZipInfo], max_total: int,
+                  zip_name: str, max_file: int) -> None:
+    """Decompress every entry once, ignored ones included (the archive is kept as uploaded, and
+    may be unpacked whole later): CRCs must match, archives must not hide behind any name, and
+    the real output must stay within the declared sizes and the per-file limit (zipfile stops at
+    the declared size and then fails the CRC, so a lying header cannot inflate past it; the
+    counters are the belt to those braces)."""
     total = 0
-    for info in infos:
+    for info in listed:
+        if info.is_dir():
+            continue
         shown = display_name(info)
         produced = 0
         try:
             with zf.open(info) as fh:
-                first = fh.read(8)
-                if first.startswith(ARCHIVE_MAGIC):
+                first = fh.read(512)
+                if _is_archive(first):
                     raise ZipRejected("nested_archive", shown)
                 produced = len(first)
                 while chunk := fh.read(CHUNK):
                     produced += len(chunk)
+                    if produced > max_file:
+                        raise ZipRejected("file_too_large", shown, _human(max_file))
                     if produced > info.file_size or total + produced > max_total:
                         raise ZipRejected("too_much_data", shown, _human(max_total))
         except _DAMAGED as exc:
