@@ -372,6 +372,16 @@ class Registry:
             row = con.execute(sa.select(uploads).where(uploads.c.upload_id == upload_id)).first()
         return dict(row._mapping) if row else None
 
+    def known(self, upload_ids: Iterable[str]) -> set[str]:
+        """Which of these upload ids the registry holds (in chunks: a landing bucket may hold
+        thousands of objects)."""
+        ids, found = list(upload_ids), set()
+        with self._read() as con:
+            for start in range(0, len(ids), 500):
+                found.update(con.scalars(sa.select(uploads.c.upload_id)
+                                         .where(uploads.c.upload_id.in_(ids[start:start + 500]))))
+        return found
+
     def find_by_sha(self, org_code: str, sha256: str) -> dict | None:
         """The org's accepted upload of exactly these bytes, if any."""
         query = (sa.select(uploads)
@@ -551,6 +561,15 @@ class Registry:
                                  .values(**values))
         if result.rowcount != 1:
             raise KeyError(f"unknown upload {upload_id}")
+
+    def reset_for_reprocess(self, upload_id: str, message_zh: str, message_en: str) -> None:
+        """An operator lands the upload again: ``landed``, its failures and suspicion cleared
+        (the data team has looked at it), no owner."""
+        with self._write() as con:
+            con.execute(uploads.update().where(uploads.c.upload_id == upload_id)
+                        .values(status="landed", stage="ingest", failures=0, suspect=0, claimed_by=None,
+                                in_flight=False, message_zh=message_zh, message_en=message_en,
+                                updated_at=utc_iso()))
 
     # --- errors -------------------------------------------------------------------------------
 

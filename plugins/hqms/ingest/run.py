@@ -32,6 +32,23 @@ def sweep_landing(cfg: hqms_config.Config, registry: Registry, store: ObjectStor
     return removed
 
 
+def report_orphans(cfg: hqms_config.Config, registry: Registry, store: ObjectStore) -> int:
+    """Alert on landing objects the registry does not know (it was lost, or restored from an
+    older backup): nothing would ever process, alert on or sweep them. Not fatal — the uploads
+    the registry knows are processed as usual; ``hqms registry recover`` brings the rest back."""
+    from hqms.alerts import Alert, send
+    from hqms.recover import describe, landing_orphans
+
+    orphans = landing_orphans(cfg, registry, store)
+    if orphans:
+        log.error("%d landing objects are unknown to the registry (lost or restored from an older backup?): "
+                  "%s; run `hqms registry recover`", len(orphans), describe(orphans))
+        send(Alert("registry_orphans", f"{len(orphans)} landed upload(s) unknown to the registry; "
+                   "run `hqms registry recover`", {"count": len(orphans)},
+                   tuple({"upload_id": o.upload_id, "bucket": o.bucket} for o in orphans[:100])))
+    return len(orphans)
+
+
 def claim() -> list[list[str]]:
     """Plan the run: hand dead runs' claims back, then every landed upload, oldest first, in
     batches of at most ``HQMS_BATCH_MAX_UPLOADS``; each batch is one mapped DAG task, which
@@ -44,7 +61,9 @@ def claim() -> list[list[str]]:
     # nothing is claimed (or charged) while the keys are fixed
     load_keyring(cfg)
     registry = Registry.from_config(cfg)
-    sweep_landing(cfg, registry, ObjectStore.from_config(cfg))
+    store = ObjectStore.from_config(cfg)
+    sweep_landing(cfg, registry, store)
+    report_orphans(cfg, registry, store)
     # also when nothing is claimed: a dead run's plaintext must not wait for the next upload
     sweep_work(cfg)
     released = registry.release_dead(partial(owner_alive, cfg), cfg.max_attempts,
