@@ -168,15 +168,23 @@ def test_kill_9_at_every_moment_three_times_in_a_row_costs_no_upload_anything(cl
         registry = Registry.from_config(cfg)
         marker = clean_env / "reached"
         # default stale timeout (2 h) and lease (5 min): every next run must see the death at once
+        owed = dict.fromkeys(ids, 0)  # a death is owed by the upload alone in flight, if any
+        in_flight_together = 0
         for moment in ("after_claim", "staging", "validation", "merge"):
             _run_killed_at(moment, marker)
             rows = registry.list_uploads()
             assert any(u["status"] == "processing" for u in rows), f"{moment}: the kill came too late"
-            assert {u["failures"] for u in rows} == {0}, f"{moment}: a death among several charged one"
+            flying = [u["upload_id"] for u in rows if u["in_flight"]]
+            if len(flying) == 1:
+                owed[flying[0]] += 1
+            in_flight_together += len(flying) > 1
+        assert in_flight_together >= 2, "no kill hit a round of several uploads"
         _run_clean()
         rows = registry.list_uploads()
         assert {u["status"] for u in rows} == {"processed"}, [(u["upload_id"], u["status"]) for u in rows]
-        assert max(u["failures"] for u in rows) == 0
+        # nobody paid for a death among several; at most the upload that ran alone did
+        assert {u["upload_id"]: u["failures"] for u in rows} == owed
+        assert max(owed.values()) < cfg.max_attempts
         assert _warehouse(cfg.warehouse_path) == expected
     finally:
         embedded_s3.stop(cfg)
