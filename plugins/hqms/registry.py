@@ -431,7 +431,8 @@ class Registry:
         now = datetime.now(UTC)
         with self._write() as con:
             rows = [dict(r._mapping) for r in con.execute(
-                sa.select(uploads).where(uploads.c.status == "processing").with_for_update())]
+                sa.select(uploads).where(uploads.c.status == "processing")
+                .with_for_update(skip_locked=True))]  # rows a live run is writing: it lives
             dead = [r for r in rows if _claim_dead(r, alive, now, lease, stale_after)]
             return self._after_death(con, dead, max_attempts, status="landed")
 
@@ -446,7 +447,7 @@ class Registry:
             rows = [dict(r._mapping) for r in con.execute(
                 sa.select(uploads).where(uploads.c.upload_id.in_(list(upload_ids)),
                                          uploads.c.status.in_(("landed", "processing")))
-                .with_for_update())]
+                .with_for_update(skip_locked=True))]  # rows another run is taking right now
             taken = [r for r in rows if r["status"] == "landed"
                      or not r["claimed_by"] or alive(r["claimed_by"]) is not True]
             dead = [r for r in taken if r["status"] == "processing"]
