@@ -10,12 +10,12 @@ import shutil
 import subprocess
 import sys
 import zipfile
-from datetime import datetime
 from pathlib import Path
 
 import pytest
 
-from hqms import config, embedded_s3
+from conftest import submit_plan
+from hqms import config
 from hqms.cli import main as hqms
 from hqms.registry import Registry
 
@@ -40,17 +40,6 @@ for batch in claim():
 MOUNT = 'mount -t tmpfs -o size={mb}m tmpfs "$HQMS_WORK_DIR" && exec "$0" "$@"'
 
 
-@pytest.fixture
-def home(tmp_path, monkeypatch):
-    for name in [k for k in os.environ if k.startswith("HQMS_")]:
-        monkeypatch.delenv(name)
-    monkeypatch.setenv("HQMS_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("HQMS_MAX_RATIO", "100000")  # the large CSV repeats itself: it packs tightly
-    monkeypatch.setenv("HQMS_MAX_ATTEMPTS", "1")  # one failure alone is enough to see the outcome
-    yield tmp_path
-    embedded_s3.stop(config.load())
-
-
 def _inflate(zip_path: Path, megabytes: int) -> None:
     """Rewrite the upload's CSV with its data rows repeated to ``megabytes`` (same name, same
     encoding): a real export, only large."""
@@ -66,22 +55,20 @@ def _inflate(zip_path: Path, megabytes: int) -> None:
     zip_path.write_bytes(out.getvalue())
 
 
-def test_an_upload_larger_than_the_work_disk_fails_alone_with_its_reason(home):
+def test_an_upload_larger_than_the_work_disk_fails_alone_with_its_reason(s3_store, tmp_path, monkeypatch):
     if not shutil.which("unshare") or subprocess.run(
-            ["unshare", "-Urm", "sh", "-c", f"mount -t tmpfs -o size=1m tmpfs {home}"]).returncode != 0:
+            ["unshare", "-Urm", "sh", "-c", f"mount -t tmpfs -o size=1m tmpfs {tmp_path}"]).returncode != 0:
         pytest.skip("no mount namespace here: cannot mount a small tmpfs")
-    from hqms.intake.submit import submit
-
-    gen = home / "gen"
+    monkeypatch.setenv("HQMS_MAX_RATIO", "100000")  # the large CSV repeats itself: it packs tightly
+    monkeypatch.setenv("HQMS_MAX_ATTEMPTS", "1")  # one failure alone is enough to see the outcome
+    gen = tmp_path / "gen"
     assert hqms(["generate", "--hospitals", "3", "--start", "2025-01-06", "--days", "1", "--seed", "7",
                  "--streams", "flu", "--out", str(gen), "--quiet"]) == 0
     assert hqms(["keys", "init"]) == 0
     with (gen / "upload_plan.csv").open(encoding="utf-8") as fh:
-        plan = list(csv.DictReader(fh))
-    large = plan[1]
+        large = list(csv.DictReader(fh))[1]
     _inflate(gen / large["zip"], LARGE_CSV_MB)
-    ids = [submit(gen / r["zip"], r["org_code"], r["uploader"],
-                  received_at=datetime.fromisoformat(r["planned_received_at"])).upload_id for r in plan]
+    ids = submit_plan(gen)
     large_id = ids[1]
     cfg = config.load()
     cfg.work_dir.mkdir(parents=True, exist_ok=True)

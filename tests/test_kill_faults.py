@@ -3,19 +3,18 @@ time) charge no innocent upload, are recognised by the next run at once, and lea
 exactly as a run without faults would (issue 16, item 1)."""
 from __future__ import annotations
 
-import csv
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import time
-from datetime import datetime
 from pathlib import Path
 
 import duckdb
 import pytest
 
+from conftest import submit_plan
 from hqms import config, embedded_s3
 from hqms.cli import main as hqms
 from hqms.registry import Registry
@@ -82,15 +81,6 @@ def _generate(out: Path, hospitals: int) -> None:
                  "--seed", "16", "--streams", "flu", "--out", str(out), "--quiet"]) == 0
 
 
-def _submit_all(gen: Path) -> list[str]:
-    from hqms.intake.submit import submit
-
-    with (gen / "upload_plan.csv").open(encoding="utf-8") as fh:
-        return [submit(gen / r["zip"], r["org_code"], r["uploader"],
-                       received_at=datetime.fromisoformat(r["planned_received_at"])).upload_id
-                for r in csv.DictReader(fh)]
-
-
 def _child(**env: str) -> subprocess.Popen:
     """A run in its own process group (as Airflow's task runner or a systemd unit runs it)."""
     return subprocess.Popen([sys.executable, "-c", CHILD], env={**os.environ, **env},
@@ -153,7 +143,7 @@ def test_kill_9_at_every_moment_three_times_in_a_row_costs_no_upload_anything(cl
     calm = _use_home(monkeypatch, clean_env / "calm")
     try:
         assert hqms(["keys", "init"]) == 0
-        calm_ids = _submit_all(gen)
+        calm_ids = submit_plan(gen)
         _run_clean()
     finally:
         embedded_s3.stop(calm)
@@ -163,7 +153,7 @@ def test_kill_9_at_every_moment_three_times_in_a_row_costs_no_upload_anything(cl
     cfg = _use_home(monkeypatch, clean_env / "faults")
     shutil.copytree(calm.keys_dir, cfg.keys_dir)
     try:
-        ids = _submit_all(gen)
+        ids = submit_plan(gen)
         assert len(ids) == len(calm_ids) >= 6
         registry = Registry.from_config(cfg)
         marker = clean_env / "reached"
@@ -197,7 +187,7 @@ def test_an_upload_that_kills_every_run_ends_failed_alone(clean_env, monkeypatch
     monkeypatch.setenv("HQMS_MAX_ATTEMPTS", "2")
     try:
         assert hqms(["keys", "init"]) == 0
-        ids = _submit_all(gen)
+        ids = submit_plan(gen)
         poison = ids[1]
         registry = Registry.from_config(cfg)
         deaths = 0

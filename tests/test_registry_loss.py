@@ -4,15 +4,14 @@ doctor and the ingest DAG's claim step report the uploads the object store still
 vault manifests and the warehouse's ops rows), and a damaged registry file is a clear error."""
 from __future__ import annotations
 
-import csv
 import logging
-import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from hqms import config, doctor, embedded_s3
+from conftest import submit_plan
+from hqms import config, doctor
 from hqms.cli import main as hqms
 from hqms.ingest.run import claim, process
 from hqms.objectstore import ObjectStore
@@ -27,34 +26,16 @@ KEPT = ("upload_id", "stream", "org_code", "channel", "file_name", "sha256", "si
         "object_key", "status", "record_count", "conforming_count", "message_zh", "message_en")
 
 
-@pytest.fixture
-def home(tmp_path, monkeypatch):
-    for name in [k for k in os.environ if k.startswith("HQMS_")]:
-        monkeypatch.delenv(name)
-    monkeypatch.setenv("HQMS_HOME", str(tmp_path / "home"))
-    yield tmp_path
-    embedded_s3.stop(config.load())
-
-
-def _submit_all(gen: Path) -> list[str]:
-    from hqms.intake.submit import submit
-
-    with (gen / "upload_plan.csv").open(encoding="utf-8") as fh:
-        return [submit(gen / r["zip"], r["org_code"], r["uploader"],
-                       received_at=datetime.fromisoformat(r["planned_received_at"])).upload_id
-                for r in csv.DictReader(fh)]
-
-
 def _registry_file(cfg: config.Config) -> Path:
     return Path(cfg.registry_url.removeprefix("sqlite:///"))
 
 
-def test_a_lost_registry_is_noticed_and_rebuilt(home, capsys, caplog):
-    gen = home / "gen"
+def test_a_lost_registry_is_noticed_and_rebuilt(s3_store, tmp_path, capsys, caplog):
+    gen = tmp_path / "gen"
     assert hqms(["generate", "--hospitals", "2", "--start", "2025-01-06", "--days", "2", "--seed", "6",
                  "--streams", "flu", "--out", str(gen), "--quiet"]) == 0
     assert hqms(["keys", "init"]) == 0
-    ids = _submit_all(gen)
+    ids = submit_plan(gen)
     process(ids[:2])  # two processed (vault + warehouse), two still landed
     cfg = config.load()
     registry = Registry.from_config(cfg)
@@ -103,24 +84,24 @@ def test_a_lost_registry_is_noticed_and_rebuilt(home, capsys, caplog):
     assert "unknown to the registry" not in caplog.text
 
 
-def test_the_ingest_claim_step_alerts_on_orphans(home, caplog, monkeypatch):
-    import hqms.recover
+def test_the_ingest_claim_step_alerts_on_orphans(s3_store, tmp_path, caplog, monkeypatch):
+    from hqms import recover
 
-    gen = home / "gen"
+    gen = tmp_path / "gen"
     assert hqms(["generate", "--hospitals", "1", "--start", "2025-01-06", "--days", "1", "--seed", "6",
                  "--streams", "flu", "--out", str(gen), "--quiet"]) == 0
     assert hqms(["keys", "init"]) == 0
-    (uid,) = _submit_all(gen)
+    (uid,) = submit_plan(gen)
     cfg = config.load()
     _registry_file(cfg).unlink()
-    monkeypatch.setattr(hqms.recover, "GRACE", timedelta(0))  # the object is seconds old here
+    monkeypatch.setattr(recover, "GRACE", timedelta(0))  # the object is seconds old here
     caplog.set_level(logging.INFO)
     assert claim() == []  # the registry knows nothing to process …
     assert "1 landing objects are unknown to the registry" in caplog.text and uid in caplog.text
     assert "registry_orphans" in caplog.text  # … and the alert went out (the log channel at least)
 
 
-def test_a_damaged_registry_is_a_clear_error(home, capsys):
+def test_a_damaged_registry_is_a_clear_error(hqms_home, capsys):
     assert hqms(["keys", "init"]) == 0
     cfg = config.load()
     Registry.from_config(cfg)

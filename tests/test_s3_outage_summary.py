@@ -3,13 +3,11 @@ must say what happened — every upload processed, landing objects left for the 
 "N uploads left for retry"; the next run's sweep removes the landing objects."""
 from __future__ import annotations
 
-import csv
 import logging
-import os
-from datetime import datetime
 
 import pytest
 
+from conftest import submit_plan
 from hqms import config, embedded_s3
 from hqms.cli import main as hqms
 from hqms.ingest.run import claim, process
@@ -19,26 +17,12 @@ from hqms.registry import Registry
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture
-def home(tmp_path, monkeypatch):
-    for name in [k for k in os.environ if k.startswith("HQMS_")]:
-        monkeypatch.delenv(name)
-    monkeypatch.setenv("HQMS_HOME", str(tmp_path / "home"))
-    yield tmp_path
-    embedded_s3.stop(config.load())
-
-
-def test_an_outage_while_recording_is_reported_truthfully(home, monkeypatch, caplog):
-    from hqms.intake.submit import submit
-
-    gen = home / "gen"
+def test_an_outage_while_recording_is_reported_truthfully(s3_store, tmp_path, monkeypatch, caplog):
+    gen = tmp_path / "gen"
     assert hqms(["generate", "--hospitals", "3", "--start", "2025-01-06", "--days", "1", "--seed", "8",
                  "--streams", "flu", "--out", str(gen), "--quiet"]) == 0
     assert hqms(["keys", "init"]) == 0
-    with (gen / "upload_plan.csv").open(encoding="utf-8") as fh:
-        ids = [submit(gen / r["zip"], r["org_code"], r["uploader"],
-                      received_at=datetime.fromisoformat(r["planned_received_at"])).upload_id
-               for r in csv.DictReader(fh)]
+    ids = submit_plan(gen)
     cfg = config.load()
 
     # the S3 server goes down (really: its process is stopped) once the first outcome is recorded
