@@ -41,17 +41,19 @@ MOUNT = 'mount -t tmpfs -o size={mb}m tmpfs "$HQMS_WORK_DIR" && exec "$0" "$@"'
 
 
 def _inflate(zip_path: Path, megabytes: int) -> None:
-    """Rewrite the upload's CSV with its data rows repeated to ``megabytes`` (same name, same
-    encoding): a real export, only large."""
+    """Rewrite the upload with its largest CSV's data rows repeated to ``megabytes`` (same names,
+    same encoding): a real export, only large."""
     with zipfile.ZipFile(zip_path) as zf:
-        (info,) = [i for i in zf.infolist() if not i.is_dir()]
-        text = zf.read(info).decode("gb18030")
-    header, *rows = text.splitlines(keepends=True)
-    body = "".join(rows)
-    repeats = megabytes * 2**20 // len(body.encode("gb18030")) + 1
+        entries = [(info, zf.read(info)) for info in zf.infolist()]
+    largest = max(entries, key=lambda entry: len(entry[1]))[0]
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
-        zf.writestr(info.filename, (header + body * repeats).encode("gb18030"))
+        for info, data in entries:
+            if info is largest:
+                header, *rows = data.decode("gb18030").splitlines(keepends=True)
+                body = "".join(rows).encode("gb18030")
+                data = header.encode("gb18030") + body * (megabytes * 2**20 // len(body) + 1)
+            zf.writestr(info.filename, data)
     zip_path.write_bytes(out.getvalue())
 
 

@@ -12,9 +12,11 @@ import pytest
 
 from conftest import submit_plan
 from hqms import config, doctor
+from hqms import registry as registry_module
 from hqms.cli import main as hqms
 from hqms.ingest.run import claim, process
 from hqms.objectstore import ObjectStore
+from hqms import recover
 from hqms.recover import GRACE, find_orphans
 from hqms.registry import Registry, RegistryCorrupt
 
@@ -30,7 +32,16 @@ def _registry_file(cfg: config.Config) -> Path:
     return Path(cfg.registry_url.removeprefix("sqlite:///"))
 
 
-def test_a_lost_registry_is_noticed_and_rebuilt(s3_store, tmp_path, capsys, caplog):
+def _lose_registry(cfg: config.Config) -> None:
+    """Delete the registry file as an operator (or a restore) would, between processes: every
+    CLI command and Airflow task is a new process, which creates its tables anew."""
+    path = _registry_file(cfg)
+    for name in (path.name, path.name + "-wal", path.name + "-shm"):
+        (path.parent / name).unlink(missing_ok=True)
+    registry_module._ensure_schema.cache_clear()
+
+
+def test_a_lost_registry_is_noticed_and_rebuilt(s3_store, tmp_path, capsys, caplog, monkeypatch):
     gen = tmp_path / "gen"
     assert hqms(["generate", "--hospitals", "2", "--start", "2025-01-06", "--days", "2", "--seed", "6",
                  "--streams", "flu", "--out", str(gen), "--quiet"]) == 0
@@ -44,7 +55,7 @@ def test_a_lost_registry_is_noticed_and_rebuilt(s3_store, tmp_path, capsys, capl
     assert {before[i]["status"] for i in ids[2:]} == {"landed"}
     assert all(before[i]["status"] != "landed" for i in ids[:2])
 
-    _registry_file(cfg).unlink()  # lost (a restore from an older backup looks the same)
+    _lose_registry(cfg)  # (a restore from an older backup looks the same)
     later = datetime.now(UTC) + GRACE + timedelta(seconds=1)
     store = ObjectStore.from_config(cfg)
     orphans = find_orphans(cfg, store, Registry.from_config(cfg).known, vault=True, now=later)
@@ -58,6 +69,7 @@ def test_a_lost_registry_is_noticed_and_rebuilt(s3_store, tmp_path, capsys, capl
     assert check.status == doctor.FAIL and "hqms registry recover" in check.fix
     assert all(i in check.message for i in ids[:2])
 
+    monkeypatch.setattr(recover, "GRACE", timedelta(0))  # the landing objects are seconds old here
     assert hqms(["registry", "recover", "--dry-run"]) == 0
     assert Registry.from_config(cfg).list_uploads() == []
     assert hqms(["registry", "recover"]) == 0
@@ -85,20 +97,19 @@ def test_a_lost_registry_is_noticed_and_rebuilt(s3_store, tmp_path, capsys, capl
 
 
 def test_the_ingest_claim_step_alerts_on_orphans(s3_store, tmp_path, caplog, monkeypatch):
-    from hqms import recover
-
     gen = tmp_path / "gen"
     assert hqms(["generate", "--hospitals", "1", "--start", "2025-01-06", "--days", "1", "--seed", "6",
                  "--streams", "flu", "--out", str(gen), "--quiet"]) == 0
     assert hqms(["keys", "init"]) == 0
     (uid,) = submit_plan(gen)
     cfg = config.load()
-    _registry_file(cfg).unlink()
+    _lose_registry(cfg)
     monkeypatch.setattr(recover, "GRACE", timedelta(0))  # the object is seconds old here
     caplog.set_level(logging.INFO)
     assert claim() == []  # the registry knows nothing to process …
     assert "1 landing objects are unknown to the registry" in caplog.text and uid in caplog.text
-    assert "registry_orphans" in caplog.text  # … and the alert went out (the log channel at least)
+    # … and the alert went out (the log channel at least)
+    assert "ALERT" in caplog.text and "1 landed upload(s) unknown to the registry" in caplog.text
 
 
 def test_a_damaged_registry_is_a_clear_error(hqms_home, capsys):
