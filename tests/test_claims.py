@@ -94,7 +94,7 @@ def test_a_live_run_hands_back_what_it_could_not_finish(registry: Registry) -> N
     registry.acquire(ids, "host|run-a", _alive, 2)
     released = registry.release({ids[0]: None, ids[1]: ("放不下", "did not fit")}, 2)
     assert [(u["status"], u["failures"]) for u in released] == [("landed", 0), ("landed", 1)]
-    assert registry.get(ids[1])["message_en"] == "did not fit"
+    assert registry.get(ids[1])["message_en"] == "did not fit; it will be retried — there is no need to send it again"
     registry.acquire([ids[1]], "host|run-b", _alive, 2)
     (again,) = registry.release({ids[1]: ("放不下", "did not fit")}, 2)
     assert again["status"] == "failed" and again["message_en"].startswith("did not fit; ")

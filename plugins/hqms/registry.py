@@ -471,7 +471,7 @@ class Registry:
         released = []
         for upload_id, values in _death_values(dead, max_attempts).items():
             if values.get("status") != "failed":
-                values["status"] = status
+                values["status"] = status  # a charged one not yet exhausted goes the same way
             stmt = (uploads.update()
                     .where(uploads.c.upload_id == upload_id, uploads.c.status == "processing")
                     .values(**values, updated_at=utc_iso()).returning(*uploads.c))
@@ -494,28 +494,20 @@ class Registry:
                         .values(in_flight=flying, updated_at=utc_iso()))
 
     def release(self, left: dict[str, tuple[str, str] | None], max_attempts: int) -> list[dict]:
-        """A live run hands back uploads it could not finish. ``left`` maps each id to None
-        (not its fault: an S3 outage; no failure charged) or to the (zh, en) reason it failed
-        alone (charged; the reason becomes the message, and ``failed`` once exhausted)."""
-        released = []
+        """A live run hands back uploads it could not finish. ``left`` maps each id to None (not
+        its fault: an S3 outage; nothing charged) or to the (zh, en) cause of its failing alone
+        (a failure charged; the cause is what its hospital reads, ``failed`` once exhausted)."""
         with self._write() as con:
-            for upload_id, reason in left.items():
+            rows = [dict(r._mapping) for r in con.execute(
+                sa.select(uploads).where(uploads.c.upload_id.in_(list(left)), uploads.c.status == "processing")
+                .with_for_update())]
+            for row in rows:
                 values: dict[str, object] = dict(status="landed", claimed_by=None, in_flight=False,
                                                  updated_at=utc_iso())
-                if reason is not None:
-                    values.update(failures=uploads.c.failures + 1, message_zh=reason[0],
-                                  message_en=reason[1])
-                stmt = (uploads.update()
-                        .where(uploads.c.upload_id == upload_id, uploads.c.status == "processing")
-                        .values(**values).returning(*uploads.c))
-                released += [dict(r._mapping) for r in con.execute(stmt)]
-            exhausted = [r["upload_id"] for r in released if r["failures"] >= max_attempts]
-            if exhausted:
-                con.execute(uploads.update().where(uploads.c.upload_id.in_(exhausted))
-                            .values(status="failed",
-                                    message_zh=sa.func.coalesce(uploads.c.message_zh, "") + _FAILED_ZH,
-                                    message_en=sa.func.coalesce(uploads.c.message_en, "") + _FAILED_EN))
-        return [self.get(r["upload_id"]) for r in released]
+                if (cause := left[row["upload_id"]]) is not None:
+                    values.update(_charge(row["failures"] + 1, cause, max_attempts))
+                con.execute(uploads.update().where(uploads.c.upload_id == row["upload_id"]).values(**values))
+        return [self.get(r["upload_id"]) for r in rows]
 
     def claim_pending(self, limit: int | None = None,
                       stale_after: timedelta = DEFAULT_STALE_AFTER) -> list[dict]:
@@ -614,12 +606,21 @@ def _error_row(upload_id: str, seq: int, e: ErrorRecord) -> tuple:
             e.message_zh, e.message_en, e.value_masked)
 
 
-#: Appended to the last failure's reason when an upload is given up on (hospital and data team).
-_FAILED_ZH = "；多次处理均未成功，已通知数据管理团队处理，无需重新上传"
-_FAILED_EN = ("; processing failed repeatedly: the data team has been alerted and will reprocess it "
-              "— there is no need to send it again")
-#: The reason of a death while an upload ran alone (no exception to read: the process was killed).
+#: What follows the cause of a charged failure: a retry comes, or (exhausted) people take over.
+_RETRY = ("，将自动重试，无需重新上传", "; it will be retried — there is no need to send it again")
+_GIVEN_UP = ("；多次处理均未成功，已通知数据管理团队处理，无需重新上传",
+             "; processing failed repeatedly: the data team has been alerted and will reprocess it "
+             "— there is no need to send it again")
+#: The cause of a death while an upload ran alone (no exception to read: the process was killed).
 DIED_ALONE = ("处理进程在处理本上传时意外终止", "the ingest process died while processing this upload alone")
+
+
+def _charge(failures: int, cause: tuple[str, str], max_attempts: int) -> dict[str, object]:
+    """Column values of an upload charged its ``failures``-th failure for ``cause``."""
+    given_up = failures >= max_attempts
+    tail = _GIVEN_UP if given_up else _RETRY
+    return dict(failures=failures, status="failed" if given_up else "landed",
+                message_zh=cause[0] + tail[0], message_en=cause[1] + tail[1])
 
 
 def _claim_dead(row: dict, alive: Callable[[str], bool | None], now: datetime,
@@ -636,7 +637,8 @@ def _claim_dead(row: dict, alive: Callable[[str], bool | None], now: datetime,
 def _death_values(dead: list[dict], max_attempts: int) -> dict[str, dict]:
     """Column values for the claims of dead owners, per upload id: the one upload in flight
     alone is charged a failure; uploads in flight together become suspects of that group size
-    (the next run bisects them); uploads not in flight are innocent."""
+    (the next run bisects them); uploads not in flight are innocent. ``status`` is set only for
+    a charged upload (landed or failed); the caller decides the others'."""
     by_owner: dict[str | None, list[dict]] = {}
     for row in dead:
         by_owner.setdefault(row["claimed_by"], []).append(row)
@@ -644,15 +646,10 @@ def _death_values(dead: list[dict], max_attempts: int) -> dict[str, dict]:
     for rows in by_owner.values():
         flying = sum(1 for r in rows if r["in_flight"])
         for row in rows:
-            failures, suspect = row["failures"], row["suspect"]
             change: dict[str, object] = dict(claimed_by=None, in_flight=False)
             if row["in_flight"] and flying == 1:
-                failures += 1
-                change.update(failures=failures, message_zh=DIED_ALONE[0], message_en=DIED_ALONE[1])
+                change.update(_charge(row["failures"] + 1, DIED_ALONE, max_attempts))
             elif row["in_flight"]:
                 change["suspect"] = flying
-            if failures >= max_attempts:
-                change.update(status="failed", message_zh=DIED_ALONE[0] + _FAILED_ZH,
-                              message_en=DIED_ALONE[1] + _FAILED_EN)
             values[row["upload_id"]] = change
     return values

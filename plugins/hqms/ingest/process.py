@@ -78,19 +78,16 @@ class BatchIncomplete(RuntimeError):
     """Some uploads of a batch could not be processed; they are handed back for a retry."""
 
 
-#: Why an upload is handed back: None = not its fault (S3 down), else the (zh, en) reason it
-#: failed alone — a failure charged to it, the message the hospital reads.
+#: Why an upload is handed back: None = not its fault (S3 down), else the (zh, en) cause of its
+#: failing alone — a failure charged to it; its hospital reads the cause (Registry.release).
 Reason = tuple[str, str] | None
 #: An upload that broke a round alone, for no reason the pipeline knows (a bug meeting its file).
-CRASHED = ("处理本上传时出现内部错误，将自动重试；无需重新上传",
-           "processing this upload raised an internal error; it will be retried — no need to send it again")
+CRASHED = ("处理本上传时出现内部错误", "processing this upload raised an internal error")
 #: An upload whose stored bytes do not verify or could not be vaulted.
-NOT_STORED = ("接收的原始文件校验或加密存档未成功，将自动重试；无需重新上传",
-              "the received file could not be verified or vaulted; it will be retried — no need to send it again")
+NOT_STORED = ("接收的原始文件校验或加密存档未成功", "the received file could not be verified or vaulted")
 #: An upload whose unpacked data did not fit in the work folder while it ran alone.
-DISK_FULL = ("本上传解压后的数据超出处理服务器的工作空间，暂时无法处理；数据管理团队已收到通知，无需重新上传",
-             "this upload's unpacked data did not fit in the processing server's work space; the data team "
-             "has been alerted — no need to send it again")
+DISK_FULL = ("本上传解压后的数据超出处理服务器的工作空间，暂时无法处理",
+             "this upload's unpacked data did not fit in the processing server's work space")
 _DISK_ERRNOS = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
 _DISK_TEXTS = ("no space left on device", "file too large", "disk quota exceeded")
 
