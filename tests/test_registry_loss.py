@@ -112,7 +112,7 @@ def test_the_ingest_claim_step_alerts_on_orphans(s3_store, tmp_path, caplog, mon
     assert "ALERT" in caplog.text and "1 landed upload(s) unknown to the registry" in caplog.text
 
 
-def test_a_damaged_registry_is_a_clear_error(hqms_home, capsys):
+def test_a_damaged_registry_is_a_clear_error(s3_store, capsys):
     assert hqms(["keys", "init"]) == 0
     cfg = config.load()
     Registry.from_config(cfg)
