@@ -106,17 +106,17 @@ def test_owner_liveness_is_the_run_folders_lock(hqms_home: Path) -> None:
     cfg = config.load()
     with run_folder(cfg, "u1+0") as work:
         owner = run_owner(work)
-        assert owner_alive(cfg, owner) is True
+        assert owner_alive(owner) is True
         # another process sees the same: the lock is the kernel's, not this process's memory
-        probe = ("import sys; from hqms import config; from hqms.workdir import owner_alive;"
-                 "print(owner_alive(config.load(), sys.argv[1]))")
+        probe = ("import sys; from hqms.workdir import owner_alive;"
+                 "print(owner_alive(sys.argv[1]))")
         out = subprocess.run([sys.executable, "-c", probe, owner], capture_output=True, text=True, check=True)
         assert out.stdout.strip() == "True"
-    assert owner_alive(cfg, owner) is False
+    assert owner_alive(owner) is False
     # a folder left by a run that died (no lock on it) is dead too
     (dead := cfg.work_dir / "runs" / "u2+0.dead").mkdir(parents=True)
-    assert owner_alive(cfg, run_owner(dead)) is False
-    assert owner_alive(cfg, "another-host|u3+0.x") is None
+    assert owner_alive(run_owner(dead)) is False
+    assert owner_alive("another-host|u3+0.x") is None
 
 
 def test_an_older_registry_file_gets_the_new_columns(hqms_home: Path) -> None:

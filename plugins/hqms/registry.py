@@ -88,7 +88,7 @@ uploads = sa.Table(
     sa.Column("updated_at", sa.String(32), nullable=False),
     # failures charged to this upload alone (a death or crash while it ran alone); see the top
     sa.Column("failures", sa.Integer, nullable=False, default=0, server_default="0"),
-    sa.Column("claimed_by", sa.String(255)),  # owner of a processing claim: host|run folder
+    sa.Column("claimed_by", sa.String(512)),  # owner of a processing claim: host|run folder
     sa.Column("heartbeat_at", sa.String(32)),  # the owner's last sign of life
     sa.Column("in_flight", sa.Boolean, nullable=False, default=False, server_default=sa.false()),
     sa.Column("suspect", sa.Integer, nullable=False, default=0, server_default="0"),  # died among N

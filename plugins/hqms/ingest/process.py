@@ -47,7 +47,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from functools import partial
 from itertools import groupby
 from pathlib import Path
 
@@ -453,7 +452,7 @@ def process_batch(upload_ids: list[str], cfg: hqms_config.Config | None = None) 
     run_id = f"{upload_ids[0]}+{len(upload_ids) - 1}"
     with run_folder(cfg, run_id) as work:
         owner = run_owner(work)
-        uploads = registry.acquire(upload_ids, owner, partial(owner_alive, cfg), cfg.max_attempts)
+        uploads = registry.acquire(upload_ids, owner, owner_alive, cfg.max_attempts)
         if not uploads:
             return []
         with _heartbeat(registry, owner, cfg.claim_lease_seconds):

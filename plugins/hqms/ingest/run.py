@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
-from functools import partial
 
 from hqms import config as hqms_config
 from hqms.objectstore import ObjectStore
@@ -66,7 +65,7 @@ def claim() -> list[list[str]]:
     report_orphans(cfg, registry, store)
     # also when nothing is claimed: a dead run's plaintext must not wait for the next upload
     sweep_work(cfg)
-    released = registry.release_dead(partial(owner_alive, cfg), cfg.max_attempts,
+    released = registry.release_dead(owner_alive, cfg.max_attempts,
                                      lease=timedelta(seconds=cfg.claim_lease_seconds),
                                      stale_after=timedelta(seconds=cfg.stale_claim_seconds))
     for upload in released:
