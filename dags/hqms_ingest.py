@@ -32,7 +32,8 @@ WAREHOUSE_POOL = "hqms_warehouse"
 def hqms_ingest() -> None:
     @task
     def claim_uploads() -> list[list[str]]:
-        """Sweep leftovers of finished uploads, then claim landed (and stale) ones in batches."""
+        """Sweep leftovers, alert on landing objects the registry does not know, hand dead runs'
+        claims back, then plan the landed uploads in batches (each ``process`` task acquires its own)."""
         from hqms.ingest.run import claim
 
         return claim()

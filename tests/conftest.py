@@ -105,6 +105,20 @@ def generate_day(out: Path, seed: int) -> dict:
     return {"dir": out, "org": plan["flu"]["org_code"], "zips": {s: out / "g" / r["zip"] for s, r in plan.items()}}
 
 
+def submit_plan(gen: Path) -> list[str]:
+    """Submit every zip of a generated ``upload_plan.csv`` as planned (receipt time included)
+    to the current HQMS_HOME; returns the upload ids in plan order."""
+    import csv
+    from datetime import datetime
+
+    from hqms.intake.submit import submit
+
+    with (gen / "upload_plan.csv").open(encoding="utf-8") as fh:
+        return [submit(gen / r["zip"], r["org_code"], r["uploader"],
+                       received_at=datetime.fromisoformat(r["planned_received_at"])).upload_id
+                for r in csv.DictReader(fh)]
+
+
 def edit_csv_in_zip(src: Path, dst: Path, prefix: str, edit: Callable[[list[list[str]]], None]) -> Path:
     """Copy an upload, letting ``edit`` change the rows (header first) of its ``prefix`` CSVs in
     place; GBK and CRLF as the exporters write them."""

@@ -45,7 +45,8 @@ def test_stopped_s3_is_reported_not_restarted(ready_home: config.Config,
     assert s3.status == FAIL
     assert "S3 unreachable" in s3.message and "not running" in s3.message
     assert "hqms s3 start" in s3.fix
-    assert all(r.status == OK for name, r in results.items() if name != "s3")
+    assert all(r.status == OK for name, r in results.items() if name not in ("s3", "orphans"))
+    assert results["orphans"].status == WARN and "not checked" in results["orphans"].message
     assert not embedded_s3.status(ready_home)["running"], "the doctor must not restart the server"
     assert cli.main(["doctor"]) == 1
     failed = [line for line in capsys.readouterr().out.splitlines() if line.startswith("FAIL")]
@@ -115,9 +116,11 @@ def test_broken_registry_and_airflow_db(ready_home: config.Config, tmp_path: Pat
     monkeypatch.setenv("HQMS_REGISTRY_URL", f"sqlite:///{garbage}")
     monkeypatch.setenv("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", f"sqlite:///{garbage}")
     results = by_name(doctor.run_checks())
-    for name in ("registry", "airflow-db"):
-        assert results[name].status == FAIL and "unreachable" in results[name].message
-    assert "HQMS_REGISTRY_URL" in results["registry"].fix
+    assert results["airflow-db"].status == FAIL and "unreachable" in results["airflow-db"].message
+    # a damaged registry file is named as such, with the way back (issue 16: registry loss)
+    assert results["registry"].status == FAIL and "damaged" in results["registry"].message
+    assert "hqms registry recover" in results["registry"].fix
+    assert results["orphans"].status == WARN and "registry unreadable" in results["orphans"].message
     assert "SQL_ALCHEMY_CONN" in results["airflow-db"].fix
 
 

@@ -68,7 +68,9 @@ def test_a_poison_upload_is_isolated_then_marked_failed(home, monkeypatch, caplo
 
     registry = Registry.from_config(config.load())
     states = {i: registry.get(i)["status"] for i in ids}
-    assert states[poison] == "processing"
+    # handed back at once, charged one failure (it broke a round alone); the others were not
+    assert states[poison] == "landed" and registry.get(poison)["failures"] == 1
+    assert {registry.get(i)["failures"] for i in ids if i != poison} == {0}
     assert all(s == "processed" for i, s in states.items() if i != poison), states
     assert SECRET not in caplog.text and NAME not in caplog.text
     assert "RuntimeError" in caplog.text and poison in caplog.text
@@ -79,7 +81,7 @@ def test_a_poison_upload_is_isolated_then_marked_failed(home, monkeypatch, caplo
         process([poison])
     assert claim() == []
     upload = registry.get(poison)
-    assert (upload["status"], upload["attempts"]) == ("failed", 2)
+    assert (upload["status"], upload["attempts"], upload["failures"]) == ("failed", 2, 2)
     assert "data team" in upload["message_en"]
     # the hospital's bytes are still there for an operator's reprocess
     cfg = config.load()

@@ -67,8 +67,12 @@ class Config:
     duckdb_threads: int = 2
     #: A ``processing`` claim older than this is presumed dead (kill -9) and handed out again.
     stale_claim_seconds: int = 7200
-    #: Claims an upload gets; one whose claim goes stale this often is marked ``failed``.
+    #: Failures an upload may cause alone (a crash, or a death while it alone was in flight)
+    #: before it is marked ``failed``; deaths among several uploads charge none of them.
     max_attempts: int = 3
+    #: A run refreshes its claims' heartbeat every quarter of this; a claim without one for this
+    #: long belongs to a dead run (of another host: same-host deaths are seen at once by lock).
+    claim_lease_seconds: int = 300
     #: One ingest batch (one mapped task) takes at most this many uploads, and stages at most
     #: this many bytes of CSV at a time (DuckDB holds staged text at ≈ 6x its CSV size).
     batch_max_uploads: int = 200
@@ -128,6 +132,7 @@ class Config:
             "duckdb": {"memory_limit": self.duckdb_memory_limit, "threads": self.duckdb_threads},
             "stale_claim_seconds": self.stale_claim_seconds,
             "max_attempts": self.max_attempts,
+            "claim_lease_seconds": self.claim_lease_seconds,
         }
 
 
@@ -175,6 +180,7 @@ def load() -> Config:
         duckdb_threads=int(_env("HQMS_DUCKDB_THREADS", "2") or 2),
         stale_claim_seconds=int(_env("HQMS_STALE_CLAIM_SECONDS", "7200") or 7200),
         max_attempts=int(_env("HQMS_MAX_ATTEMPTS", "3") or 3),
+        claim_lease_seconds=int(_env("HQMS_CLAIM_LEASE_SECONDS", "300") or 300),
         batch_max_uploads=int(_env("HQMS_BATCH_MAX_UPLOADS", "200") or 200),
         batch_max_bytes=int(_env("HQMS_BATCH_MAX_BYTES", str(128 * 1024 * 1024)) or 128 * 1024 * 1024),
     )

@@ -1,7 +1,7 @@
 """``hqms doctor``: is this installation able to work, and if not, what exactly to fix.
 
-One line per check — configuration, object store and buckets, keys, warehouse, registry, Airflow
-metadata DB — each ``OK``, ``WARN`` (works, but look) or ``FAIL`` with the fix; exit 1 on any
+One line per check — configuration, object store and buckets, keys, warehouse, registry, uploads
+the registry does not know (orphans), Airflow metadata DB — each ``OK``, ``WARN`` (works, but look) or ``FAIL`` with the fix; exit 1 on any
 FAIL. Run it after deploying (the compose init does), after changing ``.env``, and first when
 something breaks.
 
@@ -184,8 +184,79 @@ def _database_check(name: str, url: str, marker: str, created_by: str, fix: str)
 
 
 def check_registry(cfg: config.Config) -> Check:
+    sqlite = _sqlite_file(cfg.registry_url)
+    if sqlite is not None and sqlite.exists():
+        try:
+            _probe_database(cfg.registry_url, "uploads")
+        except sa.exc.DatabaseError as exc:
+            if "not a database" in str(exc.orig) or "malformed" in str(exc.orig):
+                raise _Failed(f"{sqlite} is damaged: not a readable SQLite database",
+                              "stop ingest, move the file aside, restore the newest backup (or start "
+                              "empty), then `hqms registry recover` (docs/operations.md, Registry loss)") from None
     return _database_check("registry", cfg.registry_url, "uploads", "the first submit",
                            "start the database or correct HQMS_REGISTRY_URL")
+
+
+def _known_ids(url: str) -> Callable[[list[str]], set[str]]:
+    """Which upload ids the registry holds, read without creating anything (no table: none)."""
+    def known(ids: list[str]) -> set[str]:
+        sqlite = _sqlite_file(url)
+        if not ids or (sqlite is not None and not sqlite.exists()):
+            return set()
+        engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+        try:
+            with engine.connect() as con:
+                if not sa.inspect(con).has_table("uploads"):
+                    return set()
+                table = sa.table("uploads", sa.column("upload_id"))
+                found: set[str] = set()
+                for start in range(0, len(ids), 500):
+                    found.update(con.scalars(sa.select(table.c.upload_id)
+                                             .where(table.c.upload_id.in_(ids[start:start + 500]))))
+                return found
+        finally:
+            engine.dispose()
+    return known
+
+
+def check_orphans(cfg: config.Config) -> Check:
+    """Landing objects (and, when the registry is empty, vault copies) the registry does not
+    know: a registry deleted or restored from an older backup. Nothing else would notice —
+    ingest only reads the registry."""
+    from hqms import recover
+
+    try:
+        store = _store(cfg)
+    except _Failed:
+        return Check("orphans", WARN, "not checked: S3 unreachable (see the s3 line)")
+    known = _known_ids(cfg.registry_url)
+    try:
+        orphans = recover.find_orphans(cfg, store, known, vault=False)
+        if not orphans and not _registry_has_uploads(cfg.registry_url):
+            vaulted = next((k for k in store.list(cfg.buckets["vault"]) if k.endswith(".manifest.json")), None)
+            if vaulted:
+                orphans = recover.find_orphans(cfg, store, known, vault=True)
+    except sa.exc.DatabaseError:
+        return Check("orphans", WARN, "not checked: registry unreadable (see the registry line)")
+    if orphans:
+        raise _Failed(f"{len(orphans)} upload(s) in the object store unknown to the registry (lost or restored "
+                      f"from an older backup?): {recover.describe(orphans)}",
+                      "run `hqms registry recover` (docs/operations.md, Registry loss)")
+    return Check("orphans", OK, "every landed upload is known to the registry")
+
+
+def _registry_has_uploads(url: str) -> bool:
+    sqlite = _sqlite_file(url)
+    if sqlite is not None and not sqlite.exists():
+        return False
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as con:
+            if not sa.inspect(con).has_table("uploads"):
+                return False
+            return con.execute(sa.text("SELECT 1 FROM uploads LIMIT 1")).first() is not None
+    finally:
+        engine.dispose()
 
 
 def airflow_db_url(cfg: config.Config) -> str | None:
@@ -210,6 +281,7 @@ CHECKS: tuple[tuple[str, Callable[[config.Config], Check]], ...] = (
     ("keys", check_keys),
     ("warehouse", check_warehouse),
     ("registry", check_registry),
+    ("orphans", check_orphans),
     ("airflow-db", check_airflow),
 )
 

@@ -15,6 +15,7 @@ import hashlib
 import io
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit
 
@@ -188,6 +189,13 @@ class ObjectStore:
 
     def delete(self, bucket: str, key: str) -> None:
         self._call(self._client.remove_object, bucket, key)
+
+    def list_modified(self, bucket: str, prefix: str = "") -> Iterator[tuple[str, datetime]]:
+        """(key, last modified) under ``prefix``: how old an object is, e.g. to tell one a
+        submit is recording right now from one nobody recorded (hqms.recover)."""
+        with self._guard():
+            for obj in self._client.list_objects(bucket, prefix=prefix, recursive=True):
+                yield obj.object_name, obj.last_modified
 
     def list(self, bucket: str, prefix: str = "") -> Iterator[str]:
         """Keys under ``prefix`` (recursive), in the server's (lexicographic) order."""

@@ -1,5 +1,5 @@
-"""Operations commands (docs/operations.md): reprocess an upload from its vault original, and
-rebuild marts for a date range or a month.
+"""Operations commands (docs/operations.md): reprocess an upload (from landing, or from its vault
+original), re-register what a lost registry forgot, and rebuild marts for a date range or a month.
 
 Why these exist: after a rule fix or a key rotation the data team must be able to run an upload
 again exactly as the hospital sent it — the plaintext is gone from landing by design, so the only
@@ -33,14 +33,15 @@ class Reprocessed:
     previous_status: str
 
 
-def reprocess(upload_id: str, private_key_hex: str, cfg: config.Config | None = None) -> Reprocessed:
-    """Restore ``upload_id``'s original from the vault, re-land it verified, mark it ``landed``.
+def reprocess(upload_id: str, private_key_hex: str | None, cfg: config.Config | None = None) -> Reprocessed:
+    """Land ``upload_id``'s original again, verified, and mark it ``landed`` (failures cleared).
 
-    The next ``hqms_ingest`` run (or ``hqms ingest ID``) processes it again. The local plaintext
-    copy lives only in the work directory for the duration of the call.
+    Without a private key the plaintext landing object is used while it is still there (a
+    ``failed`` upload keeps it until it is processed): no offline key is needed to retry what
+    crashed. With the key (or when landing no longer holds it) the vault original is restored
+    and re-landed. Either way the bytes must hash to what intake recorded. The next
+    ``hqms_ingest`` run (or ``hqms ingest ID``) processes it again.
     """
-    from hqms import vault
-    from hqms.intake.zipcheck import sha256_file
     from hqms.objectstore import ObjectStore
     from hqms.registry import Registry
 
@@ -48,11 +49,33 @@ def reprocess(upload_id: str, private_key_hex: str, cfg: config.Config | None = 
     registry = Registry.from_config(cfg)
     upload = registry.get(upload_id)
     if upload is None:
-        raise UserError(f"unknown upload {upload_id}")
+        raise UserError(f"unknown upload {upload_id} (if the registry was lost, run `hqms registry recover` first)")
     if upload["status"] not in REPROCESSABLE or not upload.get("object_key"):
         raise UserError(f"upload {upload_id} is {upload['status']} at {upload['stage']}: it was never "
                         "landed, so there is no original to reprocess")
     store = ObjectStore.from_config(cfg)
+    bucket = cfg.buckets["landing"]
+    if private_key_hex is None:
+        if store.stat(bucket, upload["object_key"]) is None:
+            raise UserError(f"the landing copy of {upload_id} is gone (it was processed); restore it from "
+                            "the vault with --private-key")
+        if store.sha256(bucket, upload["object_key"]) != upload["sha256"]:
+            raise UserError(f"the landing copy of {upload_id} does not match the sha256 recorded at intake; "
+                            "restore it from the vault with --private-key")
+        zh, en = "运维重新处理：使用仍在接收区的原始文件", "reprocess requested: the original still in landing is used"
+    else:
+        _reland_from_vault(store, cfg, upload, private_key_hex)
+        zh, en = "运维重新处理：已从加密存档恢复原始文件", "reprocess requested: original restored from the vault"
+    registry.reset_for_reprocess(upload_id, message_zh=zh, message_en=en)
+    return Reprocessed(upload_id, upload["object_key"], int(upload["size_bytes"]), upload["status"])
+
+
+def _reland_from_vault(store, cfg: config.Config, upload: dict, private_key_hex: str) -> None:
+    """Decrypt the vault original (plaintext only in a private run folder) and land it, verified."""
+    from hqms import vault
+    from hqms.intake.zipcheck import sha256_file
+
+    upload_id = upload["upload_id"]
     with run_folder(cfg, f"reprocess-{upload_id}") as work:  # the decrypted original is plaintext
         local = work / "original.zip"
         try:
@@ -66,9 +89,6 @@ def reprocess(upload_id: str, private_key_hex: str, cfg: config.Config | None = 
         store.put_file(bucket, upload["object_key"], local)
         if store.sha256(bucket, upload["object_key"]) != upload["sha256"]:
             raise UserError(f"re-landed object of {upload_id} does not verify; try again")
-    registry.set_status(upload_id, "landed", message_zh="运维重新处理：已从加密存档恢复原始文件",
-                        message_en="reprocess requested: original restored from the vault")
-    return Reprocessed(upload_id, upload["object_key"], int(upload["size_bytes"]), upload["status"])
 
 
 # --------------------------------------------------------------------------- marts backfill
@@ -122,9 +142,19 @@ def backfill(date_from: date, date_to: date, cfg: config.Config | None = None,
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("reprocess", help="restore an upload's original from the vault and land it again")
     p.add_argument("upload_id")
-    p.add_argument("--private-key", required=True, type=Path,
-                   help="file holding the vault SM2 private key (64 hex digits)")
+    p.add_argument("--private-key", type=Path,
+                   help="file holding the vault SM2 private key (64 hex digits); without it the "
+                        "original still in landing is used (a failed upload keeps it)")
     p.set_defaults(func=_cli_reprocess)
+
+    r = sub.add_parser("registry", help="registry loss: list or re-register uploads the registry does not know")
+    verbs = r.add_subparsers(dest="registry_command", required=True, metavar="ACTION")
+    verbs.add_parser("orphans", help="landing objects and vault copies the registry does not know "
+                                     "(exit 1 if any)").set_defaults(func=_cli_orphans)
+    rec = verbs.add_parser("recover", help="re-register them from S3 metadata, vault manifests and "
+                                           "the warehouse's ops records")
+    rec.add_argument("--dry-run", action="store_true", help="show what would be registered")
+    rec.set_defaults(func=_cli_recover)
 
     b = sub.add_parser("backfill", help="rebuild and publish the marts for a date range or a month")
     period = b.add_mutually_exclusive_group(required=True)
@@ -138,9 +168,38 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _cli_reprocess(args: argparse.Namespace) -> int:
     from hqms.vault import read_private_key_file
 
-    done = reprocess(args.upload_id, read_private_key_file(args.private_key))
-    print(f"{done.upload_id}: was {done.previous_status}; original restored and landed again "
-          f"({done.size_bytes} bytes); the next hqms_ingest run processes it")
+    key = read_private_key_file(args.private_key) if args.private_key else None
+    done = reprocess(args.upload_id, key)
+    source = "restored from the vault and landed again" if key else "still in landing, verified"
+    print(f"{done.upload_id}: was {done.previous_status}; original {source} ({done.size_bytes} bytes); "
+          "the next hqms_ingest run processes it")
+    return 0
+
+
+def _cli_orphans(args: argparse.Namespace) -> int:
+    from hqms import recover
+    from hqms.objectstore import ObjectStore
+    from hqms.registry import Registry
+
+    cfg = config.load()
+    orphans = recover.find_orphans(cfg, ObjectStore.from_config(cfg), Registry.from_config(cfg).known,
+                                   vault=True)
+    for orphan in orphans:
+        print(f"{orphan.upload_id}\t{orphan.bucket}\t{orphan.key}")
+    print(f"{len(orphans)} object(s) the registry does not know"
+          + ("; run `hqms registry recover`" if orphans else ""))
+    return 1 if orphans else 0
+
+
+def _cli_recover(args: argparse.Namespace) -> int:
+    from hqms import recover
+
+    done = recover.recover(dry_run=args.dry_run)
+    for item in done:
+        print(f"{item.upload_id}\t{item.status}\t{item.source}")
+    verb = "would be re-registered" if args.dry_run else "re-registered"
+    print(f"{len(done)} upload(s) {verb}"
+          + ("; landed ones are processed by the next hqms_ingest run" if done and not args.dry_run else ""))
     return 0
 
 

@@ -13,7 +13,20 @@ Status life cycle::
     intake ── rejected                      (zip rules, bad org code; nothing landed)
            ── duplicate                     (same bytes already accepted for the org)
            ── landed → processing → processed | partially_accepted | rejected   (ingest)
-                            └──→ failed   (crashed HQMS_MAX_ATTEMPTS times: the data team's turn)
+                  ↑            ├──→ landed   (its run died or left it for retry: claimed again)
+                  └────────────┴──→ failed   (it alone broke a run HQMS_MAX_ATTEMPTS times:
+                                              the data team's turn; ``hqms reprocess`` re-lands it)
+
+Claims and deaths (why the columns ``claimed_by``, ``heartbeat_at``, ``in_flight``, ``suspect``
+and ``failures`` exist): a run that dies (kill -9, OOM, reboot) cannot say which of its uploads
+killed it, and charging all of them spent the attempts of up to 200 innocent uploads. So a run
+*owns* its claims (``claimed_by``: host and locked run folder, :mod:`hqms.workdir`), keeps them
+alive with a heartbeat, and marks each upload ``in_flight`` exactly while it fetches, stages,
+validates or merges it. :meth:`Registry.release_dead` hands a dead run's claims back at once
+(same host: its folder lock is gone; other hosts: no heartbeat for ``lease``; always: the stale
+backstop) and charges a *failure* only to an upload that was alone in flight; uploads that were in
+flight together become *suspects* and are run in halves (bisection) until the one that kills
+runs alone. ``attempts`` counts claims (information only); ``failures`` decides ``failed``.
 
 At most one *accepted* upload (landed, processing, processed, partially_accepted) exists per
 (org_code, sha256): a partial unique index enforces it, so two concurrent submits of the same
@@ -27,7 +40,7 @@ import re
 import secrets
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from itertools import islice
@@ -36,6 +49,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from hqms import config, identifiers
+from hqms.cli import UserError
 from hqms.validators import id_card_valid
 
 STATUSES = ("landed", "processing", "processed", "partially_accepted", "rejected", "duplicate", "failed")
@@ -70,8 +84,14 @@ uploads = sa.Table(
     sa.Column("record_count", sa.Integer),
     sa.Column("conforming_count", sa.Integer),
     sa.Column("duplicate_of", sa.String(32)),
-    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),  # claims, for information
     sa.Column("updated_at", sa.String(32), nullable=False),
+    # failures charged to this upload alone (a death or crash while it ran alone); see the top
+    sa.Column("failures", sa.Integer, nullable=False, default=0, server_default="0"),
+    sa.Column("claimed_by", sa.String(512)),  # owner of a processing claim: host|run folder
+    sa.Column("heartbeat_at", sa.String(32)),  # the owner's last sign of life
+    sa.Column("in_flight", sa.Boolean, nullable=False, default=False, server_default=sa.false()),
+    sa.Column("suspect", sa.Integer, nullable=False, default=0, server_default="0"),  # died among N
 )
 sa.Index("ix_uploads_org_received", uploads.c.org_code, uploads.c.received_at)
 sa.Index("ix_uploads_status_received", uploads.c.status, uploads.c.received_at)
@@ -238,14 +258,51 @@ def _engine(url: str) -> Engine:
     return engine
 
 
+class RegistryCorrupt(UserError):
+    """The registry database cannot be read (garbage bytes, a truncated or damaged file).
+
+    A :class:`~hqms.cli.UserError`: the CLI prints it without a traceback (exit 2) and an Airflow
+    task fails with it as its message."""
+
+    def __init__(self, url: str, exc: BaseException) -> None:
+        detail = str(getattr(exc, "orig", exc)).splitlines()[0][:200]
+        super().__init__(
+            f"the upload registry {config._mask_url(url)} is damaged and cannot be read ({detail}). "
+            "Nothing was changed. Recover: stop ingest, move the file aside (keep it for analysis), "
+            "restore the newest backup (or start empty), then run `hqms registry recover` to "
+            "re-register every landed or vaulted upload the registry does not know "
+            "(docs/operations.md, Registry loss)")
+
+
+#: What SQLite says about a file that is not (or no longer) a database.
+_CORRUPT_MARKERS = ("file is not a database", "malformed", "file is encrypted", "not a database")
+
+
+@contextlib.contextmanager
+def _guard(url: str) -> Iterator[None]:
+    """Turn a damaged registry's driver errors into :class:`RegistryCorrupt`."""
+    try:
+        yield
+    except sa.exc.DatabaseError as exc:
+        if any(m in str(exc.orig).lower() for m in _CORRUPT_MARKERS):
+            raise RegistryCorrupt(url, exc) from None
+        raise
+
+
 @functools.cache
 def _ensure_schema(url: str) -> None:
-    """Create missing tables once per process (inside a write transaction: processes racing on a
-    fresh SQLite file take turns)."""
-    with _engine(url).connect() as con:
+    """Create missing tables and columns once per process (inside a write transaction:
+    processes racing on a fresh SQLite file take turns). Columns added by later versions are
+    added to an existing table with a plain ``ALTER TABLE … ADD COLUMN`` (SQLite and Postgres)."""
+    with _guard(url), _engine(url).connect() as con:
         con.execution_options(write=True)
         with con.begin():
             metadata.create_all(con)
+            present = {c["name"] for c in sa.inspect(con).get_columns(uploads.name)}
+            for column in uploads.columns:
+                if column.name not in present:
+                    ddl = sa.schema.CreateColumn(column).compile(dialect=con.dialect)
+                    con.exec_driver_sql(f"ALTER TABLE {uploads.name} ADD COLUMN {ddl}")
 
 
 class Registry:
@@ -264,10 +321,15 @@ class Registry:
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[Connection]:
-        with self.engine.connect() as con:
+        with _guard(self.url), self.engine.connect() as con:
             con.execution_options(write=True)
             with con.begin():
                 yield con
+
+    @contextlib.contextmanager
+    def _read(self) -> Iterator[Connection]:
+        with _guard(self.url), self.engine.connect() as con:
+            yield con
 
     # --- uploads ------------------------------------------------------------------------------
 
@@ -304,16 +366,26 @@ class Registry:
         return upload_id
 
     def get(self, upload_id: str) -> dict | None:
-        with self.engine.connect() as con:
+        with self._read() as con:
             row = con.execute(sa.select(uploads).where(uploads.c.upload_id == upload_id)).first()
         return dict(row._mapping) if row else None
+
+    def known(self, upload_ids: Iterable[str]) -> set[str]:
+        """Which of these upload ids the registry holds (in chunks: a landing bucket may hold
+        thousands of objects)."""
+        ids, found = list(upload_ids), set()
+        with self._read() as con:
+            for start in range(0, len(ids), 500):
+                found.update(con.scalars(sa.select(uploads.c.upload_id)
+                                         .where(uploads.c.upload_id.in_(ids[start:start + 500]))))
+        return found
 
     def find_by_sha(self, org_code: str, sha256: str) -> dict | None:
         """The org's accepted upload of exactly these bytes, if any."""
         query = (sa.select(uploads)
                  .where(uploads.c.org_code == org_code, uploads.c.sha256 == sha256, _accepted)
                  .order_by(uploads.c.received_at, uploads.c.upload_id).limit(1))
-        with self.engine.connect() as con:
+        with self._read() as con:
             row = con.execute(query).first()
         return dict(row._mapping) if row else None
 
@@ -333,28 +405,107 @@ class Registry:
             query = query.where(uploads.c.stream == stream)
         if limit:
             query = query.limit(limit)
-        with self.engine.connect() as con:
+        with self._read() as con:
             return [dict(r._mapping) for r in con.execute(query)]
 
-    def fail_exhausted(self, max_attempts: int, stale_after: timedelta = DEFAULT_STALE_AFTER) -> list[dict]:
-        """Give up on ``processing`` uploads whose claim went stale ``max_attempts`` times.
+    def pending(self, limit: int | None = None) -> list[str]:
+        """Ids of ``landed`` uploads, oldest first: what the next runs should acquire."""
+        query = (sa.select(uploads.c.upload_id).where(uploads.c.status == "landed")
+                 .order_by(uploads.c.received_at, uploads.c.upload_id))
+        if limit:
+            query = query.limit(limit)
+        with self._read() as con:
+            return list(con.scalars(query))
 
-        Without this, an upload that crashes the ingest (a bug meeting an unforeseen file) would be
-        claimed again every ``stale_after`` for ever. ``failed`` is not terminal for the landing
-        object (it stays until the upload is reprocessed) and it is not *accepted*: the hospital
-        reads that we failed, not that it did, and an operator's ``hqms reprocess`` takes it up.
+    def release_dead(self, alive: Callable[[str], bool | None], max_attempts: int,
+                     lease: timedelta, stale_after: timedelta = DEFAULT_STALE_AFTER) -> list[dict]:
+        """Hand the claims of dead runs back (``landed``, or ``failed`` when exhausted).
+
+        A claim is dead when ``alive(claimed_by)`` says False (same host: the run folder's lock
+        is gone), when its owner gave no heartbeat for ``lease`` (another host, or no owner yet),
+        or, as the backstop, when it made no progress for ``stale_after`` (a hung run). Deaths
+        are charged as the module docstring says; returns the released rows as they are now.
         """
-        stale = utc_iso(datetime.now(UTC) - stale_after)
-        exhausted = sa.and_(uploads.c.status == "processing", uploads.c.updated_at <= stale,
-                            uploads.c.attempts >= max_attempts)
-        stmt = (uploads.update().where(exhausted)
-                .values(status="failed", stage="ingest", updated_at=utc_iso(),
-                        message_zh="多次处理均未成功，已通知数据管理团队处理，无需重新上传",
-                        message_en="processing failed repeatedly; the data team has been alerted and "
-                                   "will reprocess it — there is no need to send it again")
-                .returning(*uploads.c))
+        now = datetime.now(UTC)
         with self._write() as con:
-            return [dict(r._mapping) for r in con.execute(stmt)]
+            rows = [dict(r._mapping) for r in con.execute(
+                sa.select(uploads).where(uploads.c.status == "processing")
+                .with_for_update(skip_locked=True))]  # rows a live run is writing: it lives
+            dead = [r for r in rows if _claim_dead(r, alive, now, lease, stale_after)]
+            return self._after_death(con, dead, max_attempts, status="landed")
+
+    def acquire(self, upload_ids: Iterable[str], owner: str, alive: Callable[[str], bool | None],
+                max_attempts: int) -> list[dict]:
+        """Claim these uploads for the live run ``owner`` (attempts + 1): landed ones, and
+        processing ones whose owner is dead or unknown (their death charged first, as in
+        :meth:`release_dead`). Uploads a live run holds, or in any other state, are skipped.
+        One transaction, rows locked (FOR UPDATE on Postgres), statuses re-checked."""
+        now = utc_iso()
+        with self._write() as con:
+            rows = [dict(r._mapping) for r in con.execute(
+                sa.select(uploads).where(uploads.c.upload_id.in_(list(upload_ids)),
+                                         uploads.c.status.in_(("landed", "processing")))
+                .with_for_update(skip_locked=True))]  # rows another run is taking right now
+            taken = [r for r in rows if r["status"] == "landed"
+                     or not r["claimed_by"] or alive(r["claimed_by"]) is not True]
+            dead = [r for r in taken if r["status"] == "processing"]
+            failed = {r["upload_id"] for r in self._after_death(con, dead, max_attempts, status="processing")
+                      if r["status"] == "failed"}
+            ids = [r["upload_id"] for r in taken if r["upload_id"] not in failed]
+            if not ids:
+                return []
+            stmt = (uploads.update()
+                    .where(uploads.c.upload_id.in_(ids), uploads.c.status.in_(("landed", "processing")))
+                    .values(status="processing", stage="ingest", attempts=uploads.c.attempts + 1,
+                            claimed_by=owner, heartbeat_at=now, in_flight=False, updated_at=now)
+                    .returning(*uploads.c))
+            acquired = [dict(r._mapping) for r in con.execute(stmt)]
+        return sorted(acquired, key=lambda r: (r["received_at"], r["upload_id"]))
+
+    def _after_death(self, con: Connection, dead: list[dict], max_attempts: int, status: str) -> list[dict]:
+        """Apply a dead owner's accounting to its claims: a failure to the upload alone in
+        flight, suspicion (how many were in flight) to uploads in flight together, ``failed``
+        once failures reach ``max_attempts``; the rest become ``status``."""
+        released = []
+        for upload_id, values in _death_values(dead, max_attempts).items():
+            if values.get("status") != "failed":
+                values["status"] = status  # a charged one not yet exhausted goes the same way
+            stmt = (uploads.update()
+                    .where(uploads.c.upload_id == upload_id, uploads.c.status == "processing")
+                    .values(**values, updated_at=utc_iso()).returning(*uploads.c))
+            released += [dict(r._mapping) for r in con.execute(stmt)]
+        return released
+
+    def heartbeat(self, owner: str) -> int:
+        """The live run ``owner`` still holds its claims; returns how many."""
+        with self._write() as con:
+            return con.execute(uploads.update()
+                               .where(uploads.c.claimed_by == owner, uploads.c.status == "processing")
+                               .values(heartbeat_at=utc_iso())).rowcount
+
+    def set_in_flight(self, upload_ids: Iterable[str], flying: bool) -> None:
+        """Mark uploads as being worked on right now (or no longer): what a death charges."""
+        ids = list(upload_ids)
+        with self._write() as con:
+            con.execute(uploads.update()
+                        .where(uploads.c.upload_id.in_(ids), uploads.c.status == "processing")
+                        .values(in_flight=flying, updated_at=utc_iso()))
+
+    def release(self, left: dict[str, tuple[str, str] | None], max_attempts: int) -> list[dict]:
+        """A live run hands back uploads it could not finish. ``left`` maps each id to None (not
+        its fault: an S3 outage; nothing charged) or to the (zh, en) cause of its failing alone
+        (a failure charged; the cause is what its hospital reads, ``failed`` once exhausted)."""
+        with self._write() as con:
+            rows = [dict(r._mapping) for r in con.execute(
+                sa.select(uploads).where(uploads.c.upload_id.in_(list(left)), uploads.c.status == "processing")
+                .with_for_update())]
+            for row in rows:
+                values: dict[str, object] = dict(status="landed", claimed_by=None, in_flight=False,
+                                                 updated_at=utc_iso())
+                if (cause := left[row["upload_id"]]) is not None:
+                    values.update(_charge(row["failures"] + 1, cause, max_attempts))
+                con.execute(uploads.update().where(uploads.c.upload_id == row["upload_id"]).values(**values))
+        return [self.get(r["upload_id"]) for r in rows]
 
     def claim_pending(self, limit: int | None = None,
                       stale_after: timedelta = DEFAULT_STALE_AFTER) -> list[dict]:
@@ -377,7 +528,7 @@ class Registry:
         stmt = (uploads.update()
                 .where(uploads.c.upload_id.in_(pick.scalar_subquery()), claimable)
                 .values(status="processing", stage="ingest", attempts=uploads.c.attempts + 1,
-                        updated_at=now)
+                        claimed_by=None, heartbeat_at=now, in_flight=False, updated_at=now)
                 .returning(*uploads.c))
         with self._write() as con:
             rows = [dict(r._mapping) for r in con.execute(stmt)]
@@ -390,6 +541,8 @@ class Registry:
         _check(status, STATUSES, "status")
         _check(stage, STAGES, "stage")
         values: dict[str, object] = dict(status=status, stage=stage, updated_at=utc_iso())
+        if status != "processing":  # the claim ends with its outcome
+            values.update(claimed_by=None, in_flight=False)
         for name, value in (("message_zh", message_zh), ("message_en", message_en),
                             ("record_count", record_count), ("conforming_count", conforming_count)):
             if value is not None:
@@ -399,6 +552,15 @@ class Registry:
                                  .values(**values))
         if result.rowcount != 1:
             raise KeyError(f"unknown upload {upload_id}")
+
+    def reset_for_reprocess(self, upload_id: str, message_zh: str, message_en: str) -> None:
+        """An operator lands the upload again: ``landed``, its failures and suspicion cleared
+        (the data team has looked at it), no owner."""
+        with self._write() as con:
+            con.execute(uploads.update().where(uploads.c.upload_id == upload_id)
+                        .values(status="landed", stage="ingest", failures=0, suspect=0, claimed_by=None,
+                                in_flight=False, message_zh=message_zh, message_en=message_en,
+                                updated_at=utc_iso()))
 
     # --- errors -------------------------------------------------------------------------------
 
@@ -426,7 +588,7 @@ class Registry:
         """The upload's errors in report order; ``column_code`` is also given as ``column``."""
         query = (sa.select(upload_errors).where(upload_errors.c.upload_id == upload_id)
                  .order_by(upload_errors.c.seq))
-        with self.engine.connect() as con:
+        with self._read() as con:
             return [{**r._mapping, "column": r.column_code} for r in con.execute(query)]
 
 
@@ -440,3 +602,52 @@ def _error_row(upload_id: str, seq: int, e: ErrorRecord) -> tuple:
     _check(e.severity, SEVERITIES, "severity")
     return (upload_id, seq, e.file_name, e.row, e.column, e.rule, e.check_id, e.severity,
             e.message_zh, e.message_en, e.value_masked)
+
+
+#: What follows the cause of a charged failure: a retry comes, or (exhausted) people take over.
+_RETRY = ("，将自动重试，无需重新上传", "; it will be retried — there is no need to send it again")
+_GIVEN_UP = ("；多次处理均未成功，已通知数据管理团队处理，无需重新上传",
+             "; processing failed repeatedly: the data team has been alerted and will reprocess it "
+             "— there is no need to send it again")
+#: The cause of a death while an upload ran alone (no exception to read: the process was killed).
+DIED_ALONE = ("处理进程在处理本上传时意外终止", "the ingest process died while processing this upload alone")
+
+
+def _charge(failures: int, cause: tuple[str, str], max_attempts: int) -> dict[str, object]:
+    """Column values of an upload charged its ``failures``-th failure for ``cause``."""
+    given_up = failures >= max_attempts
+    tail = _GIVEN_UP if given_up else _RETRY
+    return dict(failures=failures, status="failed" if given_up else "landed",
+                message_zh=cause[0] + tail[0], message_en=cause[1] + tail[1])
+
+
+def _claim_dead(row: dict, alive: Callable[[str], bool | None], now: datetime,
+                lease: timedelta, stale_after: timedelta) -> bool:
+    """Whether a ``processing`` claim's owner is gone (see :meth:`Registry.release_dead`)."""
+    if row["updated_at"] <= utc_iso(now - stale_after):
+        return True
+    verdict = alive(row["claimed_by"]) if row["claimed_by"] else None
+    if verdict is not None:
+        return not verdict
+    return (row["heartbeat_at"] or row["updated_at"]) <= utc_iso(now - lease)
+
+
+def _death_values(dead: list[dict], max_attempts: int) -> dict[str, dict]:
+    """Column values for the claims of dead owners, per upload id: the one upload in flight
+    alone is charged a failure; uploads in flight together become suspects of that group size
+    (the next run bisects them); uploads not in flight are innocent. ``status`` is set only for
+    a charged upload (landed or failed); the caller decides the others'."""
+    by_owner: dict[str | None, list[dict]] = {}
+    for row in dead:
+        by_owner.setdefault(row["claimed_by"], []).append(row)
+    values: dict[str, dict] = {}
+    for rows in by_owner.values():
+        flying = sum(1 for r in rows if r["in_flight"])
+        for row in rows:
+            change: dict[str, object] = dict(claimed_by=None, in_flight=False)
+            if row["in_flight"] and flying == 1:
+                change.update(_charge(row["failures"] + 1, DIED_ALONE, max_attempts))
+            elif row["in_flight"]:
+                change["suspect"] = flying
+            values[row["upload_id"]] = change
+    return values

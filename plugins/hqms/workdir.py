@@ -13,6 +13,7 @@ import fcntl
 import logging
 import os
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -65,6 +66,28 @@ def run_folder(cfg: hqms_config.Config, run_id: str) -> Iterator[Path]:
     finally:
         shutil.rmtree(work, ignore_errors=True)
         os.close(fd)
+
+
+def run_owner(work: Path) -> str:
+    """How a run names itself as the owner of its registry claims: host and run folder (the
+    absolute path: workers of one host may have different ``HQMS_WORK_DIR``). On the same host
+    the folder's lock tells whether the owner lives (:func:`owner_alive`)."""
+    return f"{socket.gethostname()}|{work.resolve()}"
+
+
+def owner_alive(owner: str) -> bool | None:
+    """Whether the run ``owner`` (:func:`run_owner`) is alive: True while its run folder is
+    locked, False once the lock is gone (the run ended or died: the kernel drops a dead
+    process's lock at once), None for a run of another host (only its heartbeat can tell)."""
+    host, _, path = owner.partition("|")
+    folder = Path(path)
+    if host != socket.gethostname() or not folder.is_absolute():
+        return None
+    fd = _lock_folder(folder, wait=False)
+    if fd is not None:
+        os.close(fd)
+        return False
+    return folder.is_dir()  # locked by its live run; gone: ended or swept
 
 
 def sweep_work(cfg: hqms_config.Config) -> int:

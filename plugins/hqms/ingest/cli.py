@@ -48,7 +48,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _ingest(args: argparse.Namespace) -> int:
-    """Operators' path: process one upload that is landed (or stuck processing) right now."""
+    """Operators' path: process one upload that is landed (or held by a dead run) right now."""
     from hqms.cli import UserError
     from hqms.ingest.process import process_upload
     from hqms.keys import load_keyring
@@ -61,7 +61,9 @@ def _ingest(args: argparse.Namespace) -> int:
     if upload is None or upload["status"] not in ("landed", "processing"):
         state = upload["status"] if upload else "unknown"
         raise UserError(f"upload {args.upload_id} is {state}; only landed or processing uploads can be ingested")
-    registry.set_status(args.upload_id, "processing")
     outcome = process_upload(args.upload_id, cfg)
+    if outcome is None:
+        raise UserError(f"upload {args.upload_id} is being processed by a live run right now; "
+                        "see `hqms uploads` when it ends")
     print(json.dumps(outcome.__dict__, ensure_ascii=False))
     return 0

@@ -22,22 +22,32 @@ own folder (:func:`hqms.workdir.run_folder`), locked for the run's whole life. A
 (kill -9, OOM, reboot) cannot clean up after itself, but the kernel drops its lock, so the next
 run's :func:`hqms.workdir.sweep_work` sees the folder is nobody's and removes it.
 
-A kill -9 anywhere leaves the unfinished uploads ``processing``; the next run reclaims them
-(stale claim), removes the dead run's work folder and repeats the steps: the vault step is
-idempotent, the merge replaces the upload's own rows, and the registry update is a replace.
-Nothing is deleted before the state that makes it redundant is durable. An upload whose stored
-bytes fail the checks is left for retry (and alerting) without holding up the rest of the batch.
+A kill -9 anywhere leaves the unfinished uploads ``processing``, owned by the dead run; the next
+run sees the owner's lock is gone and takes them back at once (:meth:`Registry.release_dead`,
+:meth:`Registry.acquire`), removes the dead run's work folder and repeats the steps: the vault
+step is idempotent, the merge replaces the upload's own rows, and the registry update is a
+replace. Nothing is deleted before the state that makes it redundant is durable. Each upload is
+marked *in flight* exactly while it is fetched or its round runs, so a death is charged only to
+an upload that was alone in flight; uploads in flight together are *suspects* and run in halves
+next time (:func:`_rounds`), until an upload that kills the process runs alone. An upload whose
+stored bytes fail the checks is left for retry (and alerting) without holding up the rest.
 """
 from __future__ import annotations
 
+import errno
 import logging
 import resource
+import shutil
+import threading
 import time
 import traceback
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import groupby
 from pathlib import Path
 
 import duckdb
@@ -47,11 +57,11 @@ from hqms import quality, sqlmacros
 from hqms.ingest.merge import FileResult, Part, UploadRecord, merge_dataset, prepare, record_ops
 from hqms.ingest.validate import ValidationReport, validate_many
 from hqms.keys import Keyring, load_keyring
-from hqms.objectstore import ObjectStore
+from hqms.objectstore import ObjectStore, ObjectStoreUnavailable
 from hqms.registry import Registry
 from hqms.stagedb import open_stage
 from hqms.warehouse import ensure_schema
-from hqms.workdir import run_folder, sweep_work
+from hqms.workdir import owner_alive, run_folder, run_owner, sweep_work
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +74,21 @@ class IntegrityError(RuntimeError):
 
 
 class BatchIncomplete(RuntimeError):
-    """Some uploads of a batch could not be processed; they stay ``processing`` for a retry."""
+    """Some uploads of a batch could not be processed; they are handed back for a retry."""
+
+
+#: Why an upload is handed back: None = not its fault (S3 down), else the (zh, en) cause of its
+#: failing alone — a failure charged to it; its hospital reads the cause (Registry.release).
+Reason = tuple[str, str] | None
+#: An upload that broke a round alone, for no reason the pipeline knows (a bug meeting its file).
+CRASHED = ("处理本上传时出现内部错误", "processing this upload raised an internal error")
+#: An upload whose stored bytes do not verify or could not be vaulted.
+NOT_STORED = ("接收的原始文件校验或加密存档未成功", "the received file could not be verified or vaulted")
+#: An upload whose unpacked data did not fit in the work folder while it ran alone.
+DISK_FULL = ("本上传解压后的数据超出处理服务器的工作空间，暂时无法处理",
+             "this upload's unpacked data did not fit in the processing server's work space")
+_DISK_ERRNOS = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
+_DISK_TEXTS = ("no space left on device", "file too large", "disk quota exceeded")
 
 
 @dataclass(frozen=True)
@@ -141,20 +165,33 @@ def _fetch(upload: dict, store: ObjectStore, cfg: hqms_config.Config, keyring: K
 
 
 def _fetch_all(uploads: list[dict], store: ObjectStore, cfg: hqms_config.Config, keyring: Keyring,
-               work: Path) -> tuple[list[tuple[dict, Path]], list[str]]:
+               work: Path, registry: Registry) -> tuple[list[tuple[dict, Path]], dict[str, Reason]]:
     """Steps 1–2 for every upload, a few at a time: each is a handful of S3 round trips and
-    OpenSSL work that releases the GIL. Returns (fetched in claim order, failed upload ids)."""
+    OpenSSL work that releases the GIL. Suspects (:func:`_rounds`) are fetched one at a time, so
+    one that kills the process in this step dies alone. Each upload is in flight while fetched.
+    Returns (fetched in claim order, ids handed back with their :data:`Reason`)."""
+    def fetch(upload: dict) -> Path:
+        registry.set_in_flight([upload["upload_id"]], True)
+        try:
+            return _fetch(upload, store, cfg, keyring, work)
+        finally:
+            registry.set_in_flight([upload["upload_id"]], False)
+
     fetched: list[tuple[dict, Path]] = []
-    failed: list[str] = []
-    with ThreadPoolExecutor(max_workers=FETCH_THREADS, thread_name_prefix="hqms-fetch") as pool:
-        futures = [(u, pool.submit(_fetch, u, store, cfg, keyring, work)) for u in uploads]
+    left: dict[str, Reason] = {}
+    with (ThreadPoolExecutor(max_workers=FETCH_THREADS, thread_name_prefix="hqms-fetch") as pool,
+          ThreadPoolExecutor(max_workers=1, thread_name_prefix="hqms-fetch-suspect") as alone):
+        futures = [(u, (alone if u["suspect"] else pool).submit(fetch, u)) for u in uploads]
         for upload, future in futures:
             try:
                 fetched.append((upload, future.result()))
+            except ObjectStoreUnavailable:
+                log.warning("upload %s: S3 unavailable while fetching; left for retry", upload["upload_id"])
+                left[upload["upload_id"]] = None
             except Exception:
                 log.exception("upload %s could not be fetched and vaulted; left for retry", upload["upload_id"])
-                failed.append(upload["upload_id"])
-    return fetched, failed
+                left[upload["upload_id"]] = NOT_STORED
+    return fetched, left
 
 
 def _parts(uploads: list[dict], reports: dict[str, ValidationReport]) -> dict[str, list[Part]]:
@@ -199,12 +236,25 @@ def _csv_bytes(path: Path) -> int:
 def _rounds(fetched: list[tuple[dict, Path]], max_bytes: int) -> list[list[tuple[dict, Path]]]:
     """Consecutive groups of uploads whose CSVs total at most ``max_bytes`` (an upload larger
     than that is a group of its own): one staging database at a time, so memory is bounded by
-    the budget, not by how much a batch happens to hold."""
+    the budget, not by how much a batch happens to hold.
+
+    Suspects (uploads in flight when a run died with ``suspect`` of them in flight) come last,
+    in groups of at most half that many: a death is bisected down to the one upload that causes
+    it, which is then alone in flight and charged; the innocent half finishes meanwhile."""
+    normal = [item for item in fetched if not item[0]["suspect"]]
+    suspects = sorted((item for item in fetched if item[0]["suspect"]), key=lambda item: item[0]["suspect"])
+    rounds = _pack(normal, max_bytes, len(normal))
+    for level, group in groupby(suspects, key=lambda item: item[0]["suspect"]):
+        rounds += _pack(list(group), max_bytes, max(1, level // 2))
+    return rounds
+
+
+def _pack(items: list[tuple[dict, Path]], max_bytes: int, max_count: int) -> list[list[tuple[dict, Path]]]:
     rounds: list[list[tuple[dict, Path]]] = []
     size = 0
-    for item in fetched:
+    for item in items:
         n = _csv_bytes(item[1])
-        if not rounds or (rounds[-1] and size + n > max_bytes):
+        if not rounds or size + n > max_bytes or len(rounds[-1]) >= max_count:
             rounds.append([])
             size = 0
         rounds[-1].append(item)
@@ -253,7 +303,7 @@ def _process_round(fetched: list[tuple[dict, Path]], cfg: hqms_config.Config, re
         registry.replace_errors(uid, report.errors)
         registry.set_status(uid, status, message_zh=msg_zh, message_en=msg_en,
                             record_count=report.record_count, conforming_count=report.conforming_count)
-        store.delete(cfg.buckets["landing"], upload["object_key"])
+        _delete_landing(store, cfg, upload)
         n_err = sum(1 for e in report.errors if e.severity == "error")
         outcomes.append(Outcome(uid, upload["stream"], status, report.record_count, report.conforming_count, n_err))
     done = _clock()
@@ -265,6 +315,16 @@ def _process_round(fetched: list[tuple[dict, Path]], cfg: hqms_config.Config, re
     return outcomes
 
 
+def _delete_landing(store: ObjectStore, cfg: hqms_config.Config, upload: dict) -> None:
+    """Step 6. The outcome is recorded already: a store that fails now (an outage) must not make
+    a processed upload look unfinished; :func:`hqms.ingest.run.sweep_landing` removes it later."""
+    try:
+        store.delete(cfg.buckets["landing"], upload["object_key"])
+    except ObjectStoreUnavailable:
+        log.warning("upload %s is recorded; its landing object stays until the next sweep (S3 unavailable)",
+                    upload["upload_id"])
+
+
 def _log_failure(what: str, exc: BaseException) -> None:
     """Log where processing failed, without the exception's message: DuckDB and the csv module
     quote the offending line of the upload there, and logs must never hold personal data."""
@@ -272,35 +332,76 @@ def _log_failure(what: str, exc: BaseException) -> None:
               "".join(traceback.format_tb(exc.__traceback__)).rstrip())
 
 
+def _disk_full(exc: BaseException | None) -> bool:
+    """Whether ``exc`` (or what caused it) is the work disk running out: an ``OSError`` with
+    ENOSPC, EFBIG (a file size limit) or EDQUOT, or a DuckDB I/O error saying so."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in _DISK_ERRNOS:
+            return True
+        if isinstance(exc, duckdb.Error) and any(t in str(exc).lower() for t in _DISK_TEXTS):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def _lone_failure(upload: dict, work: Path, exc: BaseException) -> tuple[str, str]:
+    """Log why an upload failed alone and return the :data:`Reason` its hospital reads. The
+    disk's state goes to the log only (operators), the hospital reads that it did not fit."""
+    uid = upload["upload_id"]
+    if not _disk_full(exc):
+        _log_failure(f"upload {uid} could not be processed; left for retry", exc)
+        return CRASHED
+    usage = shutil.disk_usage(work.parent if work.parent.exists() else work.anchor)
+    log.error("upload %s: the work disk filled up while it was processed alone (%s; %d MB free of %d MB "
+              "at %s, its zip holds %d MB of CSV); left for retry — give HQMS_WORK_DIR more space",
+              uid, type(exc).__name__, usage.free // 2**20, usage.total // 2**20, work.parent,
+              _csv_bytes_or_zero(work.parent / f"{uid}.zip") // 2**20)
+    return DISK_FULL
+
+
+def _csv_bytes_or_zero(path: Path) -> int:
+    try:
+        return _csv_bytes(path)
+    except (OSError, zipfile.BadZipFile):
+        return 0
+
+
 def _process_isolated(round_: list[tuple[dict, Path]], cfg: hqms_config.Config, registry: Registry,
                       store: ObjectStore, keyring: Keyring, round_id: str, work: Path,
-                      failed: list[str]) -> list[Outcome]:
+                      left: dict[str, Reason]) -> list[Outcome]:
     """A round, and if it fails, each of its uploads as a round of its own: one upload that
-    breaks the ingest must not hold back the others. An upload that fails alone stays
-    ``processing`` (added to ``failed``) for the next claim, which gives up after
-    ``HQMS_MAX_ATTEMPTS`` (:meth:`Registry.fail_exhausted`)."""
+    breaks the ingest must not hold back the others. The round's files (decoded CSVs, spill)
+    are removed first, whatever happened — a round that filled the disk must not leave the
+    uploads run alone without room. An upload that fails alone is handed back charged with its
+    reason (``left``); :meth:`Registry.release` marks it ``failed`` after ``HQMS_MAX_ATTEMPTS``."""
+    ids = [u["upload_id"] for u, _ in round_]
+    registry.set_in_flight(ids, True)
     try:
         return _process_round(round_, cfg, registry, store, keyring, round_id, work)
     except Exception as exc:  # noqa: BLE001 — isolate whatever broke, report it, go on
+        registry.set_in_flight(ids, False)
         if len(round_) == 1:
-            _log_failure(f"upload {round_[0][0]['upload_id']} could not be processed; left for retry", exc)
-            failed.append(round_[0][0]["upload_id"])
+            left[ids[0]] = _lone_failure(round_[0][0], work, exc)
             return []
         _log_failure(f"round {round_id} failed; processing its {len(round_)} uploads one at a time", exc)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     outcomes: list[Outcome] = []
     for n, item in enumerate(round_):
         outcomes += _process_isolated([item], cfg, registry, store, keyring, f"{round_id}.u{n + 1}",
-                                      work.with_name(f"{work.name}.u{n + 1}"), failed)
+                                      work.with_name(f"{work.name}.u{n + 1}"), left)
     return outcomes
 
 
 def _process_in(work: Path, uploads: list[dict], cfg: hqms_config.Config, registry: Registry,
-                store: ObjectStore, run_id: str) -> tuple[list[Outcome], list[str]]:
-    """Steps 1–6 for a batch, its plaintext in ``work``: (outcomes, ids left for retry)."""
+                store: ObjectStore, run_id: str) -> tuple[list[Outcome], dict[str, Reason]]:
+    """Steps 1–6 for a batch, its plaintext in ``work``: (outcomes, ids handed back)."""
     quality.preload()
     started = time.perf_counter()
     keyring = load_keyring(cfg)
-    fetched, failed = _fetch_all(uploads, store, cfg, keyring, work)
+    fetched, left = _fetch_all(uploads, store, cfg, keyring, work, registry)
     log.info("batch %s: %d uploads fetched and vaulted in %.1f s", run_id, len(fetched),
              time.perf_counter() - started)
     rounds = _rounds(fetched, cfg.batch_max_bytes)
@@ -308,33 +409,66 @@ def _process_in(work: Path, uploads: list[dict], cfg: hqms_config.Config, regist
     for n, round_ in enumerate(rounds):
         round_id = run_id if len(rounds) == 1 else f"{run_id}.{n + 1}"
         outcomes += _process_isolated(round_, cfg, registry, store, keyring, round_id, work / f"round{n + 1}",
-                                      failed)
-    return outcomes, failed
+                                      left)
+    return outcomes, left
+
+
+@contextmanager
+def _heartbeat(registry: Registry, owner: str, lease_seconds: int) -> Iterator[None]:
+    """Refresh the claims' heartbeat every quarter lease while the run lives: how runs on other
+    hosts tell this one is alive (same-host runs look at its folder lock)."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(max(1.0, lease_seconds / 4)):
+            try:
+                registry.heartbeat(owner)
+            except Exception:  # noqa: BLE001 — a missed beat is retried; the lease allows three
+                log.warning("heartbeat of %s failed; trying again", owner, exc_info=True)
+
+    thread = threading.Thread(target=beat, name="hqms-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 def process_batch(upload_ids: list[str], cfg: hqms_config.Config | None = None) -> list[Outcome]:
-    """Run steps 1–6 for uploads already claimed as ``processing`` by the caller: fetch and
+    """Acquire these uploads (landed ones, and claims of dead runs) and run steps 1–6: fetch and
     vault them all, then stage, validate and merge them in rounds of at most
-    ``cfg.batch_max_bytes`` of CSV. Sweeps dead runs' work folders first: this is the one step
-    every worker runs on its own local ``work_dir`` (``hqms ingest ID`` included)."""
+    ``cfg.batch_max_bytes`` of CSV. Uploads a live run holds are skipped. Sweeps dead runs'
+    work folders first: this is the one step every worker runs on its own local ``work_dir``
+    (``hqms ingest ID`` included). Raises :class:`BatchIncomplete` naming the uploads handed
+    back for a retry — only those: an upload whose outcome is recorded is never among them."""
     cfg = cfg or hqms_config.load()
     cfg.ensure_dirs()
     sweep_work(cfg)
+    if not upload_ids:
+        return []
     registry = Registry.from_config(cfg)
     store = ObjectStore.from_config(cfg)
-    uploads = [u for u in (registry.get(i) for i in upload_ids) if u and u["status"] == "processing"]
-    if not uploads:
-        return []
-    run_id = f"{uploads[0]['upload_id']}+{len(uploads) - 1}"
+    run_id = f"{upload_ids[0]}+{len(upload_ids) - 1}"
     with run_folder(cfg, run_id) as work:
-        outcomes, failed = _process_in(work, uploads, cfg, registry, store, run_id)
-    if failed:
-        raise BatchIncomplete(f"{len(failed)} uploads left for retry: {', '.join(failed)}")
+        owner = run_owner(work)
+        uploads = registry.acquire(upload_ids, owner, owner_alive, cfg.max_attempts)
+        if not uploads:
+            return []
+        with _heartbeat(registry, owner, cfg.claim_lease_seconds):
+            outcomes, left = _process_in(work, uploads, cfg, registry, store, run_id)
+            handed_back = registry.release(left, cfg.max_attempts) if left else []
+    if handed_back:
+        failed = [u["upload_id"] for u in handed_back if u["status"] == "failed"]
+        raise BatchIncomplete(
+            f"{len(outcomes)} of {len(uploads)} uploads processed; {len(handed_back)} handed back for "
+            f"retry: {', '.join(u['upload_id'] for u in handed_back)}"
+            + (f" ({len(failed)} now failed: {', '.join(failed)})" if failed else ""))
     return outcomes
 
 
-def process_upload(upload_id: str, cfg: hqms_config.Config | None = None) -> Outcome:
-    """One claimed upload (operators' ``hqms ingest``)."""
-    (outcome,) = process_batch([upload_id], cfg)
-    return outcome
+def process_upload(upload_id: str, cfg: hqms_config.Config | None = None) -> Outcome | None:
+    """One upload (operators' ``hqms ingest``); None when it is not landed or a live run holds it."""
+    outcomes = process_batch([upload_id], cfg)
+    return outcomes[0] if outcomes else None
 

@@ -7,7 +7,7 @@ from datetime import timedelta
 from hqms import config as hqms_config
 from hqms.objectstore import ObjectStore
 from hqms.registry import TERMINAL, Registry
-from hqms.workdir import sweep_work
+from hqms.workdir import owner_alive, sweep_work
 
 log = logging.getLogger(__name__)
 
@@ -31,24 +31,51 @@ def sweep_landing(cfg: hqms_config.Config, registry: Registry, store: ObjectStor
     return removed
 
 
+def report_orphans(cfg: hqms_config.Config, registry: Registry, store: ObjectStore) -> int:
+    """Alert on landing objects the registry does not know (it was lost, or restored from an
+    older backup): nothing would ever process, alert on or sweep them. Not fatal — the uploads
+    the registry knows are processed as usual; ``hqms registry recover`` brings the rest back."""
+    from hqms.alerts import Alert, send
+    from hqms.recover import describe, landing_orphans
+
+    orphans = landing_orphans(cfg, registry, store)
+    if orphans:
+        log.error("%d landing objects are unknown to the registry (lost or restored from an older backup?): "
+                  "%s; run `hqms registry recover`", len(orphans), describe(orphans))
+        send(Alert("registry_orphans", f"{len(orphans)} landed upload(s) unknown to the registry; "
+                   "run `hqms registry recover`", {"count": len(orphans)},
+                   tuple({"upload_id": o.upload_id, "bucket": o.bucket} for o in orphans[:100])))
+    return len(orphans)
+
+
 def claim() -> list[list[str]]:
-    """Claim every pending upload (stale claims of dead runs included), oldest first, in
-    batches of at most ``HQMS_BATCH_MAX_UPLOADS``; each batch is one mapped DAG task."""
+    """Plan the run: hand dead runs' claims back, then every landed upload, oldest first, in
+    batches of at most ``HQMS_BATCH_MAX_UPLOADS``; each batch is one mapped DAG task, which
+    acquires its uploads itself (:func:`hqms.ingest.process.process_batch`) — so no claim is ever
+    without a live owner, and a run killed at any moment is recognised by the next at once."""
     from hqms.keys import load_keyring
 
     cfg = hqms_config.load()
-    # missing keys are a configuration fault, not the uploads': fail before claiming any, so
-    # their attempt counters (HQMS_MAX_ATTEMPTS) do not run down while the keys are fixed
+    # missing keys are a configuration fault, not the uploads': fail before planning any, so
+    # nothing is claimed (or charged) while the keys are fixed
     load_keyring(cfg)
     registry = Registry.from_config(cfg)
-    sweep_landing(cfg, registry, ObjectStore.from_config(cfg))
+    store = ObjectStore.from_config(cfg)
+    sweep_landing(cfg, registry, store)
+    report_orphans(cfg, registry, store)
     # also when nothing is claimed: a dead run's plaintext must not wait for the next upload
     sweep_work(cfg)
-    stale = timedelta(seconds=cfg.stale_claim_seconds)
-    for upload in registry.fail_exhausted(cfg.max_attempts, stale_after=stale):
-        log.error("upload %s of %s failed %d times and is marked failed; see `hqms reprocess`",
-                  upload["upload_id"], upload["org_code"], upload["attempts"])
-    ids = [u["upload_id"] for u in registry.claim_pending(stale_after=stale)]
+    released = registry.release_dead(owner_alive, cfg.max_attempts,
+                                     lease=timedelta(seconds=cfg.claim_lease_seconds),
+                                     stale_after=timedelta(seconds=cfg.stale_claim_seconds))
+    for upload in released:
+        if upload["status"] == "failed":
+            log.error("upload %s of %s broke %d runs on its own and is marked failed; see `hqms reprocess`",
+                      upload["upload_id"], upload["org_code"], upload["failures"])
+    if released:
+        log.warning("%d uploads of dead runs handed back (%d suspects, run in halves)", len(released),
+                    sum(1 for u in released if u["suspect"] and u["status"] == "landed"))
+    ids = registry.pending()
     size = cfg.batch_max_uploads
     return [ids[i:i + size] for i in range(0, len(ids), size)]
 
