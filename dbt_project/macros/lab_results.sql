@@ -27,7 +27,7 @@
                                       '无效', '±', '+/-', 'equivocal', 'indeterminate', 'inconclusive',
                                       'borderline', 'invalid']),
         ('negative', 'contains', ['非阳性', '未检出', '未检测到', '未见', 'notdetected', 'nondetected',
-                                  'nonreactive', 'notpositive']),
+                                  'undetected', 'nonreactive', 'non-reactive', 'notpositive']),
         ('positive', 'contains', ['阳性', '弱阳', '检出', 'positive', 'detected', 'reactive']),
         ('positive', 'equals', ['阳', '+', '++', '+++', '++++', '(+)', '(++)', '(+++)', '(++++)', 'pos']),
         ('negative', 'contains', ['阴性', 'negative']),
