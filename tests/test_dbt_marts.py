@@ -448,6 +448,9 @@ def test_publish_catalog_matches_the_mart_yaml() -> None:
     assert opd.derived["avg_cost_per_visit"] == ("visits",)
     # a rate is suppressed with its numerator too: rate × denominator would give it back
     assert opd.derived["infusion_rate"] == ("visits", "infusion_visits")
+    # an optional cost: absent (its page count 0, kept) is told apart from suppressed (1-4 pages)
+    assert opd.derived["antibiotic_cost"] == ("visits", "antibiotic_cost_pages")
+    assert "antibiotic_cost_pages" in opd.counts and "dx_unknown_visits" in opd.counts
     region = next(m for m in publish.catalog() if m.name == "flu_daily_by_region")
     assert set(flu.counts) <= set(region.counts)  # roll-ups inherit the per-hospital counts
 
