@@ -3,7 +3,6 @@ the flu and fever marts count comes from the birth date P6 and the visit date P7
 real ingest (generator → submit → ingest), at the edges of the bands."""
 from __future__ import annotations
 
-import csv
 from datetime import datetime
 from pathlib import Path
 
@@ -11,10 +10,9 @@ import duckdb
 import pytest
 
 from hqms import config
-from hqms.cli import main as hqms
 from hqms.ingest.run import claim, process
 from hqms.intake.submit import submit
-from conftest import edit_csv_in_zip
+from conftest import edit_csv_in_zip, generated_upload
 
 pytestmark = pytest.mark.slow
 
@@ -29,11 +27,7 @@ BIRTHDAYS = [
 
 
 def test_age_bands_count_completed_years_at_the_visit_date(s3_store, tmp_path: Path) -> None:
-    gen = tmp_path / "gen"
-    assert hqms(["generate", "--hospitals", "1", "--start", "2025-01-06", "--days", "1", "--seed", "23",
-                 "--streams", "fever", "--out", str(gen), "--quiet"]) == 0
-    assert hqms(["keys", "init"]) == 0
-    plan = next(csv.DictReader((gen / "upload_plan.csv").open(encoding="utf-8")))
+    plan, generated = generated_upload(tmp_path / "gen", "fever", "2025-01-06", days=1, seed=23)
 
     def birthdays(rows: list[list[str]]) -> None:
         header = rows[0]
@@ -42,7 +36,7 @@ def test_age_bands_count_completed_years_at_the_visit_date(s3_store, tmp_path: P
             row[header.index("P6")], row[header.index("P7")] = birth, age
             row[header.index("P7506")] = f"2025-01-06 10:00:0{n}"
 
-    upload = edit_csv_in_zip(gen / plan["zip"], tmp_path / "birthdays.zip", "fever_", birthdays)
+    upload = edit_csv_in_zip(generated, tmp_path / "birthdays.zip", "fever_", birthdays)
     submit(upload, plan["org_code"], plan["uploader"], received_at=datetime.fromisoformat("2025-01-07T09:00:00+08:00"))
     for batch in claim():
         process(batch)

@@ -25,10 +25,10 @@ import duckdb
 import pytest
 
 from hqms import config
-from hqms.cli import main as hqms
 from hqms.ingest.run import claim, process
 from hqms.intake.submit import submit
 from hqms.marts import dbt
+from conftest import generated_upload
 
 pytestmark = pytest.mark.slow
 
@@ -99,12 +99,8 @@ def _marts(org: str) -> dict:
 
 
 def test_a_withdrawn_page_stays_out_when_the_rest_is_resent_under_other_names(s3_store, tmp_path: Path) -> None:
-    gen = tmp_path / "gen"
-    assert hqms(["generate", "--hospitals", "1", "--start", "2025-02-01", "--days", "6", "--seed", "22",
-                 "--streams", "outpatient", "--scale", "0.2", "--out", str(gen), "--quiet"]) == 0
-    assert hqms(["keys", "init"]) == 0
-    plan = next(csv.DictReader((gen / "upload_plan.csv").open(encoding="utf-8")))
-    org, user, original = plan["org_code"], plan["uploader"], gen / plan["zip"]
+    plan, original = generated_upload(tmp_path / "gen", "outpatient", "2025-02-01", days=6, seed=22, scale=0.2)
+    org, user = plan["org_code"], plan["uploader"]
     name, rows = _pages(original)
     assert name == "mzsy_202502.csv" and len(rows) > 6
 
