@@ -252,3 +252,18 @@ def write_bytes(path: Path, data: bytes) -> Path:
 @pytest.fixture(scope="session")
 def bad_zips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, str]]:
     return bad_zip_corpus(tmp_path_factory.mktemp("bad_zips"), synthetic_org_code(1))
+
+
+def generated_upload(out: Path, stream: str, start: str, days: int, seed: int,
+                     scale: float | None = None) -> tuple[dict, Path]:
+    """One synthetic hospital's first generated upload of ``stream`` (its upload-plan row and zip)
+    under ``out``, with the keyring initialised, for tests that submit and ingest it (the caller's
+    HQMS_HOME)."""
+    from hqms.cli import main as hqms
+
+    args = ["generate", "--hospitals", "1", "--start", start, "--days", str(days), "--seed", str(seed),
+            "--streams", stream, "--out", str(out), "--quiet"]
+    assert hqms(args + (["--scale", str(scale)] if scale else [])) == 0
+    assert hqms(["keys", "init"]) == 0
+    plan = next(csv.DictReader((out / "upload_plan.csv").open(encoding="utf-8")))
+    return plan, out / plan["zip"]

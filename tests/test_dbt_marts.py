@@ -56,6 +56,11 @@ DRUGS = ["磷酸奥司他韦胶囊", "Oseltamivir phosphate", "扎那米韦吸�
 LAB_NAMES = ["甲型流感病毒抗原检测", "乙型流感病毒抗原检测", "流感病毒核酸检测", "血常规", "C反应蛋白",
              "新型冠状病毒核酸检测"]
 LAB_RESULTS = ["阳性", "阴性", "弱阳性", "阴性(-)", None]
+#: What hospitals also write (issue 22): (P7621 text, P7620 value, P7618 range, P7625 flag).
+LAB_WORDINGS = [("非阳性", None, None, None), ("阴阳性待定", None, None, None), ("未检出", None, None, None),
+                ("可疑", None, None, None), ("＋", None, None, None), ("Not detected", None, None, None),
+                (None, "12.5", "0-1.0", None), (None, "0.4", "<1.0", None), (None, "0.4", "<1.0", "22"),
+                (None, "3.2", None, None), (None, None, None, "2"), ("待报告", None, None, None)]
 AGE_BANDS = ["0-4", "5-14", "15-24", "25-59", "60+", None]
 DX_CHAPTER_CODES = ["J06.900", "J20.900", "I10.x00", "K29.700", "E11.900", "M54.500", None, "Z00.000"]
 
@@ -117,6 +122,7 @@ def synthetic_rows(seed: int = 7) -> Rows:
                  stream="outpatient", record_count=12, conforming_count=12, period_start=date(2025, 1, 1),
                  period_end=date(2025, 1, 31))
     _date_only_rows(rows)
+    _lab_wording_rows(rng, rows)
     return rows
 
 
@@ -204,6 +210,23 @@ def _fever_visit(rng: random.Random, rows: Rows, org: str, day: date, received: 
     for _ in range(rng.choice([0, 1, 1, 2, 3])):
         rows.add("dw.lab", **_meta(rng, org, received), opd_visit_serial_pid=serial, visit_time=visit_time,
                  item_name=rng.choice(LAB_NAMES), result_qualitative=rng.choice(LAB_RESULTS))
+
+
+def _lab_wording_rows(rng: random.Random, rows: Rows) -> None:
+    """Fever visits of the first hospital's first day, each with influenza tests in the wordings
+    and numeric forms of LAB_WORDINGS (one alone, one beside a positive or negative A test)."""
+    org, day = HOSPITALS[0][0], FIRST_DAY
+    received = datetime.combine(day + timedelta(days=1), datetime.min.time(), CST) + timedelta(hours=9)
+    for n, (text, value, reference, flag) in enumerate(LAB_WORDINGS * 2):
+        serial = _pid(rng)
+        visit_time = datetime.combine(day, datetime.min.time()) + timedelta(minutes=10 * n)
+        rows.add("dw.fever", **_meta(rng, org, received), opd_visit_serial_pid=serial, visit_time=visit_time, sex="1")
+        rows.add("dw.lab", **_meta(rng, org, received), opd_visit_serial_pid=serial, visit_time=visit_time,
+                 item_name="流感病毒核酸检测" if n % 2 else "乙型流感病毒抗原检测", result_qualitative=text,
+                 result_value=value, reference_range=reference, abnormal_flag=flag)
+        if n >= len(LAB_WORDINGS):
+            rows.add("dw.lab", **_meta(rng, org, received), opd_visit_serial_pid=serial, visit_time=visit_time,
+                     item_name="甲型流感病毒抗原检测", result_qualitative="阳性" if n % 3 else "阴性")
 
 
 def _uploads(rng: random.Random, rows: Rows, org: str, day: date) -> None:
@@ -330,26 +353,66 @@ FLU_MART = """SELECT report_date, org_code, visits, cases, outpatient_cases, eme
        lab_confirmed_a, lab_confirmed_b, antiviral_treated, antiviral_within_48h, severe_cases, deaths,
        age_0_4, age_5_14, age_15_24, age_25_59, age_60_plus FROM marts.flu_daily"""
 
-FEVER_RECOMPUTED = """
+#: A lab_ result read as docs/marts.md "Lab results" says (text wordings in order, no result →
+#: pending, flag P7625, the number P7620 against a range P7618 written a-b or <b, else undetermined).
+_TEXT = ("lower(replace(replace(replace(replace(replace(trim(result_qualitative), '＋', '+'), '－', '-'), "
+         "'（', '('), '）', ')'), ' ', ''))")
+_NUMBER = "try_cast(regexp_replace(trim(result_value), '^[<>]', '') AS DOUBLE)"
+LAB_STATUS = f"""CASE
+    WHEN regexp_matches({_TEXT}, '待检|检测中|未出|待报告|未报告|未完成|pending') THEN 'pending'
+    WHEN regexp_matches({_TEXT}, '待定|可疑|待复查|不确定|无法判|灰区|无效|±|\\+/-|equivocal|indeterminate|inconclusive|borderline|invalid')
+        THEN 'undetermined'
+    WHEN regexp_matches({_TEXT}, '非阳性|未检出|未检测到|未见|notdetected|nondetected|undetected|non-?reactive|notpositive')
+        THEN 'negative'
+    WHEN regexp_matches({_TEXT}, '阳性|弱阳|检出|positive|detected|reactive')
+        OR regexp_full_match({_TEXT}, '阳|\\(?\\+{{1,4}}\\)?|pos') THEN 'positive'
+    WHEN regexp_matches({_TEXT}, '阴性|negative') OR regexp_full_match({_TEXT}, '阴|\\(?-\\)?|--|neg|无') THEN 'negative'
+    WHEN coalesce({_TEXT}, '') = '' AND coalesce(trim(result_value), '') = '' THEN 'pending'
+    WHEN trim(abnormal_flag) = '1' THEN 'negative'
+    WHEN trim(abnormal_flag) IN ('2', '21', '22') THEN 'positive'
+    WHEN regexp_full_match(reference_range, '[0-9.]+-[0-9.]+') THEN
+        CASE WHEN {_NUMBER} BETWEEN CAST(split_part(reference_range, '-', 1) AS DOUBLE)
+                               AND CAST(split_part(reference_range, '-', 2) AS DOUBLE)
+             THEN 'negative' ELSE 'positive' END
+    WHEN regexp_full_match(reference_range, '<[0-9.]+') THEN
+        CASE WHEN {_NUMBER} <= CAST(substr(reference_range, 2) AS DOUBLE) THEN 'negative' ELSE 'positive' END
+    ELSE 'undetermined' END"""
+
+FEVER_RECOMPUTED = f"""
 WITH v AS (
     SELECT * FROM dw.fever QUALIFY row_number() OVER (PARTITION BY _org_code, _nk ORDER BY _received_at DESC) = 1
+), r AS (
+    SELECT _org_code, opd_visit_serial_pid, {LAB_STATUS} AS status,
+           CASE WHEN item_name LIKE '甲型%' THEN 'A' WHEN item_name LIKE '乙型%' THEN 'B' ELSE '' END AS type
+    FROM dw.lab WHERE regexp_matches(item_name, '流感')
 ), t AS (
     SELECT _org_code, opd_visit_serial_pid,
-           bool_or(coalesce(result_qualitative, '') LIKE '%阳%') AS positive
-    FROM dw.lab WHERE regexp_matches(item_name, '流感') GROUP BY ALL
+           bool_or(status <> 'pending') AS tested,
+           bool_or(status = 'positive') AS positive,
+           bool_or(status = 'undetermined') AS undetermined,
+           bool_or(status = 'positive' AND type = 'A') AS a,
+           bool_or(status = 'positive' AND type = 'B') AS b
+    FROM r GROUP BY ALL
 )
 SELECT CAST(v.visit_time AS DATE) AS visit_date, v._org_code AS org_code, count(*) AS visits,
        count(*) FILTER (WHERE first_visit = '1') AS first_visits,
        count(*) FILTER (WHERE referred = '1') AS referrals,
        count(*) FILTER (WHERE observation_stay = '1') AS observation_stays,
-       count(t.opd_visit_serial_pid) AS flu_tested,
+       count(*) FILTER (WHERE t.tested) AS flu_tested,
        count(*) FILTER (WHERE t.positive) AS flu_positive,
+       count(*) FILTER (WHERE t.tested AND NOT t.positive AND t.undetermined) AS flu_undetermined,
+       count(*) FILTER (WHERE NOT t.tested) AS flu_pending,
+       count(*) FILTER (WHERE t.a AND NOT t.b) AS flu_a_only,
+       count(*) FILTER (WHERE t.b AND NOT t.a) AS flu_b_only,
+       count(*) FILTER (WHERE t.a AND t.b) AS flu_ab_both,
+       count(*) FILTER (WHERE t.positive AND NOT t.a AND NOT t.b) AS flu_untyped_positive,
        count(*) FILTER (WHERE sex = '1') AS male, count(*) FILTER (WHERE sex = '2') AS female
 FROM v LEFT JOIN t ON t._org_code = v._org_code AND t.opd_visit_serial_pid = v.opd_visit_serial_pid
 GROUP BY ALL
 """
 FEVER_MART = """SELECT visit_date, org_code, visits, first_visits, referrals, observation_stays, flu_tested,
-       flu_positive, male, female FROM marts.fever_daily"""
+       flu_positive, flu_undetermined, flu_pending, flu_a_only, flu_b_only, flu_ab_both, flu_untyped_positive,
+       male, female FROM marts.fever_daily"""
 
 
 def _differences(cfg: hqms_config.Config, left: str, right: str) -> list[tuple]:
@@ -385,6 +448,9 @@ def test_publish_catalog_matches_the_mart_yaml() -> None:
     assert opd.derived["avg_cost_per_visit"] == ("visits",)
     # a rate is suppressed with its numerator too: rate × denominator would give it back
     assert opd.derived["infusion_rate"] == ("visits", "infusion_visits")
+    # an optional cost: absent (its page count 0, kept) is told apart from suppressed (1-4 pages)
+    assert opd.derived["antibiotic_cost"] == ("visits", "antibiotic_cost_pages")
+    assert "antibiotic_cost_pages" in opd.counts and "dx_unknown_visits" in opd.counts
     region = next(m for m in publish.catalog() if m.name == "flu_daily_by_region")
     assert set(flu.counts) <= set(region.counts)  # roll-ups inherit the per-hospital counts
 
@@ -431,6 +497,9 @@ def test_fever_daily_equals_recomputation_from_dw(built: tuple[hqms_config.Confi
     assert _differences(cfg, FEVER_MART, FEVER_RECOMPUTED) == []
     tested, positive = _query(cfg, "SELECT sum(flu_tested), sum(flu_positive) FROM marts.fever_daily")[0]
     assert 0 < positive < tested
+    # the data exercises every outcome and every kind of positive
+    assert all(n > 0 for n in _query(cfg, """SELECT sum(flu_undetermined), sum(flu_pending), sum(flu_a_only),
+        sum(flu_b_only), sum(flu_ab_both), sum(flu_untyped_positive) FROM marts.fever_daily""")[0])
 
 
 @pytest.mark.slow

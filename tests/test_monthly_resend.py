@@ -1,15 +1,16 @@
 """A corrected re-send of a monthly page file replaces the earlier file, through real incremental
 builds (audit of the monthly page, finding 1; docs/marts.md "De-duplication").
 
-The warehouse keeps every version of a page (the merge replaces a record only by its key, JZKH +
-JZSJ): a page re-sent with a corrected JZSJ is a new key beside the old one, and a page left out of
-the correction stays. The marts read only the newest version of each file
+The merge replaces a record only by its key (JZKH + JZSJ + JZKSDM): a page re-sent with a
+corrected JZSJ is a new key beside the old one, and a page left out of the correction stays. The
+marts read only the newest version of each file, as the upload record (ops.upload_files) has it
 (macros/resent_files.sql), and the incremental outpatient marts rebuild every month of the
 earlier version — also a month none of the re-sent pages falls in, here February, whose only pages
 were late visits inside the March file; it is left empty, so a tombstone clears it.
 
 Starts from ``test_marts_incremental``'s built synthetic warehouse and writes what the ingest
-would write (``hqms.ingest.merge``): new rows, and re-sent keys updated in place.
+would write (``hqms.ingest.merge``): new rows, re-sent keys updated in place, and the uploads'
+records. tests/test_withdrawn_pages.py drives the real ingest.
 """
 from __future__ import annotations
 
@@ -48,6 +49,16 @@ def _page(rows: Rows, rng: random.Random, card: str, visit_time: datetime, uploa
              antibacterial_fee=0.0)
 
 
+def _record(rows: Rows, upload: str, file_name: str, received: datetime, processed: datetime, pages: int) -> None:
+    """The upload record the merge writes in the same transaction as the rows (ops.uploads and
+    ops.upload_files): the marts read which upload holds a file's newest version from it."""
+    rows.add("ops.uploads", upload_id=upload, stream="outpatient", org_code=ORG, file_name=f"{upload}.zip",
+             received_at=received, status="processed", record_count=pages, conforming_count=pages,
+             processed_at=processed)
+    rows.add("ops.upload_files", upload_id=upload, file_name=file_name, dataset="mzsy", stream="outpatient",
+             record_count=pages, conforming_count=pages)
+
+
 def _counted(cfg: hqms_config.Config) -> dict[date, int]:
     return dict(_query(cfg, f"SELECT month, visits FROM marts.outpatient_monthly WHERE org_code = '{ORG}'"))
 
@@ -67,6 +78,8 @@ def test_a_corrected_resend_replaces_its_part_and_clears_the_months_it_left(
         _page(rows, rng, f"part1-{n}", jzsj, "u1", "mzsy_202503_1.csv", first, loaded)
     for n in range(3):
         _page(rows, rng, f"part2-{n}", datetime(2025, 3, 20 + n, 10), "u2", "mzsy_202503_2.csv", second, loaded)
+    _record(rows, "u1", "mzsy_202503_1.csv", first, loaded, 12)
+    _record(rows, "u2", "mzsy_202503_2.csv", second, loaded, 3)
     _write(cfg, rows)
     dbt.build("monthly", full_refresh=True, cfg=cfg)
     assert {m: v for m, v in _counted(cfg).items() if m >= FEBRUARY} == {FEBRUARY: 2, MARCH: 13}
@@ -80,6 +93,7 @@ def test_a_corrected_resend_replaces_its_part_and_clears_the_months_it_left(
     rows = Rows({})
     for n in (7, 8):
         _page(rows, rng, f"part1-{n}", march[n] + timedelta(minutes=1), "u3", name, resent, now)
+    _record(rows, "u3", name, resent, now, 9)
     _write(cfg, rows, ("UPDATE dw.mzsy SET _upload_id = 'u3', _source_file = ?, _received_at = ?, _loaded_at = ? "
                        "WHERE _org_code = ? AND visit_card_no_pid IN ('part1-0', 'part1-1', 'part1-2', "
                        "'part1-3', 'part1-4', 'part1-5', 'part1-6')", [name, resent, now, ORG]))

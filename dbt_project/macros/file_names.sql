@@ -17,7 +17,7 @@
     {#- The file a stored name (_source_file: base name, identifiers masked at intake) stands for:
         the name without copy marks and extension, in lower case (mzsy_202610(1).csv and
         MZSY_202610.CSV → mzsy_202610). NULL — no identity across uploads — when
-        * the name gives no period (hqms.file_name_date: e.g. mzsy.csv): an exporter writing the
+        * the name gives no period (hqms.file_name_date: e.g. mzsy_export.csv): an exporter writing the
           same name every month would otherwise make each month's file replace the last one's;
         * the name holds a masked ID or mobile number (*): two different numbers mask alike. -#}
     case

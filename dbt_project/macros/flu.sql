@@ -44,8 +44,3 @@
 {% macro sum_int(expr) -%}
     cast(coalesce(sum({{ expr }}), 0) as {{ dbt.type_bigint() }})
 {%- endmacro %}
-
-{% macro is_positive_text(value) -%}
-    {#- A free-text qualitative lab result that reads positive (阳性, 弱阳性, +, positive). -#}
-    ({{ value }} like '%阳%' or lower({{ value }}) like '%positive%' or trim({{ value }}) in ('+', '++', '+++'))
-{%- endmacro %}

@@ -3,13 +3,19 @@
 
     A lab_ row is an influenza test when one of its item names (P7624 detail, P7616 in-hospital,
     P7614 standard) matches a pattern of the fever_flu_tests seed (case-insensitive regular
-    expressions); it is positive when its qualitative result reads positive (阳性, +).
+    expressions). Its result reads positive, negative, undetermined or pending (no result yet:
+    ordered, not tested) by hqms.lab_result_status (macros/lab_results.sql): the qualitative text
+    P7621, else the abnormal flag P7625 and the numeric value P7620 against its range P7618.
+    A visit's outcome is its most telling test: positive if any test is, else undetermined if
+    any is, else negative if any is, else pending.
 
     Its type (A / B) is read from the most specific name that names one: the detail name when it
     names a type, else the two item names together. The item names often name a whole panel
     (甲乙型流感病毒抗原) that has one detail row per virus, so they must not type the detail rows.
     A name, or the two item names together, naming both types (a combined panel, flu_type AB)
-    gives no type: the row is then an untyped influenza test (tested / positive, neither A nor B). -#}
+    gives no type: the row is then an untyped influenza test (tested / positive, neither A nor B).
+    A positive visit is A only, B only, both, or untyped (positive, but by no typed test): the four
+    add up to flu_positive, so shares of A and B can be taken over the typed positives. -#}
 with visits as (
     {{ hqms.latest_version(ref('stg_fever')) }}
 ),
@@ -17,7 +23,7 @@ with visits as (
 -- Each name of a lab_ row on its own row; is_detail marks the most specific one.
 lab_names as (
     {%- for col in ['detail_name', 'local_item_name', 'item_name'] %}
-    select org_code, visit_serial_pid, record_key, result_text,
+    select org_code, visit_serial_pid, record_key, result_text, result_value, reference_range, abnormal_flag,
         {{ 'true' if col == 'detail_name' else 'false' }} as is_detail,
         {{ col }} as item_text
     from {{ ref('stg_lab') }}
@@ -48,14 +54,16 @@ flu_tests as (
         l.org_code,
         l.visit_serial_pid,
         l.record_key,
-        {{ hqms.is_positive_text('l.result_text') }} as is_positive,
+        {{ hqms.lab_result_status('l.result_text', 'l.result_value', 'l.reference_range', 'l.abnormal_flag') }}
+            as result_status,
         {{ dbt.bool_or('l.is_detail and nt.names_a') }} as detail_names_a,
         {{ dbt.bool_or('l.is_detail and nt.names_b') }} as detail_names_b,
         {{ dbt.bool_or('not l.is_detail and nt.names_a') }} as item_names_a,
         {{ dbt.bool_or('not l.is_detail and nt.names_b') }} as item_names_b
     from lab_names as l
     inner join name_types as nt on nt.item_text = l.item_text
-    group by l.org_code, l.visit_serial_pid, l.record_key, l.result_text
+    group by l.org_code, l.visit_serial_pid, l.record_key, l.result_text, l.result_value, l.reference_range,
+        l.abnormal_flag
 ),
 
 -- The most specific level naming a type decides; naming both types is no single type.
@@ -63,7 +71,8 @@ typed_tests as (
     select
         org_code,
         visit_serial_pid,
-        is_positive,
+        result_status,
+        result_status = 'positive' as is_positive,
         case when detail_names_a or detail_names_b then detail_names_a and not detail_names_b
              else item_names_a and not item_names_b end as is_flu_a,
         case when detail_names_a or detail_names_b then detail_names_b and not detail_names_a
@@ -75,8 +84,9 @@ test_flags as (
     select
         org_code,
         visit_serial_pid,
-        true as flu_tested,
+        {{ dbt.bool_or("result_status <> 'pending'") }} as flu_tested,
         {{ dbt.bool_or('is_positive') }} as flu_positive,
+        {{ dbt.bool_or("result_status = 'undetermined'") }} as any_undetermined,
         {{ dbt.bool_or('is_positive and is_flu_a') }} as flu_a_positive,
         {{ dbt.bool_or('is_positive and is_flu_b') }} as flu_b_positive
     from typed_tests
@@ -93,10 +103,16 @@ select
     v.is_first_visit,
     v.is_referral,
     v.is_observation_stay,
+    coalesce(not t.flu_tested, false) as flu_pending,
     coalesce(t.flu_tested, false) as flu_tested,
     coalesce(t.flu_positive, false) as flu_positive,
+    coalesce(t.flu_tested and not t.flu_positive and t.any_undetermined, false) as flu_undetermined,
     coalesce(t.flu_a_positive, false) as flu_a_positive,
     coalesce(t.flu_b_positive, false) as flu_b_positive,
+    coalesce(t.flu_a_positive and not t.flu_b_positive, false) as flu_a_only,
+    coalesce(t.flu_b_positive and not t.flu_a_positive, false) as flu_b_only,
+    coalesce(t.flu_a_positive and t.flu_b_positive, false) as flu_ab_both,
+    coalesce(t.flu_positive and not t.flu_a_positive and not t.flu_b_positive, false) as flu_untyped_positive,
     v.total_cost,
     v.received_at,
     v._loaded_at

@@ -13,14 +13,15 @@
     its month: a corrected file re-sent under the same name (copy marks and letter case aside)
     replaces the earlier one as a whole. Keys re-sent are replaced by latest_version already;
     hqms.drop_replaced_files also drops the older version's pages whose key changed (a corrected
-    JZSJ) or that were left out. It runs before the precision switch, so a page the newest
-    version of its file withdrew supersedes nothing. -#}
+    JZSJ) or that were left out. Which upload holds the newest version of a file comes from the
+    upload record (int_file_versions), not from the rows that survive the merge. It runs before
+    the precision switch, so a page the newest version of its file withdrew supersedes nothing. -#}
 with latest as (
     {{ hqms.latest_version(ref('stg_outpatient')) }}
 ),
 
 current_files as (
-    {{ hqms.drop_replaced_files('latest') }}
+    {{ hqms.drop_replaced_files('latest', ref('int_file_versions'), 'mzsy') }}
 ),
 
 visits as (
@@ -38,6 +39,8 @@ select
     v.is_chronic_special,
     v.ed_triage_level,
     v.principal_dx_code,
+    -- 'unknown': no code, a code not shaped like one (letter + two digits), or a well-shaped code
+    -- outside every chapter range (U99, D49, K94: not in WHO ICD-10 2019 nor the national list)
     coalesce(ch.chapter, 'unknown') as dx_chapter,
     v.total_cost,
     v.self_pay,
@@ -45,4 +48,5 @@ select
     v._loaded_at
 from visits as v
 left join {{ ref('icd10_chapters') }} as ch
-    on upper(substr(v.principal_dx_code, 1, 3)) between ch.code_from and ch.code_to
+    on regexp_matches(upper(trim(v.principal_dx_code)), '^[A-Z][0-9][0-9]')
+   and upper(substr(trim(v.principal_dx_code), 1, 3)) between ch.code_from and ch.code_to

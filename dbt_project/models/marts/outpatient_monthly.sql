@@ -1,4 +1,5 @@
 -- depends_on: {{ ref('stg_outpatient') }}
+-- depends_on: {{ ref('int_file_versions') }}
 {{ config(
     materialized='incremental',
     incremental_strategy='replace_periods',
@@ -15,7 +16,8 @@ with
 touched as (
     -- months of pages loaded since the last build, and every month of the files they re-send
     -- (the pages an older version of a file loses may lie in another month)
-    {{ hqms.periods_of_files_loaded_since(ref('stg_outpatient'), 'visit_month', hqms.rebuild_since()) }}
+    {{ hqms.periods_of_files_loaded_since(ref('stg_outpatient'), 'visit_month', hqms.rebuild_since(),
+                                          ref('int_file_versions'), 'mzsy') }}
 ),
 {% endif %}
 
@@ -38,9 +40,15 @@ monthly as (
         {%- for level in range(1, 5) %}
         {{ hqms.count_if("is_emergency and ed_triage_level = '" ~ level ~ "'") }} as triage_level_{{ level }},
         {%- endfor %}
-        cast(coalesce(sum(total_cost), 0) as decimal(18, 2)) as total_cost,
-        cast(coalesce(sum(self_pay), 0) as decimal(18, 2)) as self_pay_cost,
-        cast(coalesce(sum(antibacterial_fee), 0) as decimal(18, 2)) as antibiotic_cost
+        {{ hqms.count_if("dx_chapter = 'unknown'") }} as dx_unknown_visits,
+        -- money: the exact sum (DECIMAL(18,4) values) rounded to cents, half away from zero.
+        -- ZFY and ZFJE are required (every conforming page has them); KJYWF is optional: NULL
+        -- when no page of the month reports it (absent, not 0.00), with the pages that do
+        {{ hqms.cents('sum(total_cost)') }} as total_cost,
+        {{ hqms.cents('sum(self_pay)') }} as self_pay_cost,
+        {{ hqms.cents('sum(antibacterial_fee)') }} as antibiotic_cost,
+        {{ hqms.count_if('antibacterial_fee is not null') }} as antibiotic_cost_pages,
+        sum(total_cost) as exact_total_cost
     from visits
     group by visit_month, org_code
 ),
@@ -80,13 +88,16 @@ pages as (
         m.total_cost,
         m.self_pay_cost,
         m.antibiotic_cost,
-        cast(m.total_cost / m.visits as decimal(18, 2)) as avg_cost_per_visit,
+        m.antibiotic_cost_pages,
+        -- the exact mean (total_cost before rounding / visits) rounded to cents
+        {{ hqms.cents_quotient('m.exact_total_cost', 'm.visits') }} as avg_cost_per_visit,
         t.top_dx_chapter_1,
         t.top_dx_chapter_1_visits,
         t.top_dx_chapter_2,
         t.top_dx_chapter_2_visits,
         t.top_dx_chapter_3,
         t.top_dx_chapter_3_visits,
+        m.dx_unknown_visits,
         {{ hqms.build_timestamp() }} as _built_at
     from monthly as m
     left join top_chapters as t on t.month = m.visit_month and t.org_code = m.org_code

@@ -1,4 +1,5 @@
 -- depends_on: {{ ref('stg_outpatient') }}
+-- depends_on: {{ ref('int_file_versions') }}
 {{ config(
     materialized='incremental',
     incremental_strategy='replace_periods',
@@ -14,7 +15,8 @@ with
 touched as (
     -- months of pages loaded since the last build, and every month of the files they re-send
     -- (the pages an older version of a file loses may lie in another month)
-    {{ hqms.periods_of_files_loaded_since(ref('stg_outpatient'), 'visit_month', hqms.rebuild_since()) }}
+    {{ hqms.periods_of_files_loaded_since(ref('stg_outpatient'), 'visit_month', hqms.rebuild_since(),
+                                          ref('int_file_versions'), 'mzsy') }}
 ),
 {% endif %}
 
@@ -35,12 +37,16 @@ ranked as (
         ch.name_zh as dx_chapter_name_zh,
         ch.name_en as dx_chapter_name_en,
         c.visits,
-        -- ties by chapter number (I .. XXII), not by first code: XXII (U00-U85) would sort
-        -- before XX (V01) and XXI (Z00); 'unknown' has no seed row and comes last
-        row_number() over (
-            partition by c.visit_month, c.org_code
-            order by c.visits desc, ch.chapter_number nulls last
-        ) as chapter_rank,
+        -- real chapters only: 'unknown' (no code, not a code, or outside every chapter range)
+        -- is counted in its own row but never ranked, so it cannot take a top-3 slot. Ties by
+        -- chapter number (I .. XXII), not by first code: XXII (U00-U85) would sort before XX
+        -- (V01) and XXI (Z00)
+        case when ch.chapter is not null then
+            row_number() over (
+                partition by c.visit_month, c.org_code, ch.chapter is null
+                order by c.visits desc, ch.chapter_number
+            )
+        end as chapter_rank,
         {{ hqms.build_timestamp() }} as _built_at
     from counted as c
     left join {{ ref('icd10_chapters') }} as ch on ch.chapter = c.dx_chapter

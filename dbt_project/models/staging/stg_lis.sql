@@ -13,5 +13,8 @@ select
     test_record_id_pid as test_record_pid,
     test_time,
     flu_item as item_code,
-    (positive = '1') as is_positive
+    -- P8004 结果是否阳性 (1 阳性, 2 阴性/其他; required) is the interface's own positive code and
+    -- decides; the text P8003 only where it is missing (macros/lab_results.sql)
+    {{ hqms.lab_result_status('result_text', flag='positive', flag_codes={'1': 'positive', '2': 'negative'},
+                              flag_first=true) }} = 'positive' as is_positive
 from {{ source('dw', 'lis') }}
