@@ -582,7 +582,8 @@ def dictionary_hints(con: duckdb.DuckDBPyConnection, ds: Dataset, table: str, fa
     upper-cased: one warning with their count, the most frequent few and, for each, the nearest
     dictionary codes of its category. The rows stay conforming — a 国家临床版 or local code is a
     real diagnosis; the warning is the hospital's help to map its codes to the national edition.
-    Cells that failed any rule of their column are left to their row error. One aggregate per
+    Cells that failed any rule of their column are left to their row error, so every code shown
+    has the shape of a classification code and can hold nothing personal. One aggregate per
     dataset over the staged rows (an anti join on the dictionary); Python sees a few codes only."""
     cols = [c for c in ds.columns if c.check in codes.DICTIONARIES]
     if not cols:
