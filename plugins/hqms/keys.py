@@ -45,8 +45,7 @@ PURPOSES = (*SECRET_PURPOSES, VAULT)
 #: Generated key sizes; HMAC keys are SM3-output sized, the field key is an SM4 key.
 KEY_BYTES = {"patient": 32, "record": 32, "field": crypto.SM4_KEY_BYTES}
 MIN_HMAC_KEY_BYTES = 16
-ENV_OVERRIDES = {"patient": "HQMS_KEY_PATIENT", "record": "HQMS_KEY_RECORD",
-                 "field": "HQMS_KEY_FIELD", VAULT: "HQMS_VAULT_PUBLIC_KEY"}
+ENV_OVERRIDES = config.KEY_OVERRIDE_VARS
 KEYRING_FILE_ENV = "HQMS_KEYRING_FILE"
 KEYRING_FORMAT = "hqms-keyring/1"
 PRIVATE_KEY_FILENAME = "vault_sm2_private.hex"
@@ -200,8 +199,7 @@ class Keyring:
 # --------------------------------------------------------------------------- locating and loading
 
 def keyring_path(cfg: config.Config) -> Path:
-    override = os.environ.get(KEYRING_FILE_ENV)
-    return Path(override).expanduser() if override else cfg.keys_dir / "keyring.json"
+    return cfg.keyring_file
 
 
 def private_key_path(cfg: config.Config) -> Path:
