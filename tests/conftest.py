@@ -7,6 +7,11 @@
 ``shared_s3_env`` points the current ``hqms_home`` at ``shared_s3`` as if it were an external
                 endpoint, with bucket names unique to the test, so "the bucket is empty" still
                 means something.
+``pg_server``   one real PostgreSQL server for the session (PyPI ``pgserver``: its own binaries,
+                a Unix socket under the session's temporary folder, stopped at the end).
+``pg_url``      a fresh, empty database on it for one test (SQLAlchemy URL, psycopg2).
+``registry_url`` the registry database of one test, parametrised: SQLite file and PostgreSQL
+                (production parity: claims, SKIP LOCKED, partial unique index, masking).
 """
 from __future__ import annotations
 
@@ -88,6 +93,35 @@ def shared_s3_env(hqms_home: Path, _shared_s3_config: config.Config,
     store = ObjectStore.from_config(config.load())
     store.ensure_buckets()
     return store
+
+
+# --- PostgreSQL (production parity) ---------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory: pytest.TempPathFactory):
+    """A real PostgreSQL server for the whole session (≈ 1–5 s to start here)."""
+    pgserver = pytest.importorskip("pgserver")
+    server = pgserver.get_server(tmp_path_factory.mktemp("pgdata"), cleanup_mode="stop")
+    try:
+        yield server
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture
+def pg_url(pg_server) -> str:
+    """A fresh database of its own for one test."""
+    name = f"t{uuid.uuid4().hex[:12]}"
+    pg_server.psql(f"CREATE DATABASE {name};")
+    return pg_server.get_uri(name).replace("postgresql://", "postgresql+psycopg2://", 1)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def registry_url(request: pytest.FixtureRequest, hqms_home: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """``HQMS_REGISTRY_URL`` of this test: the default SQLite file, or a PostgreSQL database."""
+    if request.param == "postgres":
+        monkeypatch.setenv("HQMS_REGISTRY_URL", request.getfixturevalue("pg_url"))
+    return config.load().registry_url
 
 
 # --- synthetic uploads ----------------------------------------------------------------------------

@@ -154,6 +154,8 @@ class Config:
     #: this many bytes of CSV at a time (DuckDB holds staged text at ≈ 6x its CSV size).
     batch_max_uploads: int
     batch_max_bytes: int
+    #: The live scheduler starts ``hqms_ingest`` this often (its DAG schedule).
+    ingest_interval_minutes: int
     alerts: AlertSettings
 
     @property
@@ -230,6 +232,7 @@ class Config:
             "stale_claim_seconds": self.stale_claim_seconds,
             "max_attempts": self.max_attempts,
             "batch": {"max_uploads": self.batch_max_uploads, "max_bytes": self.batch_max_bytes},
+            "ingest_interval_minutes": self.ingest_interval_minutes,
             "alerts": self.alerts.as_dict(mask_secrets),
         }
 
@@ -290,6 +293,7 @@ def load() -> Config:
         max_attempts=int(_env("HQMS_MAX_ATTEMPTS", "3")),
         batch_max_uploads=int(_env("HQMS_BATCH_MAX_UPLOADS", "200")),
         batch_max_bytes=int(_env("HQMS_BATCH_MAX_BYTES", str(128 * 1024 * 1024))),
+        ingest_interval_minutes=int(_env("HQMS_INGEST_INTERVAL_MINUTES", "10")),
         alerts=AlertSettings.from_env(os.environ),
     )
 

@@ -240,13 +240,19 @@ def _engine(url: str) -> Engine:
     return engine
 
 
+#: PostgreSQL advisory-lock key of schema creation (any constant; "HQMS" in ASCII).
+_SCHEMA_LOCK = 0x48514D53
+
+
 @functools.cache
 def _ensure_schema(url: str) -> None:
     """Create missing tables once per process (inside a write transaction: processes racing on a
-    fresh SQLite file take turns)."""
+    fresh SQLite file take turns; on PostgreSQL an advisory lock makes them)."""
     with _engine(url).connect() as con:
         con.execution_options(write=True)
         with con.begin():
+            if con.dialect.name == "postgresql":
+                con.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK})
             metadata.create_all(con)
 
 
@@ -376,13 +382,17 @@ class Registry:
         if limit:
             pick = pick.limit(limit)
         pick = pick.with_for_update(skip_locked=True)
-        stmt = (uploads.update()
-                .where(uploads.c.upload_id.in_(pick.scalar_subquery()), claimable)
-                .values(status="processing", stage="ingest", attempts=uploads.c.attempts + 1,
-                        updated_at=now)
-                .returning(*uploads.c))
+        # Pick, then update, in one transaction: as a subquery of the UPDATE, PostgreSQL re-ran
+        # the LIMITed pick for rows a concurrent claim had changed and handed out more than
+        # ``limit`` (tests/test_registry.py on PostgreSQL).
         with self._write() as con:
-            rows = [dict(r._mapping) for r in con.execute(stmt)]
+            ids = list(con.execute(pick).scalars())
+            stmt = (uploads.update()
+                    .where(uploads.c.upload_id.in_(ids), claimable)
+                    .values(status="processing", stage="ingest", attempts=uploads.c.attempts + 1,
+                            updated_at=now)
+                    .returning(*uploads.c))
+            rows = [dict(r._mapping) for r in con.execute(stmt)] if ids else []
         return sorted(rows, key=lambda r: (r["received_at"], r["upload_id"]))
 
     def set_status(self, upload_id: str, status: str, message_zh: str | None = None,
