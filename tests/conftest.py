@@ -15,6 +15,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import os
@@ -101,11 +102,24 @@ def shared_s3_env(hqms_home: Path, _shared_s3_config: config.Config,
 def pg_server(tmp_path_factory: pytest.TempPathFactory):
     """A real PostgreSQL server for the whole session (≈ 1–5 s to start here)."""
     pgserver = pytest.importorskip("pgserver")
-    server = pgserver.get_server(tmp_path_factory.mktemp("pgdata"), cleanup_mode="stop")
+    # As root, pgserver runs PostgreSQL as its own system user: the files it prepares must stay
+    # readable for it, whatever private umask (077) an HQMS test process has set by now.
+    with _umask(0o022):
+        server = pgserver.get_server(tmp_path_factory.mktemp("pgdata"), cleanup_mode="stop")
     try:
         yield server
     finally:
-        server.cleanup()
+        with _umask(0o022):
+            server.cleanup()
+
+
+@contextlib.contextmanager
+def _umask(mask: int) -> Iterator[None]:
+    previous = os.umask(mask)
+    try:
+        yield
+    finally:
+        os.umask(previous)
 
 
 @pytest.fixture

@@ -31,6 +31,8 @@ ADMIN_USER = "admin"
 #: Task slots of the LocalExecutor: Airflow's default 32 workers is far beyond a 2-core machine
 #: whose warehouse writers take turns in a one-slot pool anyway.
 PARALLELISM = 4
+#: Seconds without a heartbeat before Airflow calls a component unhealthy (Airflow: 30).
+HEALTH_THRESHOLD_S = 120
 
 
 def cfg_path(cfg: hqms_config.Config) -> Path:
@@ -89,8 +91,14 @@ def write_config(cfg: hqms_config.Config) -> Path:
             "execution_api_server_url": f"{api_url(cfg)}/execution/",
         },
         "database": {"sql_alchemy_conn": cfg.airflow_db_url},
-        "logging": {"base_log_folder": str(cfg.log_dir / "airflow")},
-        "scheduler": {"catchup_by_default": "False"},
+        "logging": {"base_log_folder": str(cfg.log_dir / "airflow"),
+                    "worker_log_server_port": str(cfg.airflow_log_port)},
+        # Health thresholds for a busy 2-core machine: a dag-processor importing the DAGs while
+        # dbt and Great Expectations run missed Airflow's 30 s and flapped to "unhealthy".
+        "scheduler": {"catchup_by_default": "False",
+                      "scheduler_health_check_threshold": str(HEALTH_THRESHOLD_S)},
+        "triggerer": {"triggerer_health_check_threshold": str(HEALTH_THRESHOLD_S)},
+        "dag_processor": {"health_check_threshold": str(HEALTH_THRESHOLD_S)},
         "api": {"host": cfg.airflow_host, "port": str(cfg.airflow_port), "base_url": api_url(cfg),
                 "secret_key": keys["api_secret_key"]},
         "api_auth": {"jwt_secret": keys["jwt_secret"]},

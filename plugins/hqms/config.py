@@ -135,6 +135,9 @@ class Config:
     #: Where the live system's Airflow api-server (UI and REST API) and the web service listen.
     airflow_host: str
     airflow_port: int
+    #: The scheduler's task-log server (LocalExecutor); Airflow binds it on every interface and
+    #: answers only requests signed with this home's secret.
+    airflow_log_port: int
     web_host: str
     web_port: int
     log_dir: Path
@@ -218,6 +221,7 @@ class Config:
             "airflow_home": str(self.airflow_home),
             "airflow_db_url": _mask_url(self.airflow_db_url) if mask_secrets else self.airflow_db_url,
             "airflow_api": f"http://{self.airflow_host}:{self.airflow_port}",
+            "airflow_log_port": self.airflow_log_port,
             "web": f"http://{self.web_host}:{self.web_port}",
             "log_dir": str(self.log_dir),
             "work_dir": str(self.work_dir),
@@ -278,6 +282,7 @@ def load() -> Config:
         airflow_db_url=airflow_db,
         airflow_host=_env("HQMS_AIRFLOW_HOST", "127.0.0.1"),
         airflow_port=int(_env("HQMS_AIRFLOW_PORT", "8080")),
+        airflow_log_port=int(_env("HQMS_AIRFLOW_LOG_PORT", "8793")),
         web_host=_env("HQMS_WEB_HOST", "127.0.0.1"),
         web_port=int(_env("HQMS_WEB_PORT", "8000")),
         log_dir=Path(_env("HQMS_LOG_DIR", str(home / "logs"))).expanduser(),

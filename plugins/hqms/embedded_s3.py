@@ -241,6 +241,7 @@ def ensure_running(cfg: config.Config | None = None) -> Endpoint:
     process that waited finds the server its neighbour started.
     """
     cfg = cfg or config.load()
+    cfg.ensure_dirs()  # the home and its private folders first (umask 077, 0700)
     live = _live(cfg)
     if live:
         return live

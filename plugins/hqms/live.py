@@ -59,6 +59,9 @@ class Service:
     url: Callable[[hqms_config.Config], str] | None = None
     #: Whether this installation has the service at all.
     available: Callable[[], bool] = lambda: True
+    #: Start the services after this one only once it is healthy (the api-server: LocalExecutor
+    #: workers report to its execution API from their first second).
+    gate: bool = False
 
 
 def _airflow(*args: str) -> Callable[[hqms_config.Config], list[str]]:
@@ -76,7 +79,7 @@ def _web_url(cfg: hqms_config.Config) -> str:
 SERVICES: tuple[Service, ...] = (
     Service("api-server", lambda cfg: [airflow_env.airflow_bin(), "api-server", "--host", cfg.airflow_host,
                                        "--port", str(cfg.airflow_port)],
-            health_url=_monitor_url, url=airflow_env.api_url),
+            health_url=_monitor_url, url=airflow_env.api_url, gate=True),
     Service("scheduler", _airflow("scheduler"), monitor_key="scheduler"),
     Service("dag-processor", _airflow("dag-processor"), monitor_key="dag_processor"),
     Service("triggerer", _airflow("triggerer"), monitor_key="triggerer"),
@@ -225,6 +228,22 @@ def status(cfg: hqms_config.Config | None = None) -> list[dict[str, object]]:
     return rows
 
 
+def scheduler_running(cfg: hqms_config.Config) -> bool:
+    """This home's live scheduler runs (``hqms run`` must then leave the work to it)."""
+    return _running(cfg, "scheduler") is not None
+
+
+def still_running(cfg: hqms_config.Config) -> str | None:
+    """For commands that leave services behind (the main job): what still runs, where, and how
+    to stop it; None when nothing does."""
+    rows = [r for r in status(cfg) if r["running"]]
+    if not rows:
+        return None
+    lines = ["still running (stop everything with `hqms down`):"]
+    lines += [f"  {r['name']:<14} {r.get('url') or ''}  pid {r['pid']}".rstrip() for r in rows]
+    return "\n".join(lines)
+
+
 # --------------------------------------------------------------------------- up
 
 def _service_env(cfg: hqms_config.Config) -> dict[str, str]:
@@ -276,9 +295,13 @@ def up(cfg: hqms_config.Config | None = None) -> list[dict[str, object]]:
         airflow_env.prepare(cfg)
         if airflow_started:
             airflow_env.drop_queued_asset_triggers(cfg)
-        started = {service.name: _spawn(cfg, service) for service in SERVICES
-                   if service.available() and _running(cfg, service.name) is None}
+        started: dict[str, psutil.Process] = {}
         try:
+            for service in SERVICES:
+                if service.available() and _running(cfg, service.name) is None:
+                    started[service.name] = _spawn(cfg, service)
+                    if service.gate:
+                        _wait_healthy(cfg, {service.name: started[service.name]})
             _wait_healthy(cfg, started)
         except LiveError:
             _stop_all(cfg)
