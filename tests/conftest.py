@@ -19,8 +19,10 @@ import contextlib
 import csv
 import io
 import os
+import shutil
 import stat
 import struct
+import tempfile
 import uuid
 import zipfile
 from collections.abc import Callable, Iterator
@@ -99,18 +101,23 @@ def shared_s3_env(hqms_home: Path, _shared_s3_config: config.Config,
 # --- PostgreSQL (production parity) ---------------------------------------------------------------
 
 @pytest.fixture(scope="session")
-def pg_server(tmp_path_factory: pytest.TempPathFactory):
-    """A real PostgreSQL server for the whole session (≈ 1–5 s to start here)."""
+def pg_server():
+    """A real PostgreSQL server for the whole session (≈ 1–5 s to start here).
+
+    As root, pgserver runs PostgreSQL as a system user of its own, which must traverse the data
+    folder's parents: so the folder is not under pytest's temporary tree (0700, and re-chmodded by
+    any other pytest session starting meanwhile), and the files pgserver prepares are made with a
+    umask it can read, whatever private umask (077) an HQMS test process has set by now."""
     pgserver = pytest.importorskip("pgserver")
-    # As root, pgserver runs PostgreSQL as its own system user: the files it prepares must stay
-    # readable for it, whatever private umask (077) an HQMS test process has set by now.
+    base = Path(tempfile.mkdtemp(prefix="hqms-pg-"))
     with _umask(0o022):
-        server = pgserver.get_server(tmp_path_factory.mktemp("pgdata"), cleanup_mode="stop")
+        server = pgserver.get_server(base / "pgdata", cleanup_mode="stop")
     try:
         yield server
     finally:
         with _umask(0o022):
             server.cleanup()
+        shutil.rmtree(base, ignore_errors=True)
 
 
 @contextlib.contextmanager
