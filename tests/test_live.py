@@ -105,11 +105,14 @@ def test_up_scheduled_ingest_triggers_marts_and_down_leaves_no_process(
         rows = {r["name"]: r for r in live.status(cfg)}
         airflow_parts = ("api-server", "scheduler", "dag-processor", "triggerer")
         assert all(rows[name]["healthy"] for name in ("s3", *airflow_parts)), rows
-        assert _hqms("status").returncode == 0
+        shown = _hqms("status")
+        assert shown.returncode == 0, shown.stdout
         again = _hqms("up")  # idempotent: nothing restarted
         assert again.returncode == 0, again.stderr[-3000:]
         assert {r["name"]: r["pid"] for r in live.status(cfg)} == {n: r["pid"] for n, r in rows.items()}
         assert "hqms down" in started.stdout and airflow_env.api_url(cfg) in started.stdout
+        one_shot = _hqms("run")  # the scheduler does the work now; two drivers would race
+        assert one_shot.returncode == 2 and "hqms down" in one_shot.stderr
 
         submitted_at = time.time()
         done = _hqms("submit", str(day["zips"]["flu"]), "--org", day["org"], "--user", "tester")

@@ -42,7 +42,7 @@ from hqms import config as hqms_config
 MARK = "HQMS_LIVE_HOME"
 START_TIMEOUT_S = 180.0  # the api-server takes ≈ 20–60 s on a busy 2-core machine
 STOP_TIMEOUT_S = 30.0  # the scheduler lets its LocalExecutor workers finish their task first
-HTTP_TIMEOUT_S = 5.0
+HTTP_TIMEOUT_S = 15.0  # a busy 2-core machine (load 12 seen) answered the monitor in > 5 s
 
 
 @dataclass(frozen=True)
