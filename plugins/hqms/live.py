@@ -352,14 +352,13 @@ def down(cfg: hqms_config.Config | None = None) -> list[str]:
 # --------------------------------------------------------------------------- CLI
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("up", help="start the live system: S3, Airflow (scheduler, UI) and the web service")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.set_defaults(func=_cli_up)
-    p = sub.add_parser("down", help="stop the live system of this HQMS_HOME (no process left behind)")
-    p.set_defaults(func=_cli_down)
-    p = sub.add_parser("status", help="which services of the live system run, are healthy, and where")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.set_defaults(func=_cli_status)
+    for name, text, func in (
+            ("up", "start the live system: S3, Airflow (scheduler, UI) and the web service", _cli_up),
+            ("down", "stop the live system of this HQMS_HOME (no process left behind)", _cli_down),
+            ("status", "which services of the live system run, are healthy, and where", _cli_status)):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("--json", action="store_true", help="machine-readable output")
+        p.set_defaults(func=func)
 
 
 def describe(rows: list[dict[str, object]], cfg: hqms_config.Config) -> str:
@@ -395,7 +394,10 @@ def _cli_up(args: argparse.Namespace) -> int:
 def _cli_down(args: argparse.Namespace) -> int:
     cfg = hqms_config.load()
     stopped = down(cfg)
-    print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
+    if args.json:
+        print(json.dumps({"stopped": stopped}))
+    else:
+        print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
     return 0
 
 
