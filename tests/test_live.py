@@ -21,7 +21,7 @@ import psutil
 import pytest
 
 from conftest import generate_day
-from hqms import airflow_env, config, live
+from hqms import airflow_env, config, doctor, live
 from hqms.registry import Registry
 
 ARTEFACTS = Path(__file__).resolve().parent / "artefacts"
@@ -130,6 +130,9 @@ def test_up_scheduled_ingest_triggers_marts_and_down_leaves_no_process(
             r for r in api.runs("hqms_marts_daily") if r["run_type"] == "asset_triggered"
             and r["state"] == "success"])
         assert marts and ingest
+        # The doctor sees the scheduler's heartbeat and the recent ingest (it warns otherwise).
+        assert doctor.check_scheduler(cfg).status == doctor.OK
+        assert doctor.check_last_ingest(cfg).status == doctor.OK
         seen = live.processes(cfg)
         assert len(seen) > 4  # the services and the scheduler's LocalExecutor workers
 
@@ -150,6 +153,7 @@ def test_up_scheduled_ingest_triggers_marts_and_down_leaves_no_process(
     assert live.processes(cfg) == []
     assert not _processes_of_home(hqms_home)
     assert all(not r["running"] for r in live.status(cfg))
+    assert doctor.check_scheduler(cfg).status == doctor.WARN
 
 
 def _epoch(iso: str) -> float:
