@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -174,3 +175,26 @@ def _processes_of_home(home: Path) -> list[psutil.Process]:
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             continue
     return found
+
+
+@pytest.mark.slow
+def test_up_forgets_asset_triggers_queued_by_one_shot_runs(hqms_home: Path) -> None:
+    """``hqms run`` (``dags test``) queues the marts DAGs on the Assets it updates but builds the
+    marts itself; a scheduler started later must not build them again. The queue is Airflow's
+    ``asset_dag_run_queue`` in the real migrated schema."""
+    cfg = config.load()
+    airflow_env.prepare(cfg)
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(cfg.airflow_db_url)
+    with engine.begin() as con:
+        con.execute(sa.text("INSERT INTO asset_dag_run_queue (asset_id, target_dag_id, created_at) "
+                            "VALUES (1, 'hqms_marts_daily', CURRENT_TIMESTAMP), "
+                            "(2, 'hqms_marts_daily', CURRENT_TIMESTAMP)"))
+    assert airflow_env.drop_queued_asset_triggers(cfg) == 2
+    with engine.connect() as con:
+        assert con.execute(sa.text("SELECT count(*) FROM asset_dag_run_queue")).scalar() == 0
+    engine.dispose()
+    text = airflow_env.cfg_path(cfg).read_text(encoding="utf-8")
+    assert "load_examples = False" in text and f"dags_folder = {config.REPO_ROOT / 'dags'}" in text
+    assert stat.S_IMODE(airflow_env.cfg_path(cfg).stat().st_mode) == 0o600  # it holds the secrets

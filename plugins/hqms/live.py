@@ -186,13 +186,18 @@ def _http_ok(url: str) -> tuple[bool, dict | None]:
 
 
 def _health(cfg: hqms_config.Config) -> dict[str, bool]:
-    """Service name → healthy, from one look at each health endpoint."""
+    """Service name → healthy, from one look at each health endpoint (Airflow's monitor asked
+    up to twice: on a loaded machine the api-server sometimes misses one answer)."""
     result: dict[str, bool] = {}
     monitor_ok, monitor = _http_ok(_monitor_url(cfg))
+    if not monitor_ok:
+        monitor_ok, monitor = _http_ok(_monitor_url(cfg))
     for service in SERVICES:
         if service.monitor_key:
             result[service.name] = bool(monitor_ok and monitor and
                                         (monitor.get(service.monitor_key) or {}).get("status") == "healthy")
+        elif service.health_url is _monitor_url:
+            result[service.name] = monitor_ok
         elif service.health_url is not None:
             result[service.name] = _http_ok(service.health_url(cfg))[0]
     return result
