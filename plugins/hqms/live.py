@@ -296,9 +296,9 @@ def up(cfg: hqms_config.Config | None = None) -> list[dict[str, object]]:
     cfg = cfg or hqms_config.load()
     with _locked(cfg):
         bootstrap_local(cfg)  # folders (umask 077), demo keys, embedded S3 and its buckets
-        airflow_started = not any(_running(cfg, s.name) for s in SERVICES if s.monitor_key)
+        starting_airflow = not any(_running(cfg, s.name) for s in SERVICES if s.monitor_key)
         airflow_env.prepare(cfg)
-        if airflow_started:
+        if starting_airflow:
             airflow_env.drop_queued_asset_triggers(cfg)
         started: dict[str, psutil.Process] = {}
         try:
