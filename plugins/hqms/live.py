@@ -84,7 +84,7 @@ SERVICES: tuple[Service, ...] = (
     Service("dag-processor", _airflow("dag-processor"), monitor_key="dag_processor"),
     Service("triggerer", _airflow("triggerer"), monitor_key="triggerer"),
     # The hospital web service (``hqms serve``, plugins/hqms/web/): started once the module exists.
-    Service("web", lambda cfg: [sys.executable, "-m", "hqms.cli", "serve", "--host", cfg.web_host,
+    Service("web", lambda cfg: [str(Path(sys.executable).parent / "hqms"), "serve", "--host", cfg.web_host,
                                 "--port", str(cfg.web_port)],
             health_url=lambda cfg: f"{_web_url(cfg)}/healthz", url=_web_url,
             available=lambda: importlib.util.find_spec("hqms.web") is not None),
