@@ -13,6 +13,7 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import dag, task
 
+from hqms import config
 from hqms.alerts import on_failure_callback
 from hqms.assets import STREAM_ASSETS
 
@@ -21,7 +22,7 @@ WAREHOUSE_POOL = "hqms_warehouse"
 
 @dag(
     dag_id="hqms_ingest",
-    schedule=timedelta(minutes=10),
+    schedule=timedelta(minutes=config.load().ingest_interval_minutes),  # HQMS_INGEST_INTERVAL_MINUTES
     start_date=pendulum.datetime(2025, 1, 1, tz="Asia/Shanghai"),
     catchup=False,
     max_active_runs=1,

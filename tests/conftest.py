@@ -7,14 +7,22 @@
 ``shared_s3_env`` points the current ``hqms_home`` at ``shared_s3`` as if it were an external
                 endpoint, with bucket names unique to the test, so "the bucket is empty" still
                 means something.
+``pg_server``   one real PostgreSQL server for the session (PyPI ``pgserver``: its own binaries,
+                a Unix socket under the session's temporary folder, stopped at the end).
+``pg_url``      a fresh, empty database on it for one test (SQLAlchemy URL, psycopg2).
+``registry_url`` the registry database of one test, parametrised: SQLite file and PostgreSQL
+                (production parity: claims, SKIP LOCKED, partial unique index, masking).
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import os
+import shutil
 import stat
 import struct
+import tempfile
 import uuid
 import zipfile
 from collections.abc import Callable, Iterator
@@ -88,6 +96,53 @@ def shared_s3_env(hqms_home: Path, _shared_s3_config: config.Config,
     store = ObjectStore.from_config(config.load())
     store.ensure_buckets()
     return store
+
+
+# --- PostgreSQL (production parity) ---------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """A real PostgreSQL server for the whole session (≈ 1–5 s to start here).
+
+    As root, pgserver runs PostgreSQL as a system user of its own, which must traverse the data
+    folder's parents: so the folder is not under pytest's temporary tree (0700, and re-chmodded by
+    any other pytest session starting meanwhile), and the files pgserver prepares are made with a
+    umask it can read, whatever private umask (077) an HQMS test process has set by now."""
+    pgserver = pytest.importorskip("pgserver")
+    base = Path(tempfile.mkdtemp(prefix="hqms-pg-"))
+    with _umask(0o022):
+        server = pgserver.get_server(base / "pgdata", cleanup_mode="stop")
+    try:
+        yield server
+    finally:
+        with _umask(0o022):
+            server.cleanup()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _umask(mask: int) -> Iterator[None]:
+    previous = os.umask(mask)
+    try:
+        yield
+    finally:
+        os.umask(previous)
+
+
+@pytest.fixture
+def pg_url(pg_server) -> str:
+    """A fresh database of its own for one test."""
+    name = f"t{uuid.uuid4().hex[:12]}"
+    pg_server.psql(f"CREATE DATABASE {name};")
+    return pg_server.get_uri(name).replace("postgresql://", "postgresql+psycopg2://", 1)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def registry_url(request: pytest.FixtureRequest, hqms_home: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """``HQMS_REGISTRY_URL`` of this test: the default SQLite file, or a PostgreSQL database."""
+    if request.param == "postgres":
+        monkeypatch.setenv("HQMS_REGISTRY_URL", request.getfixturevalue("pg_url"))
+    return config.load().registry_url
 
 
 # --- synthetic uploads ----------------------------------------------------------------------------

@@ -133,7 +133,7 @@ def _upload(registry: Registry, org: str, n: int, received: datetime) -> str:
                                object_key=f"flu/{org}/k{n}")
 
 
-def test_stuck_uploads_alert_lists_ids_only(hqms_home: Path, webhook, org_code: str) -> None:
+def test_stuck_uploads_alert_lists_ids_only(registry_url: str, webhook, org_code: str) -> None:
     posts, url = webhook
     registry = Registry.from_config(config.load())
     now = datetime.now(UTC)

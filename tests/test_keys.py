@@ -98,7 +98,7 @@ def test_env_override_becomes_active_and_file_versions_stay_readable(
     keys.ensure_demo_keys(cfg)
     old_id = keys.load_keyring(cfg).active_id("patient")
     monkeypatch.setenv("HQMS_KEY_PATIENT", "ab" * 32)
-    ring = keys.load_keyring(cfg)
+    ring = keys.load_keyring(config.load())  # a configuration is read when loaded
     assert ring.pseudonym_key("patient") == bytes.fromhex("ab" * 32)
     assert ring.pseudonym_key("patient", old_id).key_id == old_id
 

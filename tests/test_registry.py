@@ -1,4 +1,5 @@
-"""Upload registry on a real SQLite file: life cycle, duplicates, claims, errors, concurrency."""
+"""Upload registry on a real SQLite file and a real PostgreSQL server (the ``registry_url``
+fixture): life cycle, duplicates, claims, errors, concurrency."""
 from __future__ import annotations
 
 import sqlite3
@@ -18,7 +19,7 @@ from hqms.registry import (AlreadyAccepted, ErrorRecord, Registry, looks_identif
 
 
 @pytest.fixture
-def registry(hqms_home: Path) -> Registry:
+def registry(registry_url: str) -> Registry:
     return Registry.from_config()
 
 
@@ -154,7 +155,7 @@ def test_replace_errors_is_idempotent(registry: Registry) -> None:
     assert registry.errors(upload) == []
 
 
-def test_concurrent_writers_and_readers(hqms_home: Path) -> None:
+def test_concurrent_writers_and_readers(registry_url: str) -> None:
     """Several processes insert and claim at once; nothing is lost or claimed twice."""
     code = (
         "import sys\n"
@@ -174,7 +175,7 @@ def test_concurrent_writers_and_readers(hqms_home: Path) -> None:
         out, err = p.communicate(timeout=120)
         assert p.returncode == 0, err
         claimed += [c for c in out.strip().split(",") if c]
-    registry = Registry(config.load().registry_url)
+    registry = Registry(registry_url)
     assert len(registry.list_uploads()) == 100
     assert len(claimed) == len(set(claimed)) == 40
 

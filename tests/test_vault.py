@@ -5,6 +5,7 @@ import hashlib
 import io
 import json
 import os
+import stat
 import zipfile
 from pathlib import Path
 
@@ -144,9 +145,14 @@ def test_cli_decrypt(setup, tmp_path: Path, capsys: pytest.CaptureFixture) -> No
     vault.store_original(store, cfg, upload, local)
     out = tmp_path / "cli.zip"
     key_file = keys.private_key_path(cfg)
-    assert cli.main(["vault", "decrypt", upload["upload_id"], "--private-key", str(key_file),
-                     "--out", str(out)]) == 0
+    umask = os.umask(0o022)  # a shell's usual umask: the plaintext zip must still be private
+    try:
+        assert cli.main(["vault", "decrypt", upload["upload_id"], "--private-key", str(key_file),
+                         "--out", str(out)]) == 0
+    finally:
+        os.umask(umask)
     assert out.read_bytes() == data
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
     assert "verified" in capsys.readouterr().out
     assert cli.main(["vault", "decrypt", upload["upload_id"], "--private-key", str(key_file),
                      "--out", str(out)]) == 2  # never overwrites

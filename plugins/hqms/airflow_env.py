@@ -1,34 +1,130 @@
-"""Run the real DAGs on the embedded default: an Airflow home under ``HQMS_HOME``.
+"""The Airflow home of the embedded default: a generated ``airflow.cfg`` under ``HQMS_HOME``.
 
-``hqms run`` uses ``airflow dags test`` (in-process, SQLite metadata) so one command processes
-everything pending through the same DAG code the scheduler runs in production.
+Two users of one Airflow home: ``hqms run`` (``airflow dags test``: in-process, one-shot) and the
+live system of ``hqms up`` (scheduler, dag-processor, triggerer, api-server; LocalExecutor). Both
+read the same generated ``airflow.cfg``, so any ``airflow`` command run with this ``AIRFLOW_HOME``
+sees this project's DAGs and plugins, no example DAGs, no catch-up, and the configured ports —
+never Airflow's own default file (118 example DAGs and a wrong DAGs folder). The file is written
+again on every ``prepare`` (settings follow ``hqms config``); its secrets (Fernet key, JWT and API
+secrets, the admin password) are generated once, kept in 0600 files, and never put on a command
+line.
 """
 from __future__ import annotations
 
+import configparser
+import json
 import os
+import secrets
 import shutil
 import subprocess
 import sys
+from base64 import urlsafe_b64encode
 from pathlib import Path
+
+import sqlalchemy as sa
 
 from hqms import config as hqms_config
 
 WAREHOUSE_POOL = ("hqms_warehouse", "1", "DuckDB warehouse writers (ingest merges, dbt builds): one at a time")
+#: The SimpleAuthManager user of the embedded default (password: :func:`admin_password`).
+ADMIN_USER = "admin"
+#: Task slots of the LocalExecutor: Airflow's default 32 workers is far beyond a 2-core machine
+#: whose warehouse writers take turns in a one-slot pool anyway.
+PARALLELISM = 4
+#: Seconds without a heartbeat before Airflow calls a component unhealthy (Airflow: 30).
+HEALTH_THRESHOLD_S = 120
+
+
+def cfg_path(cfg: hqms_config.Config) -> Path:
+    return cfg.airflow_home / "airflow.cfg"
+
+
+def passwords_path(cfg: hqms_config.Config) -> Path:
+    """SimpleAuthManager's password file (JSON ``{user: password}``), mode 0600."""
+    return cfg.airflow_home / "simple_auth_manager_passwords.json"
+
+
+def _secrets(cfg: hqms_config.Config) -> dict[str, str]:
+    """This home's Airflow secrets, generated on first use and kept (0600)."""
+    path = cfg.airflow_home / "hqms-secrets.json"
+    if path.exists():
+        return json.loads(path.read_text(encoding="utf-8"))
+    values = {
+        "fernet_key": urlsafe_b64encode(secrets.token_bytes(32)).decode(),
+        "jwt_secret": secrets.token_urlsafe(32),
+        "api_secret_key": secrets.token_urlsafe(32),
+    }
+    hqms_config.write_private(path, json.dumps(values))
+    return values
+
+
+def admin_password(cfg: hqms_config.Config) -> str:
+    """The UI/API admin password (generated once into the 0600 password file)."""
+    path = passwords_path(cfg)
+    if not path.exists():
+        hqms_config.write_private(path, json.dumps({ADMIN_USER: secrets.token_urlsafe(12)}))
+    return json.loads(path.read_text(encoding="utf-8"))[ADMIN_USER]
+
+
+def api_url(cfg: hqms_config.Config) -> str:
+    return f"http://{cfg.airflow_host}:{cfg.airflow_port}"
+
+
+def write_config(cfg: hqms_config.Config) -> Path:
+    """Generate ``airflow.cfg`` (0600: it holds the secrets) from the HQMS configuration."""
+    root = hqms_config.REPO_ROOT
+    keys = _secrets(cfg)
+    admin_password(cfg)
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read_dict({
+        "core": {
+            "dags_folder": str(root / "dags"),
+            "plugins_folder": str(root / "plugins"),
+            "load_examples": "False",
+            "executor": "LocalExecutor",
+            "parallelism": str(PARALLELISM),
+            "dags_are_paused_at_creation": "False",
+            "fernet_key": keys["fernet_key"],
+            "simple_auth_manager_users": f"{ADMIN_USER}:admin",
+            "simple_auth_manager_passwords_file": str(passwords_path(cfg)),
+            # LocalExecutor workers report to the api-server's execution API: it must be ours.
+            "execution_api_server_url": f"{api_url(cfg)}/execution/",
+        },
+        "database": {"sql_alchemy_conn": cfg.airflow_db_url},
+        "logging": {"base_log_folder": str(cfg.log_dir / "airflow"),
+                    "worker_log_server_port": str(cfg.airflow_log_port)},
+        # Health thresholds for a busy 2-core machine: a dag-processor importing the DAGs while
+        # dbt and Great Expectations run missed Airflow's 30 s and flapped to "unhealthy".
+        "scheduler": {"catchup_by_default": "False",
+                      "scheduler_health_check_threshold": str(HEALTH_THRESHOLD_S)},
+        "triggerer": {"triggerer_health_check_threshold": str(HEALTH_THRESHOLD_S)},
+        "dag_processor": {"health_check_threshold": str(HEALTH_THRESHOLD_S)},
+        "api": {"host": cfg.airflow_host, "port": str(cfg.airflow_port), "base_url": api_url(cfg),
+                "secret_key": keys["api_secret_key"]},
+        "api_auth": {"jwt_secret": keys["jwt_secret"]},
+    })
+    path = cfg_path(cfg)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    hqms_config.write_private(path, _render(parser))
+    return path
+
+
+def _render(parser: configparser.ConfigParser) -> str:
+    lines = ["# Generated by hqms (plugins/hqms/airflow_env.py) on every `hqms run` / `hqms up`;",
+             "# edits are overwritten. Change HQMS_* settings instead (hqms config).", ""]
+    for section in parser.sections():
+        lines.append(f"[{section}]")
+        lines += [f"{key} = {value}" for key, value in parser.items(section)]
+        lines.append("")
+    return "\n".join(lines)
 
 
 def airflow_env(cfg: hqms_config.Config) -> dict[str, str]:
-    """Environment for airflow subprocesses: this repo's DAGs, an Airflow home inside HQMS_HOME."""
-    root = hqms_config.REPO_ROOT
+    """Environment for airflow subprocesses: the Airflow home inside HQMS_HOME (whose generated
+    ``airflow.cfg`` says everything else) and this venv's binaries first on PATH."""
     env = dict(os.environ)
-    env.update({
-        "HQMS_HOME": str(cfg.home),
-        "AIRFLOW_HOME": str(cfg.airflow_home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(root / "dags"),
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(root / "plugins"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(cfg.log_dir / "airflow"),
-        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
-    })
+    env.update({"HQMS_HOME": str(cfg.home), "AIRFLOW_HOME": str(cfg.airflow_home),
+                "AIRFLOW_CONFIG": str(cfg_path(cfg))})
     bin_dir = str(Path(sys.executable).parent)
     env["PATH"] = bin_dir + os.pathsep + env.get("PATH", "")
     return env
@@ -51,12 +147,29 @@ def airflow(cfg: hqms_config.Config, *args: str, log_name: str | None = None) ->
 
 
 def prepare(cfg: hqms_config.Config) -> None:
-    """Migrate the metadata DB and create the warehouse pool (both idempotent)."""
-    cfg.airflow_home.mkdir(parents=True, exist_ok=True)
+    """Write ``airflow.cfg``, migrate the metadata DB and create the warehouse pool (idempotent)."""
+    write_config(cfg)
     for args in (("db", "migrate"), ("pools", "set", *WAREHOUSE_POOL)):
         done = airflow(cfg, *args, log_name="airflow-setup.log")
         if done.returncode != 0:
             raise RuntimeError(f"airflow {' '.join(args)} failed; see {cfg.log_dir / 'airflow-setup.log'}")
+
+
+def drop_queued_asset_triggers(cfg: hqms_config.Config) -> int:
+    """Forget Asset updates no DAG run has consumed yet; returns how many were dropped.
+
+    Why: ``hqms run`` (``airflow dags test``) records the ingest's Asset updates and queues the
+    marts DAGs on them, but builds the marts itself. A scheduler started later would find that
+    queue and start marts builds nobody asked for. The events themselves stay (lineage in the UI).
+    """
+    engine = sa.create_engine(cfg.airflow_db_url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.begin() as con:
+            if not sa.inspect(con).has_table("asset_dag_run_queue"):
+                return 0
+            return con.execute(sa.text("DELETE FROM asset_dag_run_queue")).rowcount or 0
+    finally:
+        engine.dispose()
 
 
 def test_dag(cfg: hqms_config.Config, dag_id: str) -> None:

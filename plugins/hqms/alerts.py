@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import smtplib
 import urllib.request
 from collections.abc import Iterable, Mapping
@@ -35,7 +34,7 @@ log = logging.getLogger(__name__)
 ENV_VARS = ("HQMS_ALERT_WEBHOOK_URL", "HQMS_ALERT_SMTP_HOST", "HQMS_ALERT_SMTP_PORT",
             "HQMS_ALERT_SMTP_USER", "HQMS_ALERT_SMTP_PASSWORD", "HQMS_ALERT_FROM", "HQMS_ALERT_TO",
             "HQMS_ALERT_STUCK_MINUTES")
-DEFAULT_STUCK_MINUTES = 180
+DEFAULT_STUCK_MINUTES = config.AlertSettings.from_env({}).stuck_minutes
 #: Registry states an upload passes through on its way to a terminal one.
 NON_TERMINAL = ("landed", "processing")
 #: The state of an upload the ingest gave up on: it waits for a person (``hqms reprocess``).
@@ -124,16 +123,13 @@ class SmtpChannel:
 
 def channels_from_env(env: Mapping[str, str] | None = None) -> list[Channel]:
     """The log channel plus every channel whose variables are set."""
-    env = os.environ if env is None else env
+    settings = config.load().alerts if env is None else config.AlertSettings.from_env(env)
     channels: list[Channel] = [LogChannel()]
-    if env.get("HQMS_ALERT_WEBHOOK_URL"):
-        channels.append(WebhookChannel(env["HQMS_ALERT_WEBHOOK_URL"]))
-    if env.get("HQMS_ALERT_SMTP_HOST") and env.get("HQMS_ALERT_TO"):
-        channels.append(SmtpChannel(
-            env["HQMS_ALERT_SMTP_HOST"], int(env.get("HQMS_ALERT_SMTP_PORT") or 587),
-            env.get("HQMS_ALERT_FROM") or "hqms@localhost",
-            [a.strip() for a in env["HQMS_ALERT_TO"].split(",") if a.strip()],
-            env.get("HQMS_ALERT_SMTP_USER") or None, env.get("HQMS_ALERT_SMTP_PASSWORD") or None))
+    if settings.webhook_url:
+        channels.append(WebhookChannel(settings.webhook_url))
+    if settings.smtp_host and settings.recipients:
+        channels.append(SmtpChannel(settings.smtp_host, settings.smtp_port, settings.sender,
+                                    list(settings.recipients), settings.smtp_user, settings.smtp_password))
     return channels
 
 
@@ -179,8 +175,7 @@ def on_failure_callback(context: Mapping[str, object]) -> None:
 # --------------------------------------------------------------------------- stuck uploads
 
 def stuck_minutes(env: Mapping[str, str] | None = None) -> int:
-    env = os.environ if env is None else env
-    return int(env.get("HQMS_ALERT_STUCK_MINUTES") or DEFAULT_STUCK_MINUTES)
+    return (config.load().alerts if env is None else config.AlertSettings.from_env(env)).stuck_minutes
 
 
 def stuck_uploads(registry, threshold: timedelta, now: datetime | None = None) -> list[dict]:

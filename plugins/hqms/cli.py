@@ -15,6 +15,7 @@ COMMAND_MODULES = (
     "hqms.config_cli",
     "hqms.generate.cli",
     "hqms.embedded_s3",
+    "hqms.live",
     "hqms.intake.cli",
     "hqms.tran",
     "hqms.quality",

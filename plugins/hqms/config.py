@@ -10,7 +10,9 @@ effective values with secrets masked.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -25,6 +27,7 @@ DEFAULT_BUCKETS = {"landing": "hqms-landing", "vault": "hqms-vault", "marts": "h
 
 
 def _env(name: str, default: str | None = None) -> str | None:
+    """The variable's value; ``default`` when it is unset or empty (the one place it is written)."""
     value = os.environ.get(name)
     return value if value not in (None, "") else default
 
@@ -33,6 +36,80 @@ def _bool(value: str | None, default: bool = False) -> bool:
     if value is None:
         return default
     return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+#: Mode bits no private file or folder of a home may have (group and others: nothing).
+PRIVATE_MASK = 0o077
+
+
+def private_umask() -> None:
+    """Files and folders this process creates from now on are its user's alone (0600 / 0700).
+
+    Why process-wide: keys, landing zips (the embedded S3 data), staging work files and the
+    registry are written by many modules, by rclone and by Airflow workers; one umask set where
+    the home's folders are made covers them all, including files nobody thought of.
+    """
+    os.umask(PRIVATE_MASK)
+
+
+def write_private(path: Path, text: str) -> None:
+    """Replace ``path`` atomically with ``text``, mode 0600 from its first byte (secrets)."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _mask(value: str | None) -> str | None:
+    return None if value is None else (value[:2] + "***" if len(value) > 4 else "***")
+
+
+@dataclass(frozen=True)
+class AlertSettings:
+    """Alert channels and the stuck-upload threshold (``hqms.alerts`` reads them from here)."""
+
+    webhook_url: str | None
+    smtp_host: str | None
+    smtp_port: int
+    smtp_user: str | None
+    smtp_password: str | None
+    sender: str
+    recipients: tuple[str, ...]
+    stuck_minutes: int
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> AlertSettings:
+        """From any mapping (the process environment, or a test's dict)."""
+        def get(name: str) -> str | None:
+            return env.get(name) or None
+
+        return cls(
+            webhook_url=get("HQMS_ALERT_WEBHOOK_URL"),
+            smtp_host=get("HQMS_ALERT_SMTP_HOST"),
+            smtp_port=int(get("HQMS_ALERT_SMTP_PORT") or 587),
+            smtp_user=get("HQMS_ALERT_SMTP_USER"),
+            smtp_password=get("HQMS_ALERT_SMTP_PASSWORD"),
+            sender=get("HQMS_ALERT_FROM") or "hqms@localhost",
+            recipients=tuple(a.strip() for a in (get("HQMS_ALERT_TO") or "").split(",") if a.strip()),
+            stuck_minutes=int(get("HQMS_ALERT_STUCK_MINUTES") or 180),
+        )
+
+    def as_dict(self, mask_secrets: bool = True) -> dict[str, object]:
+        return {"webhook_url": _mask(self.webhook_url) if mask_secrets else self.webhook_url,
+                "smtp_host": self.smtp_host, "smtp_port": self.smtp_port, "smtp_user": self.smtp_user,
+                "smtp_password": _mask(self.smtp_password) if mask_secrets else self.smtp_password,
+                "from": self.sender, "to": list(self.recipients), "stuck_minutes": self.stuck_minutes}
+
+
+#: Variables that override one key each (``<id>:<hex>``); read by ``hqms.keys``.
+KEY_OVERRIDE_VARS = {"patient": "HQMS_KEY_PATIENT", "record": "HQMS_KEY_RECORD",
+                     "field": "HQMS_KEY_FIELD", "vault": "HQMS_VAULT_PUBLIC_KEY"}
 
 
 @dataclass(frozen=True)
@@ -45,38 +122,54 @@ class Config:
     s3_secret_key: str | None
     s3_secure: bool
     s3_region: str
-    buckets: dict[str, str] = field(default_factory=dict)
-    warehouse_path: Path = Path()
-    registry_url: str = ""
-    keys_dir: Path = Path()
-    airflow_home: Path = Path()
-    log_dir: Path = Path()
-    work_dir: Path = Path()
-    marts_dir: Path = Path()
-    gx_docs_dir: Path = Path()
+    buckets: dict[str, str]
+    warehouse_path: Path
+    registry_url: str
+    keys_dir: Path
+    keyring_file: Path
+    #: purpose → raw ``HQMS_KEY_*`` value (None when unset); secrets, masked in ``as_dict``.
+    key_overrides: dict[str, str | None]
+    airflow_home: Path
+    #: Airflow's metadata DB (SQLite in the Airflow home; Postgres in production / compose).
+    airflow_db_url: str
+    #: Where the live system's Airflow api-server (UI and REST API) and the web service listen.
+    airflow_host: str
+    airflow_port: int
+    #: The scheduler's task-log server (LocalExecutor); Airflow binds it on every interface and
+    #: answers only requests signed with this home's secret.
+    airflow_log_port: int
+    web_host: str
+    web_port: int
+    log_dir: Path
+    work_dir: Path
+    marts_dir: Path
+    gx_docs_dir: Path
     #: Ingest runs whose Data Docs sites are kept under ``gx_docs_dir`` (4–4.6 MB each).
-    gx_docs_keep: int = 20
-    max_zip_bytes: int = 20 * 1024 * 1024
-    max_uncompressed_bytes: int = 2 * 1024 * 1024 * 1024
-    max_ratio: int = 200
+    gx_docs_keep: int
+    max_zip_bytes: int
+    max_uncompressed_bytes: int
+    max_ratio: int
     #: Largest CSV one zip entry may unpack to, refused at intake beyond (``file_too_large``):
     #: what ingest stages and merges within its memory bound — 500 MB works; a 2,000,000,000-byte
     #: CSV (a 13.9 MB zip) ran out of memory on every claim.
-    max_file_bytes: int = 500_000_000
-    duckdb_memory_limit: str = "768MB"
-    duckdb_threads: int = 2
+    max_file_bytes: int
+    duckdb_memory_limit: str
+    duckdb_threads: int
     #: A ``processing`` claim older than this is presumed dead (kill -9) and handed out again.
-    stale_claim_seconds: int = 7200
+    stale_claim_seconds: int
     #: Failures an upload may cause alone (a crash, or a death while it alone was in flight)
     #: before it is marked ``failed``; deaths among several uploads charge none of them.
-    max_attempts: int = 3
+    max_attempts: int
     #: A run refreshes its claims' heartbeat every quarter of this; a claim without one for this
     #: long belongs to a dead run (of another host: same-host deaths are seen at once by lock).
-    claim_lease_seconds: int = 300
+    claim_lease_seconds: int
     #: One ingest batch (one mapped task) takes at most this many uploads, and stages at most
     #: this many bytes of CSV at a time (DuckDB holds staged text at ≈ 6x its CSV size).
-    batch_max_uploads: int = 200
-    batch_max_bytes: int = 128 * 1024 * 1024
+    batch_max_uploads: int
+    batch_max_bytes: int
+    #: The live scheduler starts ``hqms_ingest`` this often (its DAG schedule).
+    ingest_interval_minutes: int
+    alerts: AlertSettings
 
     @property
     def embedded_s3(self) -> bool:
@@ -87,21 +180,36 @@ class Config:
     def embedded_s3_dir(self) -> Path:
         return self.home / "s3"
 
-    def ensure_dirs(self) -> None:
-        """Create the local state folders (idempotent)."""
-        for path in (self.home, self.warehouse_path.parent, self.keys_dir, self.log_dir,
-                     self.work_dir, self.marts_dir, self.gx_docs_dir):
-            path.mkdir(parents=True, exist_ok=True)
+    @property
+    def registry_dir(self) -> Path | None:
+        """The folder of a SQLite registry (None for a database server)."""
         if self.registry_url.startswith("sqlite:///"):
-            Path(self.registry_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+            return Path(self.registry_url.removeprefix("sqlite:///")).parent
+        return None
+
+    def private_dirs(self) -> list[Path]:
+        """Folders holding keys, plaintext or personal data: 0700, their files 0600."""
+        dirs = [self.home, self.keys_dir, self.embedded_s3_dir, self.work_dir,
+                self.warehouse_path.parent, self.log_dir, self.airflow_home]
+        return dirs + ([self.registry_dir] if self.registry_dir else [])
+
+    def ensure_dirs(self) -> None:
+        """Create the local state folders (idempotent), private to this user (umask 077; the
+        private ones are put back to 0700 when an older home had them open)."""
+        private_umask()
+        for path in (self.home, self.warehouse_path.parent, self.keys_dir, self.log_dir,
+                     self.work_dir, self.marts_dir, self.gx_docs_dir,
+                     *([self.registry_dir] if self.registry_dir else [])):
+            path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        for path in self.private_dirs():
+            if path.is_dir() and path.stat().st_mode & PRIVATE_MASK and path.stat().st_uid == os.getuid():
+                path.chmod(0o700)
 
     def as_dict(self, mask_secrets: bool = True) -> dict[str, object]:
         """JSON-friendly view; secrets are masked unless asked otherwise."""
 
         def mask(value: str | None) -> str | None:
-            if value is None or not mask_secrets:
-                return value
-            return value[:2] + "***" if len(value) > 4 else "***"
+            return _mask(value) if mask_secrets else value
 
         return {
             "home": str(self.home),
@@ -118,11 +226,18 @@ class Config:
             "warehouse_path": str(self.warehouse_path),
             "registry_url": _mask_url(self.registry_url) if mask_secrets else self.registry_url,
             "keys_dir": str(self.keys_dir),
+            "keyring_file": str(self.keyring_file),
+            "key_overrides": {KEY_OVERRIDE_VARS[p]: mask(v) for p, v in self.key_overrides.items()},
             "airflow_home": str(self.airflow_home),
+            "airflow_db_url": _mask_url(self.airflow_db_url) if mask_secrets else self.airflow_db_url,
+            "airflow_api": f"http://{self.airflow_host}:{self.airflow_port}",
+            "airflow_log_port": self.airflow_log_port,
+            "web": f"http://{self.web_host}:{self.web_port}",
             "log_dir": str(self.log_dir),
             "work_dir": str(self.work_dir),
             "marts_dir": str(self.marts_dir),
             "gx_docs_dir": str(self.gx_docs_dir),
+            "gx_docs_keep": self.gx_docs_keep,
             "limits": {
                 "max_zip_bytes": self.max_zip_bytes,
                 "max_uncompressed_bytes": self.max_uncompressed_bytes,
@@ -133,6 +248,9 @@ class Config:
             "stale_claim_seconds": self.stale_claim_seconds,
             "max_attempts": self.max_attempts,
             "claim_lease_seconds": self.claim_lease_seconds,
+            "batch": {"max_uploads": self.batch_max_uploads, "max_bytes": self.batch_max_bytes},
+            "ingest_interval_minutes": self.ingest_interval_minutes,
+            "alerts": self.alerts.as_dict(mask_secrets),
         }
 
 
@@ -155,32 +273,48 @@ def load() -> Config:
     }
     warehouse = Path(_env("HQMS_WAREHOUSE", str(home / "warehouse" / "hqms.duckdb"))).expanduser()
     registry = _env("HQMS_REGISTRY_URL", f"sqlite:///{home / 'state' / 'registry.sqlite'}")
+    keys_dir = Path(_env("HQMS_KEYS_DIR", str(home / "keys"))).expanduser()
+    airflow_home = Path(_env("HQMS_AIRFLOW_HOME", str(home / "airflow"))).expanduser()
+    # Compose sets Airflow's own variable for every Airflow container; HQMS_AIRFLOW_DB_URL is ours.
+    airflow_db = (_env("HQMS_AIRFLOW_DB_URL") or _env("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN")
+                  or f"sqlite:///{airflow_home / 'airflow.db'}")
     return Config(
         home=home,
         s3_endpoint=_env("HQMS_S3_ENDPOINT"),
         s3_access_key=_env("HQMS_S3_ACCESS_KEY"),
         s3_secret_key=_env("HQMS_S3_SECRET_KEY"),
         s3_secure=_bool(_env("HQMS_S3_SECURE"), default=False),
-        s3_region=_env("HQMS_S3_REGION", "us-east-1") or "us-east-1",
+        s3_region=_env("HQMS_S3_REGION", "us-east-1"),
         buckets=buckets,
         warehouse_path=warehouse,
         registry_url=registry or "",
-        keys_dir=Path(_env("HQMS_KEYS_DIR", str(home / "keys"))).expanduser(),
-        airflow_home=Path(_env("HQMS_AIRFLOW_HOME", str(home / "airflow"))).expanduser(),
+        keys_dir=keys_dir,
+        keyring_file=Path(_env("HQMS_KEYRING_FILE", str(keys_dir / "keyring.json"))).expanduser(),
+        key_overrides={p: _env(name) for p, name in KEY_OVERRIDE_VARS.items()},
+        airflow_home=airflow_home,
+        airflow_db_url=airflow_db,
+        airflow_host=_env("HQMS_AIRFLOW_HOST", "127.0.0.1"),
+        airflow_port=int(_env("HQMS_AIRFLOW_PORT", "8080")),
+        airflow_log_port=int(_env("HQMS_AIRFLOW_LOG_PORT", "8793")),
+        web_host=_env("HQMS_WEB_HOST", "127.0.0.1"),
+        web_port=int(_env("HQMS_WEB_PORT", "8000")),
         log_dir=Path(_env("HQMS_LOG_DIR", str(home / "logs"))).expanduser(),
         work_dir=Path(_env("HQMS_WORK_DIR", str(home / "work"))).expanduser(),
         marts_dir=Path(_env("HQMS_MARTS_DIR", str(home / "marts"))).expanduser(),
         gx_docs_dir=Path(_env("HQMS_GX_DOCS_DIR", str(home / "gx_docs"))).expanduser(),
-        gx_docs_keep=int(_env("HQMS_GX_DOCS_KEEP", "20") or 20),
-        max_zip_bytes=int(_env("HQMS_MAX_ZIP_BYTES", str(20 * 1024 * 1024)) or 0),
-        max_uncompressed_bytes=int(_env("HQMS_MAX_UNCOMPRESSED_BYTES", str(2 * 1024**3)) or 0),
-        max_ratio=int(_env("HQMS_MAX_RATIO", "200") or 200),
-        max_file_bytes=int(_env("HQMS_MAX_FILE_BYTES", "500000000") or 500_000_000),
-        duckdb_memory_limit=_env("HQMS_DUCKDB_MEMORY_LIMIT", "768MB") or "768MB",
-        duckdb_threads=int(_env("HQMS_DUCKDB_THREADS", "2") or 2),
-        stale_claim_seconds=int(_env("HQMS_STALE_CLAIM_SECONDS", "7200") or 7200),
-        max_attempts=int(_env("HQMS_MAX_ATTEMPTS", "3") or 3),
-        claim_lease_seconds=int(_env("HQMS_CLAIM_LEASE_SECONDS", "300") or 300),
-        batch_max_uploads=int(_env("HQMS_BATCH_MAX_UPLOADS", "200") or 200),
-        batch_max_bytes=int(_env("HQMS_BATCH_MAX_BYTES", str(128 * 1024 * 1024)) or 128 * 1024 * 1024),
+        gx_docs_keep=int(_env("HQMS_GX_DOCS_KEEP", "20")),
+        max_zip_bytes=int(_env("HQMS_MAX_ZIP_BYTES", str(20 * 1024 * 1024))),
+        max_uncompressed_bytes=int(_env("HQMS_MAX_UNCOMPRESSED_BYTES", str(2 * 1024**3))),
+        max_ratio=int(_env("HQMS_MAX_RATIO", "200")),
+        max_file_bytes=int(_env("HQMS_MAX_FILE_BYTES", "500000000")),
+        duckdb_memory_limit=_env("HQMS_DUCKDB_MEMORY_LIMIT", "768MB"),
+        duckdb_threads=int(_env("HQMS_DUCKDB_THREADS", "2")),
+        stale_claim_seconds=int(_env("HQMS_STALE_CLAIM_SECONDS", "7200")),
+        max_attempts=int(_env("HQMS_MAX_ATTEMPTS", "3")),
+        claim_lease_seconds=int(_env("HQMS_CLAIM_LEASE_SECONDS", "300")),
+        batch_max_uploads=int(_env("HQMS_BATCH_MAX_UPLOADS", "200")),
+        batch_max_bytes=int(_env("HQMS_BATCH_MAX_BYTES", str(128 * 1024 * 1024))),
+        ingest_interval_minutes=int(_env("HQMS_INGEST_INTERVAL_MINUTES", "10")),
+        alerts=AlertSettings.from_env(os.environ),
     )
+

@@ -72,7 +72,19 @@ def run(args: argparse.Namespace) -> int:
 
     _step("summary")
     _print_uploads(cfg)
-    return hqms_main(["marts", "summary"])
+    code = hqms_main(["marts", "summary"])
+    _print_still_running(cfg)
+    return code
+
+
+def _print_still_running(cfg: hqms_config.Config) -> None:
+    """The main job leaves the embedded S3 server up (``hqms uploads``/``errors`` and a later run
+    reuse it): say so, where, and how to stop it."""
+    from hqms import live
+
+    message = live.still_running(cfg)
+    if message:
+        print(message + "\n    watch the DAGs live: `hqms up` (Airflow UI and scheduler), then `hqms status`")
 
 
 def _print_uploads(cfg: hqms_config.Config) -> None:

@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import secrets
+import stat
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -260,19 +261,123 @@ def _registry_has_uploads(url: str) -> bool:
 
 
 def airflow_db_url(cfg: config.Config) -> str | None:
-    """The Airflow metadata DB in use: the configured connection, else ``airflow.db`` in the
-    Airflow home (``AIRFLOW_HOME``, or the one ``hqms run`` uses under HQMS_HOME)."""
-    configured = os.environ.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN")
-    if configured:
-        return configured
-    home = Path(os.environ.get("AIRFLOW_HOME") or cfg.airflow_home)
-    return f"sqlite:///{home / 'airflow.db'}"
+    """The Airflow metadata DB in use (``hqms config``: ``airflow_db_url``)."""
+    return cfg.airflow_db_url
 
 
 def check_airflow(cfg: config.Config) -> Check:
     return _database_check("airflow-db", airflow_db_url(cfg) or "", "alembic_version",
                            "`airflow db migrate` (hqms run / the compose airflow-init)",
                            "start the database or correct AIRFLOW__DATABASE__SQL_ALCHEMY_CONN")
+
+
+def check_vault_private_key(cfg: config.Config) -> Check:
+    """The vault's SM2 private key belongs offline with the investigators (docs/keys.md); on a
+    server, whoever reads the vault bucket and the key folder reads every original upload."""
+    from hqms.keys import private_key_path
+
+    path = private_key_path(cfg)
+    if not path.exists():
+        return Check("vault-key", OK, "no vault private key on this machine")
+    if cfg.embedded_s3:
+        return Check("vault-key", OK, f"{path} present: the embedded demo's key (demo only)")
+    return Check("vault-key", WARN, f"the vault private key sits on this server ({path})",
+                 "move it to the offline key holder (docs/keys.md) and delete it here")
+
+
+def _airflow_rows(cfg: config.Config, sql: str) -> list | None:
+    """Rows of a query on Airflow's metadata DB; None when it is unreachable or not initialised."""
+    url = cfg.airflow_db_url
+    sqlite = _sqlite_file(url)
+    if sqlite is not None and not sqlite.exists():
+        return None
+    args = {"connect_timeout": DB_CONNECT_TIMEOUT_S} if url.startswith("postgres") else {}
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool, connect_args=args)
+    try:
+        with engine.connect() as con:
+            if not sa.inspect(con).has_table("job"):
+                return None
+            return list(con.execute(sa.text(sql)))
+    except sa.exc.SQLAlchemyError:
+        return None
+    finally:
+        engine.dispose()
+
+
+def _age_minutes(moment) -> float:
+    from datetime import UTC, datetime
+
+    if isinstance(moment, str):
+        moment = datetime.fromisoformat(moment)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return (datetime.now(UTC) - moment).total_seconds() / 60
+
+
+#: A scheduler heartbeat older than this means no scheduler runs (Airflow's own health
+#: threshold is 30 s; the doctor allows for a busy machine).
+SCHEDULER_STALE_MINUTES = 2
+
+
+def check_scheduler(cfg: config.Config) -> Check:
+    """Without a running scheduler nothing is ingested: uploads wait in ``landed``."""
+    rows = _airflow_rows(cfg, "SELECT max(latest_heartbeat) FROM job "
+                              "WHERE job_type = 'SchedulerJob' AND state = 'running'")
+    fix = "start it: `hqms up` (embedded default) or the compose airflow-scheduler service"
+    if not rows or rows[0][0] is None:
+        return Check("scheduler", WARN, "no Airflow scheduler runs: uploads are not ingested until one does", fix)
+    age = _age_minutes(rows[0][0])
+    if age > SCHEDULER_STALE_MINUTES:
+        return Check("scheduler", WARN, f"the Airflow scheduler's last heartbeat is {age:.0f} min old", fix)
+    return Check("scheduler", OK, "an Airflow scheduler runs (heartbeat within a minute)")
+
+
+def check_last_ingest(cfg: config.Config) -> Check:
+    """The newest successful ``hqms_ingest`` run is recent enough for its schedule (three
+    intervals: one may be running, one may have failed and been retried)."""
+    rows = _airflow_rows(cfg, "SELECT max(end_date) FROM dag_run "
+                              "WHERE dag_id = 'hqms_ingest' AND state = 'success'")
+    allowed = 3 * cfg.ingest_interval_minutes
+    if not rows or rows[0][0] is None:
+        return Check("last-ingest", WARN, "hqms_ingest has never succeeded on this installation",
+                     "start the scheduler (`hqms up`) or run `hqms run`; see docs/operations.md")
+    age = _age_minutes(rows[0][0])
+    if age > allowed:
+        return Check("last-ingest", WARN, f"the last successful hqms_ingest ended {age:.0f} min ago "
+                     f"(schedule: every {cfg.ingest_interval_minutes} min)",
+                     "look at its failed runs in the Airflow UI (docs/operations.md, Watching the DAGs)")
+    return Check("last-ingest", OK, f"last successful hqms_ingest {age:.0f} min ago")
+
+
+def open_files(cfg: config.Config, limit: int = 5) -> list[str]:
+    """Up to ``limit`` files or folders under the private folders that group or others may
+    read, write or enter (keys, landing zips, work files, registry, logs). The published marts
+    (suppressed aggregates, a read-only snapshot meant for analysts) are not private."""
+    found: list[str] = []
+    public = {cfg.marts_dir}
+    for top in dict.fromkeys(cfg.private_dirs()):
+        if not top.exists():
+            continue
+        for folder, dirs, files in os.walk(top):
+            for path in (Path(folder), *(Path(folder) / f for f in files)):
+                try:
+                    mode = path.lstat().st_mode
+                except FileNotFoundError:
+                    continue
+                if mode & config.PRIVATE_MASK and not stat.S_ISLNK(mode):
+                    found.append(f"{path} ({stat.S_IMODE(mode):04o})")
+                    if len(found) >= limit:
+                        return found
+            dirs[:] = [d for d in dirs if Path(folder, d) not in {*cfg.private_dirs(), *public}]
+    return list(dict.fromkeys(found))
+
+
+def check_permissions(cfg: config.Config) -> Check:
+    found = open_files(cfg)
+    if found:
+        return Check("permissions", WARN, "readable by group or others: " + ", ".join(found),
+                     f"chmod -R go-rwx {cfg.home} (and the folders HQMS_KEYS_DIR, HQMS_WORK_DIR … name)")
+    return Check("permissions", OK, "keys, S3 data, work, registry and logs are private (0700/0600)")
 
 
 CHECKS: tuple[tuple[str, Callable[[config.Config], Check]], ...] = (
@@ -283,6 +388,10 @@ CHECKS: tuple[tuple[str, Callable[[config.Config], Check]], ...] = (
     ("registry", check_registry),
     ("orphans", check_orphans),
     ("airflow-db", check_airflow),
+    ("vault-key", check_vault_private_key),
+    ("scheduler", check_scheduler),
+    ("last-ingest", check_last_ingest),
+    ("permissions", check_permissions),
 )
 
 

@@ -3,7 +3,8 @@
 A laptop or CI run gets a real S3 endpoint (the same SDK code path as production MinIO) without
 Docker. State lives under ``$HQMS_HOME/s3``:
 
-- ``data/``            objects as plain files, one folder per bucket (persists across restarts)
+- ``data/``            objects as plain files, one folder per bucket (persists across restarts);
+                       landing zips are plaintext, so the tree is 0700 / files 0600 (umask 077)
 - ``credentials.json`` random access key / secret, generated once, mode 0600
 - ``server.json``      pid, port and endpoint of the running server
 - ``server.lock``      serialises start/stop between processes
@@ -88,7 +89,7 @@ def credentials(cfg: config.Config) -> tuple[str, str]:
     """
     path = _paths(cfg)["credentials"]
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         alphabet = string.ascii_uppercase + string.digits
         data = {
             "access_key": "HQ" + "".join(secrets.choice(alphabet) for _ in range(18)),
@@ -110,7 +111,7 @@ def credentials(cfg: config.Config) -> tuple[str, str]:
 @contextlib.contextmanager
 def _locked(cfg: config.Config) -> Iterator[None]:
     lock = _paths(cfg)["lock"]
-    lock.parent.mkdir(parents=True, exist_ok=True)
+    lock.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     with lock.open("a") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         try:
@@ -187,13 +188,22 @@ def _live(cfg: config.Config) -> Endpoint | None:
     return None
 
 
+def _rclone_env(access: str, secret: str) -> dict[str, str]:
+    """rclone's environment: the key pair as ``RCLONE_AUTH_KEY``, never on the command line
+    (every local user reads ``ps``). rclone takes any flag from ``RCLONE_<FLAG>``; a list flag's
+    value is parsed as CSV, so the ``key,secret`` pair is quoted to stay one entry."""
+    return {**os.environ, "RCLONE_AUTH_KEY": f'"{access},{secret}"'}
+
+
 def _start(cfg: config.Config, previous_port: int | None) -> Endpoint:
     paths = _paths(cfg)
     access, secret = credentials(cfg)
-    paths["data"].mkdir(parents=True, exist_ok=True)
+    config.private_umask()  # rclone inherits it: every landed object is 0600
+    paths["data"].mkdir(parents=True, exist_ok=True, mode=0o700)
+    paths["data"].chmod(0o700)
     # Buckets are folders to rclone: creating them here means every process finds them ready.
     for bucket in cfg.buckets.values():
-        (paths["data"] / bucket).mkdir(exist_ok=True)
+        (paths["data"] / bucket).mkdir(exist_ok=True, mode=0o700)
     paths["log"].parent.mkdir(parents=True, exist_ok=True)
     binary = rclone_binary()
     last_error = ""
@@ -202,10 +212,9 @@ def _start(cfg: config.Config, previous_port: int | None) -> Endpoint:
         endpoint = f"127.0.0.1:{port}"
         with paths["log"].open("ab") as log:
             proc = subprocess.Popen(
-                [str(binary), "serve", "s3", "--auth-key", f"{access},{secret}",
-                 "--addr", endpoint, "--config", str(paths["base"] / "rclone.conf"),
-                 str(paths["data"])],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                [str(binary), "serve", "s3", "--addr", endpoint,
+                 "--config", str(paths["base"] / "rclone.conf"), str(paths["data"])],
+                env=_rclone_env(access, secret), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True, close_fds=True,
             )
         deadline = time.monotonic() + START_TIMEOUT_S
@@ -232,6 +241,7 @@ def ensure_running(cfg: config.Config | None = None) -> Endpoint:
     process that waited finds the server its neighbour started.
     """
     cfg = cfg or config.load()
+    cfg.ensure_dirs()  # the home and its private folders first (umask 077, 0700)
     live = _live(cfg)
     if live:
         return live

@@ -45,8 +45,7 @@ PURPOSES = (*SECRET_PURPOSES, VAULT)
 #: Generated key sizes; HMAC keys are SM3-output sized, the field key is an SM4 key.
 KEY_BYTES = {"patient": 32, "record": 32, "field": crypto.SM4_KEY_BYTES}
 MIN_HMAC_KEY_BYTES = 16
-ENV_OVERRIDES = {"patient": "HQMS_KEY_PATIENT", "record": "HQMS_KEY_RECORD",
-                 "field": "HQMS_KEY_FIELD", VAULT: "HQMS_VAULT_PUBLIC_KEY"}
+ENV_OVERRIDES = config.KEY_OVERRIDE_VARS
 KEYRING_FILE_ENV = "HQMS_KEYRING_FILE"
 KEYRING_FORMAT = "hqms-keyring/1"
 PRIVATE_KEY_FILENAME = "vault_sm2_private.hex"
@@ -200,8 +199,7 @@ class Keyring:
 # --------------------------------------------------------------------------- locating and loading
 
 def keyring_path(cfg: config.Config) -> Path:
-    override = os.environ.get(KEYRING_FILE_ENV)
-    return Path(override).expanduser() if override else cfg.keys_dir / "keyring.json"
+    return cfg.keyring_file
 
 
 def private_key_path(cfg: config.Config) -> Path:
@@ -239,9 +237,9 @@ def _read_file(path: Path) -> dict[str, _Versions]:
     return purposes
 
 
-def _env_override(purpose: str) -> Key | None:
+def _env_override(cfg: config.Config, purpose: str) -> Key | None:
     name = ENV_OVERRIDES[purpose]
-    raw = os.environ.get(name, "").strip()
+    raw = (cfg.key_overrides.get(purpose) or "").strip()
     if not raw:
         return None
     key_id, sep, text = raw.partition(":")
@@ -274,7 +272,7 @@ def load_keyring(cfg: config.Config | None = None) -> Keyring:
     path = keyring_path(cfg)
     purposes = _read_file(path) if path.exists() else {}
     for purpose in PURPOSES:
-        override = _env_override(purpose)
+        override = _env_override(cfg, purpose)
         if override is not None:
             _apply_override(purposes, override)
     missing = [p for p in PURPOSES if p not in purposes]
@@ -351,7 +349,7 @@ def ensure_demo_keys(cfg: config.Config | None = None) -> bool:
     configuration, so nothing is generated — above all no private key on a production host.
     """
     cfg = cfg or config.load()
-    provisioned = [name for name in ENV_OVERRIDES.values() if os.environ.get(name, "").strip()]
+    provisioned = [ENV_OVERRIDES[p] for p, raw in cfg.key_overrides.items() if (raw or "").strip()]
     if provisioned:
         log.info("keys provisioned via %s: no demo keys generated", ", ".join(provisioned))
         return False

@@ -289,14 +289,21 @@ def _guard(url: str) -> Iterator[None]:
         raise
 
 
+#: PostgreSQL advisory-lock key of schema creation (any constant; "HQMS" in ASCII).
+_SCHEMA_LOCK = 0x48514D53
+
+
 @functools.cache
 def _ensure_schema(url: str) -> None:
     """Create missing tables and columns once per process (inside a write transaction:
-    processes racing on a fresh SQLite file take turns). Columns added by later versions are
-    added to an existing table with a plain ``ALTER TABLE … ADD COLUMN`` (SQLite and Postgres)."""
+    processes racing on a fresh SQLite file take turns; on PostgreSQL an advisory lock makes them).
+    Columns added by later versions are added to an existing table with a plain
+    ``ALTER TABLE … ADD COLUMN`` (SQLite and Postgres)."""
     with _guard(url), _engine(url).connect() as con:
         con.execution_options(write=True)
         with con.begin():
+            if con.dialect.name == "postgresql":
+                con.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK})
             metadata.create_all(con)
             present = {c["name"] for c in sa.inspect(con).get_columns(uploads.name)}
             for column in uploads.columns:
@@ -512,9 +519,9 @@ class Registry:
         """Hand out uploads to ingest, oldest first, marking them ``processing`` (attempts + 1).
 
         Takes ``landed`` uploads and ``processing`` ones whose claim is older than
-        ``stale_after`` (the worker crashed). One UPDATE … RETURNING statement, with the status
-        re-checked in the outer WHERE and SKIP LOCKED on Postgres, so two schedulers never
-        claim the same upload.
+        ``stale_after`` (the worker crashed). The pick (SKIP LOCKED on Postgres) and the UPDATE …
+        RETURNING run in one transaction, with the status re-checked in the UPDATE's WHERE, so two
+        schedulers never claim the same upload.
         """
         now = utc_iso()
         stale = utc_iso(datetime.now(UTC) - stale_after)
@@ -525,13 +532,17 @@ class Registry:
         if limit:
             pick = pick.limit(limit)
         pick = pick.with_for_update(skip_locked=True)
-        stmt = (uploads.update()
-                .where(uploads.c.upload_id.in_(pick.scalar_subquery()), claimable)
-                .values(status="processing", stage="ingest", attempts=uploads.c.attempts + 1,
-                        claimed_by=None, heartbeat_at=now, in_flight=False, updated_at=now)
-                .returning(*uploads.c))
+        # Pick, then update, in one transaction: as a subquery of the UPDATE, PostgreSQL re-ran
+        # the LIMITed pick for rows a concurrent claim had changed and handed out more than
+        # ``limit`` (tests/test_registry.py on PostgreSQL).
         with self._write() as con:
-            rows = [dict(r._mapping) for r in con.execute(stmt)]
+            ids = list(con.execute(pick).scalars())
+            stmt = (uploads.update()
+                    .where(uploads.c.upload_id.in_(ids), claimable)
+                    .values(status="processing", stage="ingest", attempts=uploads.c.attempts + 1,
+                            claimed_by=None, heartbeat_at=now, in_flight=False, updated_at=now)
+                    .returning(*uploads.c))
+            rows = [dict(r._mapping) for r in con.execute(stmt)] if ids else []
         return sorted(rows, key=lambda r: (r["received_at"], r["upload_id"]))
 
     def set_status(self, upload_id: str, status: str, message_zh: str | None = None,

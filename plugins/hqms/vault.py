@@ -237,6 +237,7 @@ def restore(store: ObjectStore, cfg: config.Config, upload_id: str, private_key_
         data_key = crypto.sm2_unwrap(private_key_hex, bytes.fromhex(manifest["wrapped_key"]))
     except (crypto.CryptoError, ValueError) as exc:
         raise VaultError(f"cannot unwrap the data key of {upload_id}: {exc}") from None
+    config.private_umask()  # the plaintext zip (and its partial) is 0600 from its first byte
     out.parent.mkdir(parents=True, exist_ok=True)
     downloaded = out.with_name(f".{out.name}.{secrets.token_hex(4)}.sm4")
     try:
@@ -250,6 +251,7 @@ def restore(store: ObjectStore, cfg: config.Config, upload_id: str, private_key_
     if result.plaintext_sha256 != record.plaintext_sha256:
         out.unlink(missing_ok=True)
         raise VaultError(f"restored file's sha256 differs from the manifest for {upload_id}")
+    out.chmod(0o600)
     return record
 
 

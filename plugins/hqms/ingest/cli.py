@@ -35,9 +35,14 @@ def bootstrap_local(cfg: hqms_config.Config) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from hqms import airflow_env
+    from hqms import airflow_env, live
+    from hqms.cli import UserError
 
     cfg = hqms_config.load()
+    if live.scheduler_running(cfg):
+        raise UserError("the live system (`hqms up`) runs: its scheduler ingests every "
+                        f"{cfg.ingest_interval_minutes} min; trigger hqms_ingest in the Airflow UI to run now, "
+                        "or `hqms down` first / 实时系统运行中，请在 Airflow 界面触发或先 hqms down")
     bootstrap_local(cfg)
     airflow_env.prepare(cfg)
     dags = RUN_DAGS[:1] if args.no_marts else RUN_DAGS
