@@ -29,8 +29,8 @@ from typing import TextIO
 
 from hqms import config, spec
 from hqms.config import CHINA_TZ
-from hqms.objectstore import ObjectStoreUnavailable
 from hqms.textsafe import UNSEEN, printable
+from hqms.objectstore import ObjectStoreUnavailable
 
 EXIT_REFUSED = 1
 EXIT_UNAVAILABLE = 3
