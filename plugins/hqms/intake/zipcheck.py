@@ -420,7 +420,7 @@ def _check_local_chain(path: Path, listed: list[zipfile.ZipInfo], directory_at: 
                 break
             info = by_offset.get(at)
             if info is None:
-                raise ZipRejected("hidden_entry", _local_name(local))
+                raise ZipRejected("hidden_entry", printable(_local_name(local)))
             reached += 1
             at += local.size + info.compress_size
             if local.flags & 0x8:  # a data descriptor follows the data
@@ -437,7 +437,7 @@ def _check_local_chain(path: Path, listed: list[zipfile.ZipInfo], directory_at: 
             gap = fh.read(directory_at - at)
             if (found := gap.find(b"PK\x03\x04")) >= 0:
                 local = _read_local(fh, at + found)
-                raise ZipRejected("hidden_entry", _local_name(local) if local else path.name)
+                raise ZipRejected("hidden_entry", printable(_local_name(local)) if local else path.name)
 
 
 def _raw_name(info: zipfile.ZipInfo) -> bytes:
