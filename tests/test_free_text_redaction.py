@@ -204,3 +204,11 @@ def test_the_sql_guard_lets_through_every_character_that_normalises_to_a_digit()
 
 #: Forms typed into the lab results of the end-to-end test above.
 FORMS = [case for case in identifier_cases(40, "hqms-e2e-forms") if REDACTED in case[1]][:8]
+
+
+def test_a_file_name_holding_a_full_width_id_number_is_stored_masked() -> None:
+    from hqms.registry import redact_identifiers
+
+    number = make_id_card("510104", date(1990, 1, 2), "001").translate(FULL_WIDTH)
+    stored = redact_identifiers(f"flu_20250106_{number}.zip")
+    assert number not in stored and stored == f"flu_20250106_{mask_value(number)}.zip"

@@ -10,6 +10,8 @@ import argparse
 import importlib
 import sys
 
+from hqms.textsafe import printable
+
 #: Modules that contribute sub-commands, in help order.
 COMMAND_MODULES = (
     "hqms.config_cli",
@@ -37,9 +39,7 @@ class UserError(Exception):
 
 
 def _escaped(text: str) -> str:
-    """``text`` with each line's control characters escaped (:func:`hqms.intake.cli.printable`)."""
-    from hqms.intake.cli import printable
-
+    """``text`` with each line's control characters escaped (:func:`hqms.textsafe.printable`)."""
     return "\n".join(printable(line) for line in text.split("\n"))
 
 
@@ -63,8 +63,6 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = args.func(args)
     except UserError as exc:  # messages echo arguments: escaped like every hospital-sent text
-        from hqms.intake.cli import printable
-
         print(f"hqms: {printable(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -48,6 +48,7 @@ from hqms.intake.submit import submit
 from hqms.intake.zipcheck import sha256_file
 from hqms.objectstore import ObjectStore, ObjectStoreUnavailable
 from hqms.registry import ACCEPTED, Registry
+from hqms.textsafe import printable
 
 #: Room left in each bundle for zip headers (local + central record per entry, end record).
 ENTRY_OVERHEAD = 200
@@ -148,13 +149,11 @@ def _exclusive(path: Path) -> Iterator[None]:
 
 class _PrintableFormatter(logging.Formatter):
     """Log lines with the message's control and invisible characters escaped
-    (:func:`hqms.intake.cli.printable`): file names in the watched folder and S3 error texts
+    (:func:`hqms.textsafe.printable`): file names in the watched folder and S3 error texts
     are not ours, and a name holding a line break forged run-log lines, an ESC sequence acted
     on the operator's terminal."""
 
     def formatMessage(self, record: logging.LogRecord) -> str:
-        from hqms.intake.cli import printable
-
         return printable(super().formatMessage(record))
 
 

@@ -29,6 +29,7 @@ from typing import TextIO
 
 from hqms import config, spec
 from hqms.config import CHINA_TZ
+from hqms.textsafe import UNSEEN, printable
 from hqms.objectstore import ObjectStoreUnavailable
 from hqms.validators import canonical_code
 
@@ -42,12 +43,6 @@ ERROR_FIELDS = ("file_name", "row", "column", "rule", "severity", "message_zh", 
                 "value_masked", "check_id")
 CSV_HEADER = ("文件名 file", "行号 row", "数据项 column", "规则 rule", "级别 severity",
               "错误信息", "error message", "值（脱敏）value (masked)", "检查项 check")
-#: Characters never written raw for people to read: C0 controls and DEL, C1 controls (an ESC
-#: or CSI sequence in a failing value would clear the screen, recolour it or forge report
-#: lines), and the invisible format characters that hide or reorder text (soft hyphen, bidi
-#: marks, embeddings, overrides and isolates, zero-width spaces and joiners, line and paragraph
-#: separators, BOM) — shown, they also tell a data manager why a value that looks right fails.
-UNSEEN = re.compile(r"[\x00-\x1f\x7f-\x9f\xad\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
 #: First characters that make Excel, WPS and LibreOffice read a CSV cell as a formula (OWASP,
 #: "CSV injection").
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -344,15 +339,6 @@ def csv_cell(value: str | int | None) -> str | int:
     if isinstance(value, int):
         return value
     return f"'{value}" if value.startswith(FORMULA_STARTS) else value
-
-
-def printable(text: str) -> str:
-    """``text`` safe to show on a terminal: every :data:`UNSEEN` character written as its
-    Python escape (``\\t``, ``\\n``, ``\\x1b``, ``\\u202e``), so a hospital's value cannot act
-    on the screen and hidden characters become visible. A backslash stays as it is: a literal
-    ``\\x1b`` in a value does nothing, and Windows folder names (``数据\\flu_1.csv``) stay
-    readable."""
-    return UNSEEN.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
 
 
 def _say(out: TextIO, line: str) -> None:

@@ -30,6 +30,7 @@ from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
 from hqms import spec
+from hqms.textsafe import UNSEEN, printable
 
 #: Intake rule names (reason codes), in the order they are checked.
 INTAKE_RULES = ("bad_org_code", "not_zip_name", "zip_too_large", "not_a_zip", "corrupt_zip",
@@ -70,10 +71,7 @@ _LOCAL_HEADER = struct.Struct("<4sHHHHHIIIHH")
 #: PKWARE Unix (0x000d: times, uid, gid in 12 bytes, then the link target) and Info-ZIP's ASi
 #: Unix (0x756e: CRC, mode, device size, uid, gid in 14 bytes, then the link target).
 _PKWARE_UNIX, _ASI_UNIX = 0x000D, 0x756E
-#: Characters no file name holds: C0/C1 controls (NUL ends the name in C tools, which then write
-#: another file than the one checked; a line break forges log lines) and the bidirectional
-#: overrides that show ``flu_1\u202ecsv.exe`` as another name.
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
 
 _MESSAGES: dict[str, tuple[str, str]] = {
     "bad_org_code": ("医疗机构代码“{detail}”无效（应为22位，含正确校验位的组织机构代码）",
@@ -293,8 +291,11 @@ def _check_paths(path: Path, listed: list[zipfile.ZipInfo], zip_name: str) -> No
     with path.open("rb") as fh:
         for info in listed:
             shown = display_name(info)
-            if _CONTROL.search(info.orig_filename) or _CONTROL.search(shown):
-                raise ZipRejected("bad_name", _CONTROL.sub("?", shown))
+            # no file name holds a control or invisible character (:data:`UNSEEN`): NUL ends the
+            # name in C tools, which then write another file than the one checked; a line break
+            # forges log lines; a direction override shows ``flu_1\u202ecsv.exe`` as another name
+            if UNSEEN.search(info.orig_filename) or UNSEEN.search(shown):
+                raise ZipRejected("bad_name", printable(shown))
             if _unsafe_entry(info):
                 raise ZipRejected("unsafe_path", shown)
             try:
@@ -303,8 +304,8 @@ def _check_paths(path: Path, listed: list[zipfile.ZipInfo], zip_name: str) -> No
             except ValueError as exc:
                 raise ZipRejected("corrupt_zip", zip_name, f"{shown}: {exc}") from None
             for name in others:
-                if _CONTROL.search(name):
-                    raise ZipRejected("bad_name", _CONTROL.sub("?", name))
+                if UNSEEN.search(name):
+                    raise ZipRejected("bad_name", printable(name))
                 if _unsafe(name):
                     raise ZipRejected("unsafe_path", name)
             if not _header_readings(info).issuperset(others):
@@ -419,7 +420,7 @@ def _check_local_chain(path: Path, listed: list[zipfile.ZipInfo], directory_at: 
                 break
             info = by_offset.get(at)
             if info is None:
-                raise ZipRejected("hidden_entry", _local_name(local))
+                raise ZipRejected("hidden_entry", printable(_local_name(local)))
             reached += 1
             at += local.size + info.compress_size
             if local.flags & 0x8:  # a data descriptor follows the data
@@ -436,7 +437,7 @@ def _check_local_chain(path: Path, listed: list[zipfile.ZipInfo], directory_at: 
             gap = fh.read(directory_at - at)
             if (found := gap.find(b"PK\x03\x04")) >= 0:
                 local = _read_local(fh, at + found)
-                raise ZipRejected("hidden_entry", _local_name(local) if local else path.name)
+                raise ZipRejected("hidden_entry", printable(_local_name(local)) if local else path.name)
 
 
 def _raw_name(info: zipfile.ZipInfo) -> bytes:
