@@ -516,9 +516,9 @@ class Registry:
         Takes ``landed`` uploads and ``processing`` ones whose claim is older than
         ``stale_after`` (the worker crashed). One UPDATE … RETURNING statement, with the status
         re-checked in the outer WHERE and SKIP LOCKED on Postgres, so two schedulers never
-        claim the same upload. The claims have no owner: ingest itself uses :meth:`acquire`
-        (an owner whose death is seen at once); this is the bulk form for tools that hand the
-        uploads on, bounded by the heartbeat lease like any ownerless claim.
+        claim the same upload. Its claims have no owner, so they end with the heartbeat lease
+        (:meth:`release_dead`); the ingest itself no longer uses it but :meth:`acquire`, whose
+        owner's death is seen at once.
         """
         now = utc_iso()
         stale = utc_iso(datetime.now(UTC) - stale_after)
