@@ -521,7 +521,9 @@ class Registry:
         Takes ``landed`` uploads and ``processing`` ones whose claim is older than
         ``stale_after`` (the worker crashed). The pick (SKIP LOCKED on Postgres) and the UPDATE …
         RETURNING run in one transaction, with the status re-checked in the UPDATE's WHERE, so two
-        schedulers never claim the same upload.
+        schedulers never claim the same upload. Its claims have no owner, so they end with the
+        heartbeat lease (:meth:`release_dead`); the ingest itself no longer uses it but
+        :meth:`acquire`, whose owner's death is seen at once.
         """
         now = utc_iso()
         stale = utc_iso(datetime.now(UTC) - stale_after)

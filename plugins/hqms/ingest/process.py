@@ -34,16 +34,14 @@ stored bytes fail the checks is left for retry (and alerting) without holding up
 """
 from __future__ import annotations
 
-import errno
 import logging
 import resource
 import shutil
 import threading
 import time
-import traceback
 import zipfile
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -54,6 +52,7 @@ import duckdb
 
 from hqms import config as hqms_config
 from hqms import quality, sqlmacros
+from hqms.ingest.failures import NOT_STORED, Reason, log_failure, lone_failure
 from hqms.ingest.merge import FileResult, Part, UploadRecord, merge_dataset, prepare, record_ops
 from hqms.ingest.validate import ValidationReport, validate_many
 from hqms.keys import Keyring, load_keyring
@@ -75,20 +74,6 @@ class IntegrityError(RuntimeError):
 
 class BatchIncomplete(RuntimeError):
     """Some uploads of a batch could not be processed; they are handed back for a retry."""
-
-
-#: Why an upload is handed back: None = not its fault (S3 down), else the (zh, en) cause of its
-#: failing alone — a failure charged to it; its hospital reads the cause (Registry.release).
-Reason = tuple[str, str] | None
-#: An upload that broke a round alone, for no reason the pipeline knows (a bug meeting its file).
-CRASHED = ("处理本上传时出现内部错误", "processing this upload raised an internal error")
-#: An upload whose stored bytes do not verify or could not be vaulted.
-NOT_STORED = ("接收的原始文件校验或加密存档未成功", "the received file could not be verified or vaulted")
-#: An upload whose unpacked data did not fit in the work folder while it ran alone.
-DISK_FULL = ("本上传解压后的数据超出处理服务器的工作空间，暂时无法处理",
-             "this upload's unpacked data did not fit in the processing server's work space")
-_DISK_ERRNOS = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
-_DISK_TEXTS = ("no space left on device", "file too large", "disk quota exceeded")
 
 
 @dataclass(frozen=True)
@@ -325,49 +310,6 @@ def _delete_landing(store: ObjectStore, cfg: hqms_config.Config, upload: dict) -
                     upload["upload_id"])
 
 
-def _log_failure(what: str, exc: BaseException) -> None:
-    """Log where processing failed, without the exception's message: DuckDB and the csv module
-    quote the offending line of the upload there, and logs must never hold personal data."""
-    log.error("%s: %s (message withheld: it may quote uploaded data)\n%s", what, type(exc).__name__,
-              "".join(traceback.format_tb(exc.__traceback__)).rstrip())
-
-
-def _disk_full(exc: BaseException | None) -> bool:
-    """Whether ``exc`` (or what caused it) is the work disk running out: an ``OSError`` with
-    ENOSPC, EFBIG (a file size limit) or EDQUOT, or a DuckDB I/O error saying so."""
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        if isinstance(exc, OSError) and exc.errno in _DISK_ERRNOS:
-            return True
-        if isinstance(exc, duckdb.Error) and any(t in str(exc).lower() for t in _DISK_TEXTS):
-            return True
-        exc = exc.__cause__ or exc.__context__
-    return False
-
-
-def _lone_failure(upload: dict, work: Path, exc: BaseException) -> tuple[str, str]:
-    """Log why an upload failed alone and return the :data:`Reason` its hospital reads. The
-    disk's state goes to the log only (operators), the hospital reads that it did not fit."""
-    uid = upload["upload_id"]
-    if not _disk_full(exc):
-        _log_failure(f"upload {uid} could not be processed; left for retry", exc)
-        return CRASHED
-    usage = shutil.disk_usage(work.parent if work.parent.exists() else work.anchor)
-    log.error("upload %s: the work disk filled up while it was processed alone (%s; %d MB free of %d MB "
-              "at %s, its zip holds %d MB of CSV); left for retry — give HQMS_WORK_DIR more space",
-              uid, type(exc).__name__, usage.free // 2**20, usage.total // 2**20, work.parent,
-              _csv_bytes_or_zero(work.parent / f"{uid}.zip") // 2**20)
-    return DISK_FULL
-
-
-def _csv_bytes_or_zero(path: Path) -> int:
-    try:
-        return _csv_bytes(path)
-    except (OSError, zipfile.BadZipFile):
-        return 0
-
-
 def _process_isolated(round_: list[tuple[dict, Path]], cfg: hqms_config.Config, registry: Registry,
                       store: ObjectStore, keyring: Keyring, round_id: str, work: Path,
                       left: dict[str, Reason]) -> list[Outcome]:
@@ -383,9 +325,10 @@ def _process_isolated(round_: list[tuple[dict, Path]], cfg: hqms_config.Config, 
     except Exception as exc:  # noqa: BLE001 — isolate whatever broke, report it, go on
         registry.set_in_flight(ids, False)
         if len(round_) == 1:
-            left[ids[0]] = _lone_failure(round_[0][0], work, exc)
+            uid = ids[0]
+            left[uid] = lone_failure(uid, work, exc, csv_bytes=_csv_bytes(work.parent / f"{uid}.zip"))
             return []
-        _log_failure(f"round {round_id} failed; processing its {len(round_)} uploads one at a time", exc)
+        log_failure(f"round {round_id} failed; processing its {len(round_)} uploads one at a time", exc)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     outcomes: list[Outcome] = []
