@@ -228,12 +228,10 @@ def _measured_run(args: argparse.Namespace, base_env: dict[str, str], gen: Path,
 
 def _pg_server(args: argparse.Namespace) -> tuple[object, str]:
     """A PostgreSQL server (pgserver) under --work, and the socket folder to reach it by."""
-    from urllib.parse import unquote
-
     import pgserver
 
     server = pgserver.get_server(str(args.work / "pg"), cleanup_mode="stop")
-    return server, unquote(server.get_postgres_uri().split("@")[-1].split("/")[0])
+    return server, str(server.get_postmaster_info().socket_dir)
 
 
 def main() -> int:
