@@ -36,6 +36,8 @@ EXTENSION_PACKAGES = {
 }
 #: Name of the S3 secret a lake connection creates for its data path.
 SECRET = "hqms_lake_s3"
+#: PostgreSQL advisory-lock key of the lake's merge lock (any constant; "HQMS" in ASCII).
+MERGE_LOCK_KEY = 0x48514D53
 
 
 class WarehouseUnavailable(RuntimeError):
@@ -154,10 +156,74 @@ def use(con: duckdb.DuckDBPyConnection, cfg: hqms_config.Config, alias: str = "w
     sqlmacros.install(con, temporary=is_lake(cfg))
 
 
+def _catalog_conninfo(cfg: hqms_config.Config) -> str:
+    prefix = LAKE_PREFIX + "postgres:"
+    if not (cfg.warehouse_lake or "").startswith(prefix):
+        raise WarehouseUnavailable(f"HQMS_WAREHOUSE must be {prefix}<libpq conninfo>: the writers' merge "
+                                   "lock lives in the PostgreSQL catalog")
+    return (cfg.warehouse_lake or "").removeprefix(prefix)
+
+
+def merge_lock(cfg: hqms_config.Config) -> duckdb.DuckDBPyConnection:
+    """Wait for, then hold, the lake's merge lock; close the returned connection to release it.
+
+    Why a lock on a lake that takes concurrent commits: DuckLake runs each transaction on a
+    snapshot and only refuses a commit whose changes conflict on the same data file. Two merges
+    that replace the same natural keys delete nothing of each other's (neither sees the other's
+    rows) and both insert — a key would end up twice. So the merges (one transaction each) take
+    turns, and everything before them — fetching, vaulting, staging, validation, keyed crypto —
+    runs in parallel. The lock is a PostgreSQL transaction-level advisory lock in the catalog's
+    database, held by a connection of its own: when a worker dies (kill -9), PostgreSQL ends
+    its session and the lock with it."""
+    lock = duckdb.connect()
+    try:
+        load_extensions(lock, "postgres_scanner")
+        lock.execute(f"ATTACH {_lit(_catalog_conninfo(cfg))} AS hqms_lock (TYPE postgres)")
+        lock.execute("BEGIN TRANSACTION")
+        lock.execute(f"SELECT * FROM postgres_query('hqms_lock', 'SELECT pg_advisory_xact_lock({MERGE_LOCK_KEY})')")
+    except BaseException:
+        lock.close()
+        raise
+    return lock
+
+
+#: merge connection (id) → the connection holding its merge lock (:func:`open_for_merge`).
+_held: dict[int, duckdb.DuckDBPyConnection] = {}
+
+
+def open_for_merge(con: duckdb.DuckDBPyConnection, cfg: hqms_config.Config) -> None:
+    """Attach the warehouse to ``con`` (a staging connection) as its default catalog, for one
+    merge: on a lake, after taking the merge lock (released by :func:`close_for_merge`); a
+    DuckDB file is exclusive by its own lock."""
+    lock = merge_lock(cfg) if is_lake(cfg) else None
+    try:
+        attach(con, cfg)
+        use(con, cfg)
+    except BaseException:
+        if lock is not None:
+            lock.close()
+        raise
+    if lock is not None:
+        _held[id(con)] = lock
+
+
+def close_for_merge(con: duckdb.DuckDBPyConnection, alias: str = "warehouse") -> None:
+    """Detach the warehouse from ``con`` and release its merge lock."""
+    try:
+        con.execute("USE memory")
+        con.execute(f"DETACH {alias}")
+    finally:
+        lock = _held.pop(id(con), None)
+        if lock is not None:
+            lock.close()
+
+
 def connect(cfg: hqms_config.Config, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
     """A connection whose default catalog is the warehouse (``warehouse``); schema and macros
-    in place when writable."""
+    in place when writable (on a lake, created under the merge lock: two first attaches would
+    both create the tables)."""
     con = duckdb.connect()
+    lock = merge_lock(cfg) if is_lake(cfg) and not read_only else None
     try:
         attach(con, cfg, read_only=read_only)
         if read_only:
@@ -167,4 +233,7 @@ def connect(cfg: hqms_config.Config, *, read_only: bool = False) -> duckdb.DuckD
     except BaseException:
         con.close()
         raise
+    finally:
+        if lock is not None:
+            lock.close()
     return con

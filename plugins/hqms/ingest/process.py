@@ -110,13 +110,11 @@ def open_warehouse(cfg: hqms_config.Config) -> duckdb.DuckDBPyConnection:
 def attach_warehouse(con: duckdb.DuckDBPyConnection, cfg: hqms_config.Config) -> None:
     """Make the warehouse file the default catalog of ``con`` (a staging connection), schema
     and macros in place; :data:`hqms.ingest.merge.STAGE` still names the staged tables."""
-    warehouse_attach.attach(con, cfg)
-    warehouse_attach.use(con, cfg)
+    warehouse_attach.open_for_merge(con, cfg)
 
 
 def detach_warehouse(con: duckdb.DuckDBPyConnection) -> None:
-    con.execute("USE memory")
-    con.execute("DETACH warehouse")
+    warehouse_attach.close_for_merge(con)
 
 
 def _fetch(upload: dict, store: ObjectStore, cfg: hqms_config.Config, keyring: Keyring, work: Path) -> Path:
