@@ -38,6 +38,19 @@ STOPS_IN_MERGE = ("import json, sys, time\nfrom pathlib import Path\nimport hqms
                   "from hqms.ingest.run import process\n"
                   "for batch in json.load(open(sys.argv[1])):\n    process(batch)\n")
 PROCESS_ALL = "from hqms.ingest.run import claim, process\nfor b in claim():\n    process(b)\n"
+#: A worker that keeps its merge transaction open — every dw and ops statement done — until
+#: the test lets it commit (file ``<marker>.go``), so another worker's merge overlaps it.
+HOLDS_ITS_MERGE = ("import json, sys, time\nfrom pathlib import Path\nimport hqms.ingest.process as p\n"
+                   "real = p.record_ops\n"
+                   "def record_ops(con, records):\n"
+                   "    real(con, records)\n"
+                   "    Path(sys.argv[2]).touch()\n"
+                   "    go = Path(sys.argv[2] + '.go')\n"
+                   "    while not go.exists():\n"
+                   "        time.sleep(0.05)\n"
+                   "p.record_ops = record_ops\n"
+                   "from hqms.ingest.run import process\n"
+                   "for batch in json.load(open(sys.argv[1])):\n    process(batch)\n")
 
 
 @pytest.fixture(scope="module")
@@ -154,12 +167,34 @@ def serial(tmp_path_factory: pytest.TempPathFactory, pg, uploads) -> dict[str, l
     return result
 
 
+def _waiting_for_lock(pg, database: str) -> bool:
+    """Whether a session of ``database`` waits for an advisory lock (the merge lock)."""
+    out = pg.psql("SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database "
+                  f"WHERE l.locktype = 'advisory' AND NOT l.granted AND d.datname = '{database}';")
+    return int(out.split("\n")[2].strip()) > 0
+
+
 def test_two_workers_at_once_equal_one(tmp_path: Path, pg, uploads, serial) -> None:
+    """The newer half of the week sits in its open merge transaction while the older half's
+    worker merges the same natural keys: the second merge must wait for the first (on a
+    snapshot of its own it would insert its older versions beside the newer ones)."""
     with Lake(tmp_path, pg, uploads, "lake_two") as lake:
         n = len(lake.submit_all())
-        first, second = lake.claim(2, n)  # the older half of the week, the newer half
-        workers = [lake.worker([first], "w1"), lake.worker([second], "w2")]
-        assert [w.wait(timeout=900) for w in workers] == [0, 0]
+        older, newer = lake.claim(2, n)
+        holder = lake.worker([newer], "holder", HOLDS_ITS_MERGE)
+        other = lake.worker([older], "other")
+        marker = tmp_path / "holder.in_merge"
+        deadline = time.monotonic() + 600
+        while not marker.exists():
+            assert holder.poll() is None and time.monotonic() < deadline, "the holder never reached its merge"
+            time.sleep(0.05)
+        registry = Registry.from_config()
+        while other.poll() is None and not _waiting_for_lock(pg, "lake_two"):
+            assert time.monotonic() < deadline, "the other worker neither merged nor waited"
+            time.sleep(0.1)
+        Path(f"{marker}.go").touch()
+        assert [holder.wait(timeout=900), other.wait(timeout=900)] == [0, 0]
+        assert {registry.get(i)["status"] for i in older + newer} <= set(TERMINAL)
         assert lake.result() == serial
 
 
