@@ -37,12 +37,13 @@ import shutil
 import subprocess
 import sys
 import time
-import zipfile
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
 PY = sys.executable
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from ingest_bench import utf8_copies  # noqa: E402 — the floors read the same UTF-8 copies
 
 #: The read as staging does it: declared VARCHAR columns from the header, no sniffing.
 FAST_READ = r"""
@@ -153,15 +154,7 @@ def _generate(args: argparse.Namespace, env: dict[str, str]) -> tuple[dict, Path
           "--scale", f"{scale:.6f}", "--out", str(gen), "--quiet")
     summary = json.loads((gen / "summary.json").read_text())
     print(f"generated {summary['totals']['records']:,} pages (scale {scale:.3f}) in {time.perf_counter() - t:.1f} s")
-    csv_dir.mkdir()
-    raw = 0
-    for n, path in enumerate(sorted(gen.rglob("*.zip"))):
-        with zipfile.ZipFile(path) as zf:
-            for info in zf.infolist():
-                data = zf.read(info)
-                raw += len(data)
-                (csv_dir / f"{n:05d}_{info.filename.rsplit('/', 1)[-1]}").write_text(
-                    data.decode("gb18030"), encoding="utf-8")
+    raw = utf8_copies(gen, csv_dir)
     stamp.write_text(json.dumps({"args": wanted, "records": summary["totals"]["records"], "csv_bytes": raw}))
     return summary, csv_dir, raw
 

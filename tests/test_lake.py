@@ -126,6 +126,19 @@ class Lake:
         share.write_text(json.dumps(batches))
         return self.child(code, str(share), str(self.root / f"{name}.in_merge"))
 
+    def two_workers(self, held_code: str) -> tuple[subprocess.Popen, subprocess.Popen, list[str], list[str]]:
+        """Submit everything, claim it in an older and a newer half, start the newer half's
+        worker running ``held_code`` and the older half's plainly; return once the first is
+        inside its merge transaction: (held worker, other worker, older ids, newer ids)."""
+        older, newer = self.claim(2, len(self.submit_all()))
+        held = self.worker([newer], "held", held_code)
+        other = self.worker([older], "other")
+        deadline = time.monotonic() + 600
+        while not (self.root / "held.in_merge").exists():
+            assert held.poll() is None and time.monotonic() < deadline, "the worker never reached its merge"
+            time.sleep(0.05)
+        return held, other, older, newer
+
     def result(self) -> dict[str, list[tuple]]:
         """Every dw row and ops record, upload ids replaced by the upload's file name (ids differ
         between homes) and without what differs by nature: load times and the SM4-GCM
@@ -179,21 +192,14 @@ def test_two_workers_at_once_equal_one(tmp_path: Path, pg, uploads, serial) -> N
     worker merges the same natural keys: the second merge must wait for the first (on a
     snapshot of its own it would insert its older versions beside the newer ones)."""
     with Lake(tmp_path, pg, uploads, "lake_two") as lake:
-        n = len(lake.submit_all())
-        older, newer = lake.claim(2, n)
-        holder = lake.worker([newer], "holder", HOLDS_ITS_MERGE)
-        other = lake.worker([older], "other")
-        marker = tmp_path / "holder.in_merge"
+        holder, other, older, newer = lake.two_workers(HOLDS_ITS_MERGE)
         deadline = time.monotonic() + 600
-        while not marker.exists():
-            assert holder.poll() is None and time.monotonic() < deadline, "the holder never reached its merge"
-            time.sleep(0.05)
-        registry = Registry.from_config()
         while other.poll() is None and not _waiting_for_lock(pg, "lake_two"):
             assert time.monotonic() < deadline, "the other worker neither merged nor waited"
             time.sleep(0.1)
-        Path(f"{marker}.go").touch()
+        (tmp_path / "held.in_merge.go").touch()
         assert [holder.wait(timeout=900), other.wait(timeout=900)] == [0, 0]
+        registry = Registry.from_config()
         assert {registry.get(i)["status"] for i in older + newer} <= set(TERMINAL)
         assert lake.result() == serial
 
@@ -201,15 +207,7 @@ def test_two_workers_at_once_equal_one(tmp_path: Path, pg, uploads, serial) -> N
 def test_a_worker_killed_in_its_merge_is_completed_by_the_next_run(tmp_path: Path, pg, uploads,
                                                                     serial) -> None:
     with Lake(tmp_path, pg, uploads, "lake_kill") as lake:
-        n = len(lake.submit_all())
-        first, second = lake.claim(2, n)
-        victim = lake.worker([second], "victim", STOPS_IN_MERGE)
-        other = lake.worker([first], "other")
-        marker = tmp_path / "victim.in_merge"
-        deadline = time.monotonic() + 600
-        while not marker.exists():
-            assert victim.poll() is None and time.monotonic() < deadline, "the victim never reached its merge"
-            time.sleep(0.05)
+        victim, other, _, second = lake.two_workers(STOPS_IN_MERGE)
         victim.send_signal(signal.SIGKILL)
         victim.wait()
         # the dead worker's merge lock went with its PostgreSQL session: the other one finishes
