@@ -235,6 +235,7 @@ def _measured_run(args: argparse.Namespace, base_env: dict[str, str], gen: Path,
         if not args.no_marts:
             marts = _timed_child(env, MARTS, work / "marts.log")
         rows, uploads = _warehouse_rows(env)
+        shutil.copy(work / "ingest.log", args.work / f"ingest-{label}.log")  # the home goes at the end
         print(f"  {label}: ingest {ingest.wall:.1f} s, {rows:,} rows of {uploads} processed uploads"
               + (f", marts {marts.wall:.1f} s" if marts else ""))
         return Run(label, ingest, marts, rows, uploads)
