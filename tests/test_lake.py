@@ -217,3 +217,19 @@ def test_a_worker_killed_in_its_merge_is_completed_by_the_next_run(tmp_path: Pat
         # the next run reclaims the dead claims (stale timeout 0 here) and completes them
         assert lake.child(PROCESS_ALL, HQMS_STALE_CLAIM_SECONDS="0").wait(timeout=900) == 0
         assert lake.result() == serial
+
+
+def test_a_missing_catalog_database_is_a_clear_error_without_the_password(tmp_path: Path, pg,
+                                                                          monkeypatch) -> None:
+    for name in [k for k in os.environ if k.startswith("HQMS_")]:
+        monkeypatch.delenv(name)
+    socket = pg.get_postmaster_info().socket_dir
+    monkeypatch.setenv("HQMS_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("HQMS_WAREHOUSE", f"ducklake:postgres:dbname=no_such_lake host={socket} user=postgres "
+                                         "password=not-for-logs")
+    monkeypatch.setenv("HQMS_WAREHOUSE_DATA_PATH", str(tmp_path / "lake"))
+    for read_only in (True, False):
+        with pytest.raises(warehouse_attach.WarehouseUnavailable) as caught:
+            warehouse_attach.connect(config.load(), read_only=read_only)
+        assert "DuckLake (catalog no_such_lake" in str(caught.value) and "does not exist" in str(caught.value)
+        assert "not-for-logs" not in str(caught.value)

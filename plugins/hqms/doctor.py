@@ -132,8 +132,8 @@ def check_lake(cfg: config.Config) -> Check:
 
     try:
         con = warehouse_attach.connect(cfg, read_only=True)
-    except Exception as exc:  # noqa: BLE001 — every cause ends in a FAIL with the fix
-        raise _Failed(f"{warehouse_attach.describe(cfg)} cannot be attached ({type(exc).__name__}: {exc})",
+    except warehouse_attach.WarehouseUnavailable as exc:
+        raise _Failed(str(exc),
                       "check HQMS_WAREHOUSE (ducklake:postgres:<conninfo>), that the PostgreSQL database "
                       "exists and HQMS_WAREHOUSE_DATA_PATH; the first ingest creates the tables") from None
     try:

@@ -19,6 +19,7 @@ macros kept per connection — must be decided in one place.
 from __future__ import annotations
 
 import importlib.util
+import re
 from pathlib import Path
 
 import duckdb
@@ -115,7 +116,7 @@ def _lake_options(cfg: hqms_config.Config, read_only: bool) -> str:
                                    "(s3://bucket/prefix/ or a folder)")
     if not data_path.startswith("s3://"):
         Path(data_path).mkdir(parents=True, exist_ok=True)
-    options = [f"DATA_PATH '{data_path}'", "METADATA_SCHEMA 'ducklake'"]
+    options = [f"DATA_PATH {_lit(data_path)}", "METADATA_SCHEMA 'ducklake'"]
     if read_only:
         options.append("READ_ONLY")
     return ", ".join(options)
@@ -127,22 +128,31 @@ def attach(con: duckdb.DuckDBPyConnection, cfg: hqms_config.Config, alias: str =
 
     Raises :class:`WarehouseUnavailable` when a writer holds the file (read-only attaches of a
     file fail then too), or the lake's catalog cannot be reached."""
+    if not is_lake(cfg):
+        if read_only and not cfg.warehouse_path.exists():
+            raise WarehouseUnavailable(f"no warehouse at {cfg.warehouse_path}; run the ingest or "
+                                       "`hqms marts build` first")
+        cfg.warehouse_path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            con.execute(f"ATTACH {_lit(str(cfg.warehouse_path))} AS {alias}" + (" (READ_ONLY)" if read_only else ""))
+        except duckdb.IOException as exc:
+            raise WarehouseUnavailable(f"warehouse {cfg.warehouse_path} is in use by a writer; retry later "
+                                       f"({exc})") from exc
+        return
+    load_extensions(con, "ducklake", "postgres_scanner")
     try:
-        if not is_lake(cfg):
-            if read_only and not cfg.warehouse_path.exists():
-                raise WarehouseUnavailable(f"no warehouse at {cfg.warehouse_path}; run the ingest or "
-                                           "`hqms marts build` first")
-            cfg.warehouse_path.parent.mkdir(parents=True, exist_ok=True)
-            con.execute(f"ATTACH '{cfg.warehouse_path}' AS {alias}" + (" (READ_ONLY)" if read_only else ""))
-            return
-        load_extensions(con, "ducklake", "postgres_scanner")
         if (cfg.warehouse_data_path or "").startswith("s3://"):
             load_extensions(con, "httpfs")
             _s3_secret(con, cfg, create_bucket=not read_only)
-        con.execute(f"ATTACH '{cfg.warehouse_lake}' AS {alias} ({_lake_options(cfg, read_only)})")
-    except duckdb.IOException as exc:
-        raise WarehouseUnavailable(f"warehouse {describe(cfg)} cannot be attached (a writer may hold it; "
-                                   f"retry later): {exc}") from exc
+        con.execute(f"ATTACH {_lit(cfg.warehouse_lake or '')} AS {alias} ({_lake_options(cfg, read_only)})")
+    except duckdb.Error as exc:
+        raise _unavailable(cfg, exc) from None
+
+
+def _unavailable(cfg: hqms_config.Config, exc: duckdb.Error) -> WarehouseUnavailable:
+    """The catalog's or the store's error, without the conninfo's password that it may quote."""
+    message = re.sub(r"password=\S+", "password=***", str(exc))
+    return WarehouseUnavailable(f"{describe(cfg)} cannot be attached: {type(exc).__name__}: {message}")
 
 
 def use(con: duckdb.DuckDBPyConnection, cfg: hqms_config.Config, alias: str = "warehouse") -> None:
@@ -181,6 +191,9 @@ def merge_lock(cfg: hqms_config.Config) -> duckdb.DuckDBPyConnection:
         lock.execute(f"ATTACH {_lit(_catalog_conninfo(cfg))} AS hqms_lock (TYPE postgres)")
         lock.execute("BEGIN TRANSACTION")
         lock.execute(f"SELECT * FROM postgres_query('hqms_lock', 'SELECT pg_advisory_xact_lock({MERGE_LOCK_KEY})')")
+    except duckdb.Error as exc:
+        lock.close()
+        raise _unavailable(cfg, exc) from None
     except BaseException:
         lock.close()
         raise
