@@ -124,6 +124,10 @@ class Config:
     s3_region: str
     buckets: dict[str, str]
     warehouse_path: Path
+    #: ``ducklake:postgres:<conninfo>`` when HQMS_WAREHOUSE names a DuckLake (hqms.warehouse_attach);
+    #: its Parquet goes under ``warehouse_data_path`` (s3://bucket/prefix/ or a folder)
+    warehouse_lake: str | None
+    warehouse_data_path: str | None
     registry_url: str
     keys_dir: Path
     keyring_file: Path
@@ -224,6 +228,8 @@ class Config:
                 "buckets": dict(self.buckets),
             },
             "warehouse_path": str(self.warehouse_path),
+            "warehouse_lake": _mask_conninfo(self.warehouse_lake) if mask_secrets else self.warehouse_lake,
+            "warehouse_data_path": self.warehouse_data_path,
             "registry_url": _mask_url(self.registry_url) if mask_secrets else self.registry_url,
             "keys_dir": str(self.keys_dir),
             "keyring_file": str(self.keyring_file),
@@ -264,6 +270,13 @@ def _mask_url(url: str) -> str:
     return url
 
 
+def _mask_conninfo(conninfo: str | None) -> str | None:
+    """Hide ``password=…`` inside a libpq conninfo."""
+    if conninfo is None:
+        return None
+    return " ".join("password=***" if part.startswith("password=") else part for part in conninfo.split())
+
+
 def load() -> Config:
     """Resolve the configuration from the environment (cheap; call it where you need it)."""
     home = Path(_env("HQMS_HOME", str(Path.cwd() / ".hqms"))).expanduser().resolve()
@@ -271,7 +284,9 @@ def load() -> Config:
         role: _env(f"HQMS_BUCKET_{role.upper()}", name) or name
         for role, name in DEFAULT_BUCKETS.items()
     }
-    warehouse = Path(_env("HQMS_WAREHOUSE", str(home / "warehouse" / "hqms.duckdb"))).expanduser()
+    warehouse_setting = _env("HQMS_WAREHOUSE", str(home / "warehouse" / "hqms.duckdb")) or ""
+    lake = warehouse_setting if warehouse_setting.startswith("ducklake:") else None
+    warehouse = Path(str(home / "warehouse" / "hqms.duckdb") if lake else warehouse_setting).expanduser()
     registry = _env("HQMS_REGISTRY_URL", f"sqlite:///{home / 'state' / 'registry.sqlite'}")
     keys_dir = Path(_env("HQMS_KEYS_DIR", str(home / "keys"))).expanduser()
     airflow_home = Path(_env("HQMS_AIRFLOW_HOME", str(home / "airflow"))).expanduser()
@@ -287,6 +302,8 @@ def load() -> Config:
         s3_region=_env("HQMS_S3_REGION", "us-east-1"),
         buckets=buckets,
         warehouse_path=warehouse,
+        warehouse_lake=lake,
+        warehouse_data_path=_env("HQMS_WAREHOUSE_DATA_PATH"),
         registry_url=registry or "",
         keys_dir=keys_dir,
         keyring_file=Path(_env("HQMS_KEYRING_FILE", str(keys_dir / "keyring.json"))).expanduser(),

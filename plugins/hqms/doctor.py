@@ -127,9 +127,28 @@ def check_keys(cfg: config.Config) -> Check:
     return Check("keys", OK, f"{keyring.path}: HMAC-SM3, SM4-GCM and SM2 usable ({active})")
 
 
+def check_lake(cfg: config.Config) -> Check:
+    """A DuckLake warehouse: its extensions load, the catalog answers, its tables are listed."""
+    from hqms import warehouse_attach
+
+    try:
+        con = warehouse_attach.connect(cfg, read_only=True)
+    except warehouse_attach.WarehouseUnavailable as exc:
+        raise _Failed(str(exc),
+                      "check HQMS_WAREHOUSE (ducklake:postgres:<conninfo>), that the PostgreSQL database "
+                      "exists and HQMS_WAREHOUSE_DATA_PATH; the first ingest creates the tables") from None
+    try:
+        tables = con.execute("SELECT count(*) FROM duckdb_tables() WHERE database_name = 'warehouse'").fetchone()[0]
+    finally:
+        con.close()
+    return Check("warehouse", OK, f"{warehouse_attach.describe(cfg)}: {tables} tables, several writers allowed")
+
+
 def check_warehouse(cfg: config.Config) -> Check:
     import duckdb
 
+    if cfg.warehouse_lake:
+        return check_lake(cfg)
     path = cfg.warehouse_path
     if not path.exists():
         parent = next((p for p in (path, *path.parents) if p.exists()), Path("/"))

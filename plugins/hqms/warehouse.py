@@ -107,11 +107,14 @@ OPS_DDL = (
 )
 
 
-def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
-    """Create every schema and table that does not exist yet (idempotent, cheap)."""
+def ensure_schema(con: duckdb.DuckDBPyConnection, *, constraints: bool = True) -> None:
+    """Create every schema and table that does not exist yet (idempotent, cheap).
+
+    ``constraints=False`` leaves out the PRIMARY KEYs, for a DuckLake warehouse (DuckLake has
+    no keys or indexes; nothing relies on them: every writer replaces rows by DELETE + INSERT)."""
     for schema in ("dw", "ops", "ref"):
         con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
     for ddl in OPS_DDL:
-        con.execute(ddl)
+        con.execute(ddl if constraints else ddl.replace(" PRIMARY KEY", ""))
     for ds in datasets().values():
         con.execute(create_table_sql(ds))

@@ -51,7 +51,7 @@ from pathlib import Path
 import duckdb
 
 from hqms import config as hqms_config
-from hqms import quality, sqlmacros
+from hqms import quality, warehouse_attach
 from hqms.ingest.failures import NOT_STORED, Reason, log_failure, lone_failure
 from hqms.ingest.merge import FileResult, Part, UploadRecord, merge_dataset, prepare, record_ops
 from hqms.ingest.validate import ValidationReport, validate_many
@@ -59,7 +59,6 @@ from hqms.keys import Keyring, load_keyring
 from hqms.objectstore import ObjectStore, ObjectStoreUnavailable
 from hqms.registry import Registry
 from hqms.stagedb import open_stage
-from hqms.warehouse import ensure_schema
 from hqms.workdir import owner_alive, run_folder, run_owner, sweep_work
 
 log = logging.getLogger(__name__)
@@ -109,30 +108,22 @@ def decide_status(report: ValidationReport) -> tuple[str, str, str]:
 
 
 def open_warehouse(cfg: hqms_config.Config) -> duckdb.DuckDBPyConnection:
-    cfg.warehouse_path.parent.mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect(str(cfg.warehouse_path))
+    con = warehouse_attach.connect(cfg)
     con.execute("SET enable_progress_bar = false")  # see hqms.stagedb.open_stage
     con.execute(f"SET memory_limit = '{cfg.duckdb_memory_limit}'")
     con.execute(f"SET threads = {cfg.duckdb_threads}")
     con.execute(f"SET temp_directory = '{cfg.work_dir / 'duckdb_tmp'}'")
-    ensure_schema(con)
-    sqlmacros.install(con)
     return con
 
 
 def attach_warehouse(con: duckdb.DuckDBPyConnection, cfg: hqms_config.Config) -> None:
     """Make the warehouse file the default catalog of ``con`` (a staging connection), schema
     and macros in place; :data:`hqms.ingest.merge.STAGE` still names the staged tables."""
-    cfg.warehouse_path.parent.mkdir(parents=True, exist_ok=True)
-    con.execute(f"ATTACH '{cfg.warehouse_path}' AS warehouse")
-    con.execute("USE warehouse")
-    ensure_schema(con)
-    sqlmacros.install(con)
+    warehouse_attach.open_for_merge(con, cfg)
 
 
 def detach_warehouse(con: duckdb.DuckDBPyConnection) -> None:
-    con.execute("USE memory")
-    con.execute("DETACH warehouse")
+    warehouse_attach.close_for_merge(con)
 
 
 def _fetch(upload: dict, store: ObjectStore, cfg: hqms_config.Config, keyring: Keyring, work: Path) -> Path:

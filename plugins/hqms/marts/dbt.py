@@ -18,11 +18,9 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import duckdb
-
 from hqms import config as hqms_config
+from hqms import warehouse_attach
 from hqms.cli import UserError
-from hqms.warehouse import ensure_schema
 
 PROJECT_DIR = hqms_config.REPO_ROOT / "dbt_project"
 
@@ -71,7 +69,9 @@ def dbt_env(cfg: hqms_config.Config) -> dict[str, str]:
     """Environment for the dbt child: the profile reads the warehouse path and DuckDB limits."""
     env = dict(os.environ)
     env.update({
-        "HQMS_WAREHOUSE": str(cfg.warehouse_path),
+        "HQMS_WAREHOUSE": cfg.warehouse_lake or str(cfg.warehouse_path),
+        "HQMS_HOME": str(cfg.home),  # the lake plugin reads the object store's settings from it
+        "DBT_TARGET": "lake" if cfg.warehouse_lake else "warehouse",
         "HQMS_DUCKDB_MEMORY_LIMIT": cfg.duckdb_memory_limit,
         "HQMS_DUCKDB_THREADS": str(cfg.duckdb_threads),
         "DBT_PROFILES_DIR": str(PROJECT_DIR),
@@ -105,15 +105,10 @@ def run(args: list[str], cfg: hqms_config.Config | None = None, *, echo: bool = 
 
 def prepare_warehouse(cfg: hqms_config.Config) -> None:
     """Create the warehouse tables dbt reads (a fresh home builds empty marts, not errors)."""
-    cfg.warehouse_path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        con = duckdb.connect(str(cfg.warehouse_path))
-    except duckdb.IOException as exc:
-        raise UserError(f"warehouse {cfg.warehouse_path} is locked by another process: {exc}") from exc
-    try:
-        ensure_schema(con)
-    finally:
-        con.close()
+        warehouse_attach.connect(cfg).close()
+    except warehouse_attach.WarehouseUnavailable as exc:
+        raise UserError(str(exc)) from exc
 
 
 def build(selection: str = "all", *, full_refresh: bool = False, unit_tests: bool = False,

@@ -30,6 +30,7 @@ import duckdb
 import yaml
 
 from hqms import config as hqms_config
+from hqms import warehouse_attach
 from hqms.cli import UserError
 from hqms.marts.dbt import PROJECT_DIR
 
@@ -133,12 +134,10 @@ def _table_columns(con: duckdb.DuckDBPyConnection, name: str) -> list[str]:
 
 def _attach_warehouse(con: duckdb.DuckDBPyConnection, cfg: hqms_config.Config) -> None:
     """The live warehouse, read-only, as catalog ``wh`` (fails fast while a writer holds it)."""
-    if not cfg.warehouse_path.exists():
-        raise UserError(f"no warehouse at {cfg.warehouse_path}; run `hqms marts build` first")
     try:
-        con.execute(f"ATTACH '{cfg.warehouse_path}' AS wh (READ_ONLY)")
-    except duckdb.IOException as exc:
-        raise UserError(f"warehouse {cfg.warehouse_path} is in use by a writer; retry later ({exc})") from exc
+        warehouse_attach.attach(con, cfg, "wh", read_only=True)
+    except warehouse_attach.WarehouseUnavailable as exc:
+        raise UserError(str(exc)) from exc
 
 
 def _make_read_only(path: Path) -> None:

@@ -46,6 +46,13 @@ QUERIES: dict[str, str] = {
 
 
 def _connect(cfg: hqms_config.Config, source: str) -> duckdb.DuckDBPyConnection:
+    if source == "warehouse" and cfg.warehouse_lake:
+        from hqms import warehouse_attach
+
+        try:
+            return warehouse_attach.connect(cfg, read_only=True)
+        except warehouse_attach.WarehouseUnavailable as exc:
+            raise UserError(str(exc)) from exc
     path: Path = cfg.warehouse_path if source == "warehouse" else cfg.marts_dir / SNAPSHOT_NAME
     if not path.exists():
         raise UserError(f"no {source} at {path}; run `hqms marts build`"
