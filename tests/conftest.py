@@ -90,6 +90,30 @@ def shared_s3_env(hqms_home: Path, _shared_s3_config: config.Config,
     return store
 
 
+# --- accounts: intake accepts uploads only for orgs with an active hospital account --------------
+
+def provision_hospitals(*org_codes: str, login_prefix: str = "h") -> dict[str, str]:
+    """Active hospital accounts for ``org_codes`` in the current HQMS_HOME's registry (idempotent);
+    org → login name. Call it before submitting for an org (not autouse: a test about the
+    ``unknown_org`` refusal needs an org without one)."""
+    from hqms.accounts import Accounts
+
+    accounts = Accounts(config.load())
+    logins = {}
+    for org in org_codes:
+        login = f"{login_prefix}{org}"
+        if accounts.get(login) is None:
+            accounts.add(login, "hospital", org_code=org, password="Initial-pass-1")
+        logins[org] = login
+    return logins
+
+
+def provision_plan(plan_csv: Path) -> dict[str, str]:
+    """Hospital accounts for every org of a generator's ``upload_plan.csv``."""
+    with plan_csv.open(encoding="utf-8", newline="") as fh:
+        return provision_hospitals(*sorted({r["org_code"] for r in csv.DictReader(fh)}))
+
+
 # --- synthetic uploads ----------------------------------------------------------------------------
 
 def generate_day(out: Path, seed: int) -> dict:

@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import csv_bytes, make_zip
+from conftest import csv_bytes, make_zip, provision_hospitals
 
 from hqms import cli
 from hqms.intake.cli import csv_cell, printable
@@ -129,6 +129,7 @@ def test_csv_cell(value: str | int | None, cell: str | int) -> None:
 def test_dry_run_refusal_shows_controls_escaped(hqms_home: Path, tmp_path: Path, org_code: str,
                                                 capsys: pytest.CaptureFixture) -> None:
     """The refusal names the entry at fault, as the hospital's zip spells it."""
+    provision_hospitals(org_code)
     path = make_zip(tmp_path / "up.zip", {"flu_1\x1b[2J.txt": csv_bytes("flu_", org_code)})
     code, out, err = _run(capsys, "submit", str(path), "--org", org_code, "--user", "a",
                           "--dry-run")
@@ -141,6 +142,7 @@ def test_dry_run_refusal_shows_controls_escaped(hqms_home: Path, tmp_path: Path,
 def test_dry_run_report_shows_controls_escaped(hqms_home: Path, tmp_path: Path, org_code: str,
                                                capsys: pytest.CaptureFixture) -> None:
     """The audit's file: an entry name and an extra column carrying escape sequences."""
+    provision_hospitals(org_code)
     data = csv_bytes("flu_", org_code, rows=2).decode("gbk").splitlines()
     data = [line + ("," + f'"X{ESCAPES}"' if n == 0 else ",1") for n, line in enumerate(data)]
     path = make_zip(tmp_path / "dry.zip",

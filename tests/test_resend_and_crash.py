@@ -59,6 +59,7 @@ def home(tmp_path, monkeypatch):
 def _submit_all(gen: Path) -> list[str]:
     from hqms.intake.submit import submit
 
+    provision_plan(gen / "upload_plan.csv")
     ids = []
     with (gen / "upload_plan.csv").open(encoding="utf-8") as fh:
         for row in csv.DictReader(fh):

@@ -20,6 +20,8 @@ COMMAND_MODULES = (
     "hqms.quality",
     "hqms.ingest.cli",
     "hqms.hospitals",
+    "hqms.accounts",
+    "hqms.web.app",
     "hqms.vault",
     "hqms.keys",
     "hqms.marts.cli",

@@ -67,11 +67,26 @@ class Config:
     #: this many bytes of CSV at a time (DuckDB holds staged text at ≈ 6x its CSV size).
     batch_max_uploads: int = 200
     batch_max_bytes: int = 128 * 1024 * 1024
+    #: The hospital service (``hqms serve``): loopback by default; TLS belongs to a reverse proxy.
+    web_host: str = "127.0.0.1"
+    web_port: int = 8800
+    #: Signs CSRF tokens and keys mobile-number hashes; None → generated file under home.
+    web_secret_key: str | None = None
+    #: Session cookies' ``Secure`` flag: ``auto`` sets it on every request except plain http to
+    #: a loopback host (the embedded default); ``true`` / ``false`` force it.
+    web_cookie_secure: str = "auto"
+    #: Front-end machine (``hqms tran``) in API mode: the service's URL and its account token.
+    server_url: str | None = None
+    server_token: str | None = None
 
     @property
     def embedded_s3(self) -> bool:
         """True when no external endpoint is configured and the local rclone server serves S3."""
         return self.s3_endpoint is None
+
+    @property
+    def web_secret_key_file(self) -> Path:
+        return self.home / "state" / "web_secret.key"
 
     @property
     def embedded_s3_dir(self) -> Path:
@@ -121,6 +136,14 @@ class Config:
             "duckdb": {"memory_limit": self.duckdb_memory_limit, "threads": self.duckdb_threads},
             "stale_claim_seconds": self.stale_claim_seconds,
             "max_attempts": self.max_attempts,
+            "web": {
+                "host": self.web_host,
+                "port": self.web_port,
+                "secret_key": mask(self.web_secret_key) if self.web_secret_key
+                else f"generated: {self.web_secret_key_file}",
+                "cookie_secure": self.web_cookie_secure,
+            },
+            "tran": {"server_url": self.server_url, "server_token": mask(self.server_token)},
         }
 
 
@@ -168,4 +191,10 @@ def load() -> Config:
         max_attempts=int(_env("HQMS_MAX_ATTEMPTS", "3") or 3),
         batch_max_uploads=int(_env("HQMS_BATCH_MAX_UPLOADS", "200") or 200),
         batch_max_bytes=int(_env("HQMS_BATCH_MAX_BYTES", str(128 * 1024 * 1024)) or 128 * 1024 * 1024),
+        web_host=_env("HQMS_WEB_HOST", "127.0.0.1") or "127.0.0.1",
+        web_port=int(_env("HQMS_WEB_PORT", "8800") or 8800),
+        web_secret_key=_env("HQMS_WEB_SECRET_KEY"),
+        web_cookie_secure=(_env("HQMS_WEB_COOKIE_SECURE", "auto") or "auto").strip().lower(),
+        server_url=_env("HQMS_SERVER_URL"),
+        server_token=_env("HQMS_SERVER_TOKEN"),
     )
