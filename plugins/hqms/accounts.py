@@ -33,7 +33,8 @@ What is stored, and why that way:
   object only — no passwords, mobile numbers, IP addresses or file contents.
 
 Brute force: after :data:`BACKOFF_AFTER` consecutive failures each further attempt must wait
-2^(n - BACKOFF_AFTER) seconds after the previous failure; after :data:`LOCK_AFTER` the account is
+:data:`BACKOFF_SECONDS` × 2^(n - BACKOFF_AFTER) seconds after the previous failure (attempts in
+that window are refused unchecked and not counted); after :data:`LOCK_AFTER` the account is
 locked for :data:`LOCK_MINUTES` minutes (or until ``hqms accounts reset-password``).
 """
 from __future__ import annotations
@@ -66,6 +67,7 @@ ROLE_ZH = {"hospital": "医疗机构", "city_admin": "市级管理员", "provinc
 REGION_DIGITS = {"city_admin": 4, "province_admin": 2}
 ADMIN_ROLES = ("city_admin", "province_admin", "national_admin", "operator")
 BACKOFF_AFTER = 3
+BACKOFF_SECONDS = 3
 LOCK_AFTER = 5
 LOCK_MINUTES = 15
 SESSION_IDLE = timedelta(minutes=30)
@@ -507,7 +509,7 @@ def _backoff_wait(account: dict, now: datetime) -> int:
     failed = account["failed_count"] or 0
     if failed < BACKOFF_AFTER or not account["last_failed_at"]:
         return 0
-    until = datetime.fromisoformat(account["last_failed_at"]) + timedelta(seconds=2 ** (failed - BACKOFF_AFTER))
+    until = datetime.fromisoformat(account["last_failed_at"]) + timedelta(seconds=BACKOFF_SECONDS * 2 ** (failed - BACKOFF_AFTER))
     return _seconds(until - now) if until > now else 0
 
 

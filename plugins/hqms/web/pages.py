@@ -166,7 +166,8 @@ def _upload_page(request: Request, who: Caller, page: int, size: int, just: str 
                   rows=[upload_view(r) for r in listing.rows], sizes=PAGE_SIZES,
                   latest=upload_view(latest) if latest else None, refusal=refusal,
                   streams=[(s, materials.STREAM_ZH[s]) for s in spec.STREAMS],
-                  max_mb=request.app.state.cfg.max_zip_bytes // (1024 * 1024))
+                  max_mb=request.app.state.cfg.max_zip_bytes // (1024 * 1024),
+                  max_bytes=request.app.state.cfg.max_zip_bytes)
 
 
 @router.post("/upload")

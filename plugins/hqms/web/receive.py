@@ -10,8 +10,9 @@ guard the 20 MB rule (seed 000: "zip文件不能超过20M") before intake's own 
 
 The parser (Starlette's, on ``python-multipart``) spools the file part to a temporary file past
 1 MB, and :func:`receive_upload` copies it under ``HQMS_WORK_DIR`` while hashing it. A refused
-body is read on and discarded up to :data:`DRAIN_FACTOR` times the limit, so a browser gets the
-refusal page instead of a reset connection; a larger one is cut off.
+body whose size was found out while streaming is read on and discarded up to :data:`DRAIN_FACTOR`
+times the limit, so a browser gets the refusal page instead of a reset connection; a larger one
+is cut off. (The upload page also checks the size in the browser before sending.)
 """
 from __future__ import annotations
 
@@ -36,7 +37,12 @@ COPY_CHUNK = 1024 * 1024
 
 
 class BodyTooLarge(Exception):
-    """The request body passed the upload limit."""
+    """The request body passed the upload limit; ``declared``: known from Content-Length, before
+    any of it was read (then nothing is drained: an ``Expect: 100-continue`` client never sends it)."""
+
+    def __init__(self, declared: bool = False) -> None:
+        super().__init__("upload too large")
+        self.declared = declared
 
 
 class BadForm(Exception):
@@ -85,7 +91,7 @@ async def drain(request: Request, cfg: config.Config) -> None:
 async def receive_upload(request: Request, cfg: config.Config) -> Received:
     """Parse the form as it streams, the file part onto disk; raises BodyTooLarge or BadForm."""
     if declared_too_large(request, cfg):
-        raise BodyTooLarge()
+        raise BodyTooLarge(declared=True)
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         raise BadForm("multipart/form-data expected")
     parser = MultiPartParser(request.headers, _limited(request, cfg.max_zip_bytes + FORM_OVERHEAD),

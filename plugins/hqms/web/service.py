@@ -47,8 +47,9 @@ async def take_upload(request: Request, who: Caller, idempotency_key: str | None
         raise HTTPException(status_code=403, detail="only hospital accounts upload")
     try:
         received = await receive_upload(request, cfg)
-    except BodyTooLarge:
-        await drain(request, cfg)
+    except BodyTooLarge as exc:
+        if not exc.declared:
+            await drain(request, cfg)
         accounts.audit(principal.login, "upload", None, "zip_too_large")
         return Outcome(413, "rejected", TOO_LARGE_ZH, TOO_LARGE_EN, rule="zip_too_large")
     except BadForm as exc:
