@@ -35,6 +35,7 @@ class UploadRecord(BaseModel):
     stream: str | None
     channel: str
     status: str
+    stage: str
     status_zh: str
     message: str | None
     message_en: str | None

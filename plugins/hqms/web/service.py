@@ -102,7 +102,7 @@ def upload_view(row: dict) -> dict:
         "upload_id": row["upload_id"], "file_name": row["file_name"],
         "received_at": row["received_at"], "received_local": local_time(row["received_at"]),
         "uploader": row["uploader"], "org_code": row["org_code"], "stream": row["stream"],
-        "channel": row["channel"], "status": row["status"],
+        "channel": row["channel"], "status": row["status"], "stage": row["stage"],
         "status_zh": STATUS_ZH.get(row["status"], row["status"]),
         "message": row["message_zh"], "message_en": row["message_en"],
         "record_count": row["record_count"], "conforming_count": row["conforming_count"],
