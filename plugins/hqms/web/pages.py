@@ -8,7 +8,6 @@ scope is a 404, the same page as an unknown id.
 from __future__ import annotations
 
 import secrets
-from datetime import date, timedelta
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
@@ -251,8 +250,7 @@ def admin_rates(request: Request, stream: str | None = None, days: int = 14) -> 
     days = min(max(days, 1), 366)
     stream = stream if stream in spec.STREAMS else None
     try:
-        rows = rates.rates(request.app.state.cfg, who.principal, stream,
-                           since=date.today() - timedelta(days=days) if stream != "outpatient" else None)
+        rows = rates.rates(request.app.state.cfg, who.principal, stream, days)
     except rates.MartsUnavailable:
         rows = None
     return render(request, "admin.html", who, rows=rows, stream=stream or "", days=days,

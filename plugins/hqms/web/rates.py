@@ -59,6 +59,13 @@ def _connect(cfg: config.Config) -> duckdb.DuckDBPyConnection:
     return duckdb.connect(str(path), read_only=True)
 
 
+def _built(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[str, str]]:
+    """The cadences whose mart the snapshot holds (a daily-only build publishes no monthly one)."""
+    names = {n for (n,) in con.execute(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'marts'").fetchall()}
+    return {c: m for c, m in MARTS.items() if m[0] in names}
+
+
 def _scope(who: Principal) -> tuple[str, list]:
     prefix = None if who.sees_everything else who.region_prefix()
     if prefix is None and not who.sees_everything:
@@ -66,24 +73,22 @@ def _scope(who: Principal) -> tuple[str, list]:
     return ("true", []) if prefix is None else ("city_code LIKE ? || '%'", [prefix])
 
 
-def rates(cfg: config.Config, who: Principal, stream: str | None = None,
-          since: date | None = None, until: date | None = None, limit: int = 200) -> list[RateRow]:
-    """Per (stream, period), newest first: hospitals expected (due), reported, on time."""
+def rates(cfg: config.Config, who: Principal, stream: str | None = None, days: int = 14,
+          limit: int = 400) -> list[RateRow]:
+    """Per (stream, period), newest first: hospitals expected (due), reported, on time — the
+    daily streams' last ``days`` days and the monthly stream's last ``days // 30 + 1`` months,
+    counted back from the newest period built (not from today: a back-fill is still shown)."""
     where, params = _scope(who)
+    spans = {"day": f"INTERVAL {int(days)} DAY", "month": f"INTERVAL {int(days) // 30 + 1} MONTH"}
     out: list[RateRow] = []
     con = _connect(cfg)
     try:
-        for mart, period in MARTS.values():
+        for cadence, (mart, period) in _built(con).items():
             cond, args = [where], list(params)
             if stream:
                 cond.append("stream = ?")
                 args.append(stream)
-            if since:
-                cond.append(f"{period} >= ?")
-                args.append(since)
-            if until:
-                cond.append(f"{period} <= ?")
-                args.append(until)
+            cond.append(f"{period} > (SELECT max({period}) FROM marts.{mart}) - {spans[cadence]}")
             rows = con.execute(f"""
                 SELECT stream, {period},
                        count(*) FILTER (WHERE due), count(*) FILTER (WHERE due AND received),
@@ -106,7 +111,7 @@ def hospitals(cfg: config.Config, who: Principal) -> dict[str, dict]:
                  for org, name, city in con.execute(
                      f"SELECT org_code, org_name, city_name FROM marts.hospitals WHERE {where} "
                      "ORDER BY org_code", params).fetchall()}
-        for mart, _ in MARTS.values():
+        for mart, _ in _built(con).values():
             for org, stream, overdue in con.execute(f"""
                     SELECT org_code, stream, count(*) FILTER (WHERE due AND NOT received)
                     FROM marts.{mart} WHERE {where} GROUP BY ALL""", params).fetchall():
