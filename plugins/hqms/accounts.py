@@ -72,6 +72,7 @@ LOCK_AFTER = 5
 LOCK_MINUTES = 15
 SESSION_IDLE = timedelta(minutes=30)
 SESSION_MAX = timedelta(hours=12)
+TOKEN_TOUCH = timedelta(minutes=1)
 MIN_PASSWORD = 10
 
 metadata = sa.MetaData()
@@ -367,7 +368,7 @@ class Accounts:
         account = dict(row._mapping) if row else None
         now = datetime.now(UTC)
         if account is None or not account["active"]:
-            _verify(_DUMMY_HASH, password)  # same cost as a real check: no timing oracle
+            _verify(_dummy_hash(), password)  # same cost as a real check: no timing oracle
             self.audit(name if account else "-", "login", None, "bad_credentials")
             return LoginResult(None, "bad_credentials")
         if account["locked_until"] and datetime.fromisoformat(account["locked_until"]) > now:
@@ -468,7 +469,8 @@ class Accounts:
         parts = token.split("_", 2)
         if len(parts) != 3 or parts[0] != "hqms":
             return None
-        query = (sa.select(api_tokens.c.secret_sha256, api_tokens.c.revoked_at, accounts)
+        query = (sa.select(api_tokens.c.secret_sha256, api_tokens.c.revoked_at, api_tokens.c.last_used_at,
+                           accounts)
                  .join(accounts, accounts.c.account_id == api_tokens.c.account_id)
                  .where(api_tokens.c.token_id == parts[1]))
         with self.engine.connect() as con:
@@ -479,9 +481,11 @@ class Accounts:
         if (data["revoked_at"] or not data["active"]
                 or not hmac.compare_digest(data["secret_sha256"], _sha256(parts[2]))):
             return None
-        with self._write() as con:
-            con.execute(api_tokens.update().where(api_tokens.c.token_id == parts[1])
-                        .values(last_used_at=utc_iso()))
+        now = datetime.now(UTC)
+        if not data["last_used_at"] or now - datetime.fromisoformat(data["last_used_at"]) > TOKEN_TOUCH:
+            with self._write() as con:  # at most once a minute: not a write per request
+                con.execute(api_tokens.update().where(api_tokens.c.token_id == parts[1])
+                            .values(last_used_at=utc_iso(now)))
         return _principal({**data, "must_change": False})  # machines never get the password form
 
     # --- audit --------------------------------------------------------------------------------
@@ -528,7 +532,11 @@ def _verify(password_hash: str, password: str) -> bool:
         return False
 
 
-_DUMMY_HASH = _hasher.hash(secrets.token_hex(8))
+@functools.cache
+def _dummy_hash() -> str:
+    """Hashed on first use, not at import: intake imports this module, and an argon2id hash
+    costs 64 MiB of memory and tens of milliseconds."""
+    return _hasher.hash(secrets.token_hex(8))
 
 
 def _normal_mobile(text: str) -> str:

@@ -20,9 +20,11 @@ import hashlib
 import os
 import tempfile
 from collections.abc import AsyncIterator
+from typing import BinaryIO
 from dataclasses import dataclass
 from pathlib import Path
 
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
@@ -105,19 +107,24 @@ async def receive_upload(request: Request, cfg: config.Config) -> Received:
         if not isinstance(upload, UploadFile) or not upload.filename:
             raise BadForm("no file chosen")
         fields = {k: v for k, v in form.items() if isinstance(v, str)}
-        work = cfg.work_dir / "web"
-        work.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix="upload-", suffix=".zip", dir=work)
-        digest, size = hashlib.sha256(), 0
-        with os.fdopen(fd, "wb") as out:
-            upload.file.seek(0)
-            while chunk := upload.file.read(COPY_CHUNK):
-                digest.update(chunk)
-                size += len(chunk)
-                out.write(chunk)
-        return Received(Path(tmp), upload_name(upload.filename), digest.hexdigest(), size, fields)
+        path, sha, size = await run_in_threadpool(_copy_hashed, upload.file, cfg.work_dir / "web")
+        return Received(path, upload_name(upload.filename), sha, size, fields)
     finally:
         await form.close()
+
+
+def _copy_hashed(source: BinaryIO, work: Path) -> tuple[Path, str, int]:
+    """The spooled part copied under ``work`` while hashing it (off the event loop)."""
+    work.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix="upload-", suffix=".zip", dir=work)
+    digest, size = hashlib.sha256(), 0
+    with os.fdopen(fd, "wb") as out:
+        source.seek(0)
+        while chunk := source.read(COPY_CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+            out.write(chunk)
+    return Path(tmp), digest.hexdigest(), size
 
 
 def upload_name(raw: str) -> str:
