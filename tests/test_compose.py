@@ -168,17 +168,22 @@ def test_hqms_variables_are_read_by_the_code(compose: dict) -> None:
     assert {"HQMS_S3_ENDPOINT", "HQMS_REGISTRY_URL", "HQMS_WAREHOUSE", "HQMS_KEYRING_FILE"} <= seen
 
 
-def test_effective_environment_loads_as_production(compose: dict, env_example: dict[str, str],
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    """The scheduler's environment, with .env.example substituted, through hqms.config."""
-    scheduler = compose["services"]["airflow-scheduler"]
-    env = {k: interpolate(v, env_example) for k, v in service_env(scheduler).items()}
+def _use_env(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> None:
+    """Exactly the service's HQMS_* variables, nothing from the developer's shell."""
     for name in list(os.environ):
         if name.startswith("HQMS_"):
             monkeypatch.delenv(name)
     for name, value in env.items():
         if name.startswith("HQMS_"):
             monkeypatch.setenv(name, value)
+
+
+def test_effective_environment_loads_as_production(compose: dict, env_example: dict[str, str],
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The scheduler's environment, with .env.example substituted, through hqms.config."""
+    scheduler = compose["services"]["airflow-scheduler"]
+    env = {k: interpolate(v, env_example) for k, v in service_env(scheduler).items()}
+    _use_env(monkeypatch, env)
     cfg = config.load()
     assert not cfg.embedded_s3 and cfg.s3_endpoint == "http://minio:9000"
     assert cfg.registry_url.startswith("postgresql+psycopg2://hqms:") and "@postgres:5432/" in cfg.registry_url
@@ -203,12 +208,7 @@ def test_web_service_is_loopback_behind_tls_with_its_own_secret(compose: dict, e
     assert env["HQMS_WEB_COOKIE_SECURE"] == "true"
     assert web["environment"]["HQMS_WEB_SECRET_KEY"].startswith("${HQMS_WEB_SECRET_KEY:?")
     assert "secrets" not in web and not any("warehouse" in v for v in web["volumes"])
-    for name in list(os.environ):
-        if name.startswith("HQMS_"):
-            monkeypatch.delenv(name)
-    for name, value in env.items():
-        if name.startswith("HQMS_"):
-            monkeypatch.setenv(name, value)
+    _use_env(monkeypatch, env)
     cfg = config.load()
     assert cfg.registry_url.startswith("postgresql+psycopg2://hqms:") and cfg.web_cookie_secure == "true"
     assert any(str(cfg.marts_dir).startswith(v.split(":")[1]) for v in web["volumes"])

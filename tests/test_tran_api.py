@@ -16,7 +16,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from web_helpers import org_in_region
+from web_helpers import org_in_region, use_home
 
 from hqms import config, embedded_s3, spec
 from hqms.accounts import Accounts
@@ -70,10 +70,7 @@ def sides(tmp_path: Path):
     server_home.mkdir()
     machine_home.mkdir()
     with pytest.MonkeyPatch.context() as mp:
-        for name in list(os.environ):
-            if name.startswith("HQMS_"):
-                mp.delenv(name)
-        mp.setenv("HQMS_HOME", str(server_home))
+        use_home(mp, server_home)
         cfg = config.load()
         accounts = Accounts(cfg)
         accounts.add("qzj", "hospital", org_code=ORG, password="Initial-pass-1")

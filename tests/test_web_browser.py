@@ -24,7 +24,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from web_helpers import NEW_PASSWORD, serve
+from web_helpers import NEW_PASSWORD, serve, use_home
 
 from hqms import config, embedded_s3
 from hqms.accounts import Accounts
@@ -65,10 +65,7 @@ def world(tmp_path_factory: pytest.TempPathFactory):
     home = tmp_path_factory.mktemp("browser_home")
     gen = home / "gen"
     with pytest.MonkeyPatch.context() as mp:
-        for name in list(os.environ):
-            if name.startswith("HQMS_"):
-                mp.delenv(name)
-        mp.setenv("HQMS_HOME", str(home))
+        use_home(mp, home)
         cfg = config.load()
         try:
             assert hqms(["generate", "--hospitals", "6", "--start", "2025-01-06", "--days", "2", "--seed", "11",

@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 from conftest import csv_bytes, make_zip
-from web_helpers import PASSWORD, csrf_of, login, org_in_region, rss_sampler, serve, upload
+from web_helpers import PASSWORD, csrf_of, login, org_in_region, rss_sampler, serve, upload, use_home
 
 from hqms import config, embedded_s3
 from hqms.accounts import Accounts
@@ -50,10 +50,7 @@ def _hqms(*argv: str) -> subprocess.CompletedProcess:
 def site(tmp_path_factory: pytest.TempPathFactory):
     home = tmp_path_factory.mktemp("web_home")
     with pytest.MonkeyPatch.context() as mp:
-        for name in list(os.environ):
-            if name.startswith("HQMS_"):
-                mp.delenv(name)
-        mp.setenv("HQMS_HOME", str(home))
+        use_home(mp, home)
         cfg = config.load()
         accounts = Accounts(cfg)
         for login_name, role, org, region in (
