@@ -9,6 +9,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+from conftest import provision_plan
 
 from hqms import config, embedded_s3
 from hqms.cli import main as hqms

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from conftest import provision_plan
 
 from hqms import config, embedded_s3
 from hqms.cli import main as hqms
