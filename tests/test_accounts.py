@@ -143,3 +143,16 @@ def test_config_shows_web_settings_masked(hqms_home: Path, monkeypatch: pytest.M
     shown = config.load().as_dict()
     assert shown["web"]["secret_key"] == "s3***" and shown["tran"]["server_token"] == "hq***"
     assert shown["web"]["host"] == "127.0.0.1" and shown["web"]["cookie_secure"] == "auto"
+
+
+def test_audit_never_holds_what_was_typed_at_login(hqms_home: Path) -> None:
+    """A login by mobile number is audited under the login name, also when it fails."""
+    accounts = Accounts()
+    accounts.add("dm1", "hospital", org_code=synthetic_org_code(1), mobile=MOBILE, password="Initial-pass-1")
+    accounts.authenticate(MOBILE, "wrong-password")
+    accounts.set_active("dm1", False)
+    accounts.authenticate(MOBILE, "Initial-pass-1")
+    accounts.authenticate("13700000000", "whatever")  # nobody's number
+    entries = accounts.audit_entries()
+    assert [e["actor"] for e in entries if e["action"] == "login"] == ["-", "dm1", "dm1"]
+    assert MOBILE not in repr(entries) and "13700000000" not in repr(entries)

@@ -207,6 +207,10 @@ def test_city_administrator_sees_only_their_hospitals(world, browser) -> None:
     shown = page.locator("table.rates tbody tr").evaluate_all(
         "trs => trs.map(t => [t.dataset.period, t.dataset.stream, t.cells[2].innerText, t.cells[3].innerText])")
     assert {(p, s): (int(e), int(r)) for p, s, e, r in shown} == mine
+    page.goto(f"{base}/upload")
+    shown_orgs = set(page.locator("table.records tbody tr td:nth-child(5)").all_inner_texts())
+    assert shown_orgs == {world["first"]["org_code"]}  # the record list: their hospitals' uploads only
+    _shot(page, "admin-06-upload-records")
     page.goto(f"{base}/admin/hospitals")
     _shot(page, "admin-04-hospitals")
     orgs = set(page.locator("table.hospitals tbody tr").evaluate_all("trs => trs.map(t => t.dataset.org)"))

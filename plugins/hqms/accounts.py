@@ -369,7 +369,8 @@ class Accounts:
         now = datetime.now(UTC)
         if account is None or not account["active"]:
             _verify(_dummy_hash(), password)  # same cost as a real check: no timing oracle
-            self.audit(name if account else "-", "login", None, "bad_credentials")
+            # the login name, never what was typed (it may be a mobile number)
+            self.audit(account["login"] if account else "-", "login", None, "bad_credentials")
             return LoginResult(None, "bad_credentials")
         if account["locked_until"] and datetime.fromisoformat(account["locked_until"]) > now:
             self.audit(account["login"], "login", None, "locked")

@@ -104,6 +104,8 @@ def _caller(request: Request) -> Caller:
     if who is None:
         raise HTTPException(status_code=401, detail="login or Bearer token required",
                             headers={"WWW-Authenticate": "Bearer"})
+    if who.principal.must_change:  # a browser session before the forced password change
+        raise HTTPException(status_code=403, detail="change the initial password first / 请先修改初始密码")
     return who
 
 
