@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import re
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -290,6 +291,8 @@ def test_html_and_path_tricks_in_names_render_inert(site: Site, tmp_path: Path) 
 
 def test_login_page_and_health(site: Site) -> None:
     assert httpx.get(f"{site.base}/healthz").json() == {"status": "ok"}
+    key = site.cfg.web_secret_key_file  # the embedded default's generated key: owner-only
+    assert key.exists() and stat.S_IMODE(key.stat().st_mode) == 0o600
     page = httpx.get(f"{site.base}/upload", follow_redirects=True)
     assert page.url.path == "/login" and "登录名/手机号码" in page.text
     schema = httpx.get(f"{site.base}/openapi.json").json()
