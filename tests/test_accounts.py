@@ -156,3 +156,19 @@ def test_audit_never_holds_what_was_typed_at_login(hqms_home: Path) -> None:
     entries = accounts.audit_entries()
     assert [e["actor"] for e in entries if e["action"] == "login"] == ["-", "dm1", "dm1"]
     assert MOBILE not in repr(entries) and "13700000000" not in repr(entries)
+
+
+def test_hospital_accounts_come_from_the_hospital_registry(hqms_home: Path, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture) -> None:
+    """Once ref.hospitals is loaded, a hospital account needs a registered org, and takes its
+    region (city code) from there."""
+    gen = tmp_path / "gen"
+    assert cli.main(["generate", "--hospitals", "1", "--start", "2025-01-06", "--days", "1", "--seed", "4",
+                     "--streams", "flu", "--out", str(gen), "--quiet"]) == 0
+    assert cli.main(["hospitals", "load", str(gen / "registry" / "hospitals.csv")]) == 0
+    [hospital] = list(csv.DictReader((gen / "registry" / "hospitals.csv").open(encoding="utf-8")))
+    capsys.readouterr()
+    assert _run(capsys, "accounts", "add", "dm", "--role", "hospital", "--org", hospital["org_code"])[0] == 0
+    assert Accounts().get("dm")["region_code"] == hospital["city_code"]
+    code, _, err = _run(capsys, "accounts", "add", "dm2", "--role", "hospital", "--org", synthetic_org_code(7))
+    assert code == 2 and "hqms hospitals load" in err and Accounts().get("dm2") is None

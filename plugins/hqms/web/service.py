@@ -62,6 +62,7 @@ async def take_upload(request: Request, who: Caller, idempotency_key: str | None
                 raise HTTPException(status_code=422, detail="Idempotency-Key is not the sha256 of the bytes received")
             known = accounts.registry.find_by_sha(principal.org_code, received.sha256)
             if known is not None:
+                accounts.audit(principal.login, "upload", known["upload_id"], "replayed")
                 return Outcome(200, known["status"], known["message_zh"] or "", known["message_en"] or "",
                                known["upload_id"], replayed=True)
         channel = received.fields.get("channel") or "web"
