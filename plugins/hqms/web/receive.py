@@ -27,7 +27,7 @@ from pathlib import Path
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from hqms import config
 from hqms.registry import redact_identifiers
@@ -102,6 +102,8 @@ async def receive_upload(request: Request, cfg: config.Config) -> Received:
         form = await parser.parse()
     except MultiPartException as exc:
         raise BadForm(str(exc)) from None
+    except ClientDisconnect:  # the browser went away mid-upload: nothing to answer, nothing kept
+        raise BadForm("the upload was interrupted") from None
     try:
         upload = form.get("file")
         if not isinstance(upload, UploadFile) or not upload.filename:

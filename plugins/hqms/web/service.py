@@ -15,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 
 from hqms.config import CHINA_TZ
 from hqms.intake.cli import STATUS_ZH
-from hqms.intake.submit import submit
+from hqms.intake.submit import LandingFailed, submit
 from hqms.objectstore import ObjectStoreUnavailable
 from hqms.web.auth import Caller, accounts_of, check_csrf
 from hqms.web.receive import BadForm, BodyTooLarge, drain, receive_upload
@@ -73,7 +73,7 @@ async def take_upload(request: Request, who: Caller, idempotency_key: str | None
                 submit, received.path, principal.org_code, principal.login,
                 stream=received.fields.get("stream") or None, channel=channel,
                 upload_name=received.file_name, cfg=cfg, registry=accounts.registry)
-        except ObjectStoreUnavailable:
+        except (ObjectStoreUnavailable, LandingFailed):
             accounts.audit(principal.login, "upload", None, "store_unavailable")
             return Outcome(503, "unavailable", "存储服务暂不可用，请稍后重试（文件未接收）",
                            "storage is unavailable; try again later (nothing was received)")
