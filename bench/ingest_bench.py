@@ -142,7 +142,9 @@ def _measure(args: argparse.Namespace, env: dict[str, str], gen: Path, csv_dir: 
     plan = list(csv.DictReader((gen / "upload_plan.csv").open(encoding="utf-8")))
     submit = ("import csv, sys\nfrom datetime import datetime\nfrom pathlib import Path\n"
               "from hqms.intake.submit import submit\n"
+              "from hqms import config\nfrom hqms.demo import provision_accounts\n"
               f"gen = Path({str(gen)!r})\n"
+              "provision_accounts(gen, config.load())  # intake accepts only orgs with an account\n"
               "for r in csv.DictReader((gen / 'upload_plan.csv').open(encoding='utf-8')):\n"
               "    submit(gen / r['zip'], r['org_code'], r['uploader'], "
               "received_at=datetime.fromisoformat(r['planned_received_at']))\n")

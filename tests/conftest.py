@@ -145,6 +145,30 @@ def registry_url(request: pytest.FixtureRequest, hqms_home: Path, monkeypatch: p
     return config.load().registry_url
 
 
+# --- accounts: intake accepts uploads only for orgs with an active hospital account --------------
+
+def provision_hospitals(*org_codes: str, login_prefix: str = "h") -> dict[str, str]:
+    """Active hospital accounts for ``org_codes`` in the current HQMS_HOME's registry (idempotent);
+    org → login name. Call it before submitting for an org (not autouse: a test about the
+    ``unknown_org`` refusal needs an org without one)."""
+    from hqms.accounts import Accounts
+
+    accounts = Accounts(config.load())
+    logins = {}
+    for org in org_codes:
+        login = f"{login_prefix}{org}"
+        if accounts.get(login) is None:
+            accounts.add(login, "hospital", org_code=org, password="Initial-pass-1")
+        logins[org] = login
+    return logins
+
+
+def provision_plan(plan_csv: Path) -> dict[str, str]:
+    """Hospital accounts for every org of a generator's ``upload_plan.csv``."""
+    with plan_csv.open(encoding="utf-8", newline="") as fh:
+        return provision_hospitals(*sorted({r["org_code"] for r in csv.DictReader(fh)}))
+
+
 # --- synthetic uploads ----------------------------------------------------------------------------
 
 def generate_day(out: Path, seed: int) -> dict:
@@ -168,6 +192,7 @@ def submit_plan(gen: Path) -> list[str]:
 
     from hqms.intake.submit import submit
 
+    provision_plan(gen / "upload_plan.csv")
     with (gen / "upload_plan.csv").open(encoding="utf-8") as fh:
         return [submit(gen / r["zip"], r["org_code"], r["uploader"],
                        received_at=datetime.fromisoformat(r["planned_received_at"])).upload_id
@@ -321,4 +346,5 @@ def generated_upload(out: Path, stream: str, start: str, days: int, seed: int,
     assert hqms(args + (["--scale", str(scale)] if scale else [])) == 0
     assert hqms(["keys", "init"]) == 0
     plan = next(csv.DictReader((out / "upload_plan.csv").open(encoding="utf-8")))
+    provision_hospitals(plan["org_code"])
     return plan, out / plan["zip"]

@@ -100,7 +100,7 @@ def test_compose_file_conforms_to_the_compose_specification(compose: dict) -> No
 def test_required_services_and_executor_profiles(compose: dict) -> None:
     services = compose["services"]
     for name in ("postgres", "minio", "minio-init", "airflow-init", "airflow-apiserver",
-                 "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer"):
+                 "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer", "hqms-web"):
         assert name in services and "profiles" not in services[name], name
     assert {n for n, s in services.items() if "celery" in s.get("profiles", [])} == {"redis", "airflow-worker"}
     assert services["airflow-worker"]["environment"]["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
@@ -168,17 +168,22 @@ def test_hqms_variables_are_read_by_the_code(compose: dict) -> None:
     assert {"HQMS_S3_ENDPOINT", "HQMS_REGISTRY_URL", "HQMS_WAREHOUSE", "HQMS_KEYRING_FILE"} <= seen
 
 
-def test_effective_environment_loads_as_production(compose: dict, env_example: dict[str, str],
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    """The scheduler's environment, with .env.example substituted, through hqms.config."""
-    scheduler = compose["services"]["airflow-scheduler"]
-    env = {k: interpolate(v, env_example) for k, v in service_env(scheduler).items()}
+def _use_env(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> None:
+    """Exactly the service's HQMS_* variables, nothing from the developer's shell."""
     for name in list(os.environ):
         if name.startswith("HQMS_"):
             monkeypatch.delenv(name)
     for name, value in env.items():
         if name.startswith("HQMS_"):
             monkeypatch.setenv(name, value)
+
+
+def test_effective_environment_loads_as_production(compose: dict, env_example: dict[str, str],
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The scheduler's environment, with .env.example substituted, through hqms.config."""
+    scheduler = compose["services"]["airflow-scheduler"]
+    env = {k: interpolate(v, env_example) for k, v in service_env(scheduler).items()}
+    _use_env(monkeypatch, env)
     cfg = config.load()
     assert not cfg.embedded_s3 and cfg.s3_endpoint == "http://minio:9000"
     assert cfg.registry_url.startswith("postgresql+psycopg2://hqms:") and "@postgres:5432/" in cfg.registry_url
@@ -187,6 +192,26 @@ def test_effective_environment_loads_as_production(compose: dict, env_example: d
     assert any(str(cfg.home).startswith(m) for m in mounts), "HQMS_HOME not on a volume"
     assert env["HQMS_KEYRING_FILE"] == "/run/secrets/" + scheduler["secrets"][0]
     assert env["AIRFLOW__CORE__DAGS_FOLDER"] == f"{APP_DIR}/dags"
+
+
+def test_web_service_is_loopback_behind_tls_with_its_own_secret(compose: dict, env_example: dict[str, str],
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The hospital service: published on loopback only (the TLS proxy is the public door), Secure
+    cookies, a secret key from .env, health on /healthz, the registry and HQMS_HOME of the pipeline,
+    no keyring and no warehouse volume."""
+    web = compose["services"]["hqms-web"]
+    assert web["entrypoint"][:2] == ["hqms", "serve"]
+    port = web["entrypoint"][web["entrypoint"].index("--port") + 1]
+    assert all(p.startswith("127.0.0.1:") and p.endswith(f":{port}") for p in web["ports"])
+    assert web["healthcheck"]["test"][-1] == f"http://localhost:{port}/healthz"
+    env = {k: interpolate(v, env_example) for k, v in service_env(web).items()}
+    assert env["HQMS_WEB_COOKIE_SECURE"] == "true"
+    assert web["environment"]["HQMS_WEB_SECRET_KEY"].startswith("${HQMS_WEB_SECRET_KEY:?")
+    assert "secrets" not in web and not any("warehouse" in v for v in web["volumes"])
+    _use_env(monkeypatch, env)
+    cfg = config.load()
+    assert cfg.registry_url.startswith("postgresql+psycopg2://hqms:") and cfg.web_cookie_secure == "true"
+    assert any(str(cfg.marts_dir).startswith(v.split(":")[1]) for v in web["volumes"])
 
 
 def test_every_required_variable_is_in_env_example(compose: dict, env_example: dict[str, str]) -> None:

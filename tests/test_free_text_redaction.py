@@ -24,7 +24,7 @@ from hqms.registry import Registry, looks_identifying, mask_value, shown_value
 from hqms.spec import datasets
 from hqms.validators import make_id_card
 from hqms.warehouse import table_columns
-from conftest import edit_csv_in_zip
+from conftest import edit_csv_in_zip, provision_plan
 
 ID_NUMBER = "11010519491231002X"   # valid check character
 PHONE = "13912345678"
@@ -36,6 +36,7 @@ def test_identifiers_in_free_text_and_file_names_are_redacted(s3_store, tmp_path
                  "--streams", "flu", "--out", str(gen), "--quiet"]) == 0
     assert hqms(["keys", "init"]) == 0
     plan = next(csv.DictReader((gen / "upload_plan.csv").open(encoding="utf-8")))
+    provision_plan(gen / "upload_plan.csv")
 
     def type_identifiers(rows: list[list[str]]) -> None:
         at = rows[0].index("P8003")

@@ -20,7 +20,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from conftest import csv_bytes, make_zip
+from conftest import csv_bytes, make_zip, provision_plan
 from hqms import config, embedded_s3, spec
 from hqms.cli import main as hqms
 from hqms.registry import Registry
@@ -63,6 +63,7 @@ def run(tmp_path_factory):
         assert hqms(["generate", "--hospitals", "4", "--start", "2025-01-06", "--days", "2", "--seed", "7",
                      "--errors", "0.03", "--out", str(gen), "--quiet"]) == 0
         assert hqms(["keys", "init"]) == 0
+        provision_plan(gen / "upload_plan.csv")
         with (gen / "upload_plan.csv").open(encoding="utf-8") as fh:
             plan = list(csv.DictReader(fh))
         uploads = {row["zip"]: _submit(gen / row["zip"], row) for row in plan}

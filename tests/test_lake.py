@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import provision_plan
 from hqms import config, embedded_s3, warehouse_attach
 from hqms.cli import main as hqms
 from hqms.registry import TERMINAL, Registry
@@ -106,6 +107,7 @@ class Lake:
     def submit_all(self) -> list[str]:
         from hqms.intake.submit import submit
 
+        provision_plan(self.gen / "upload_plan.csv")
         with (self.gen / "upload_plan.csv").open(encoding="utf-8") as fh:
             return [submit(self.gen / r["zip"], r["org_code"], r["uploader"],
                            received_at=datetime.fromisoformat(r["planned_received_at"])).upload_id

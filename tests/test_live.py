@@ -21,7 +21,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from conftest import generate_day
+from conftest import generate_day, provision_hospitals
 from hqms import airflow_env, config, doctor, live
 from hqms.registry import Registry
 
@@ -115,6 +115,7 @@ def test_up_scheduled_ingest_triggers_marts_and_down_leaves_no_process(
         one_shot = _hqms("run")  # the scheduler does the work now; two drivers would race
         assert one_shot.returncode == 2 and "hqms down" in one_shot.stderr
 
+        provision_hospitals(day["org"])
         submitted_at = time.time()
         done = _hqms("submit", str(day["zips"]["flu"]), "--org", day["org"], "--user", "tester")
         assert done.returncode == 0, done.stderr

@@ -12,7 +12,7 @@ from hqms import config
 from hqms.cli import main as hqms
 from hqms.ingest.run import claim, process
 from hqms.intake.submit import submit
-from conftest import edit_csv_in_zip
+from conftest import edit_csv_in_zip, provision_plan
 
 
 def _ingest_all() -> None:
@@ -27,6 +27,7 @@ def _fever_day(tmp_path: Path, seed: int) -> tuple[dict, Path]:
                  "--streams", "fever", "--scale", "0.2", "--out", str(gen), "--quiet"]) == 0
     assert hqms(["keys", "init"]) == 0
     plan = next(csv.DictReader((gen / "upload_plan.csv").open(encoding="utf-8")))
+    provision_plan(gen / "upload_plan.csv")
     return plan, gen / plan["zip"]
 
 

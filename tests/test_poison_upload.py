@@ -9,6 +9,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+from conftest import provision_plan
 
 from hqms import config, embedded_s3
 from hqms.cli import main as hqms
@@ -42,6 +43,7 @@ def _submit(tmp_path: Path) -> list[str]:
     assert hqms(["generate", "--hospitals", "3", "--start", "2025-01-06", "--days", "1", "--seed", "5",
                  "--streams", "flu", "--out", str(gen), "--quiet"]) == 0
     assert hqms(["keys", "init"]) == 0
+    provision_plan(gen / "upload_plan.csv")
     with (gen / "upload_plan.csv").open(encoding="utf-8") as fh:
         return [submit(gen / r["zip"], r["org_code"], r["uploader"],
                        received_at=datetime.fromisoformat(r["planned_received_at"])).upload_id

@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import csv_bytes, make_zip
+from conftest import csv_bytes, make_zip, provision_hospitals
 
 from hqms import cli
 from hqms.intake.cli import csv_cell, printable
@@ -130,6 +130,7 @@ def test_dry_run_refusal_shows_controls_escaped(hqms_home: Path, tmp_path: Path,
                                                 capsys: pytest.CaptureFixture) -> None:
     """The refusal names the entry at fault, as the hospital's zip spells it; a name holding a
     control character is refused for it (``bad_name``)."""
+    provision_hospitals(org_code)
     path = make_zip(tmp_path / "up.zip", {"flu_1\x1b[2J.txt": csv_bytes("flu_", org_code)})
     code, out, err = _run(capsys, "submit", str(path), "--org", org_code, "--user", "a",
                           "--dry-run")
@@ -143,6 +144,7 @@ def test_dry_run_report_shows_controls_escaped(hqms_home: Path, tmp_path: Path, 
                                                capsys: pytest.CaptureFixture) -> None:
     """The audit's file: an extra column carrying escape sequences (an entry name carrying them
     is refused at intake, ``bad_name``)."""
+    provision_hospitals(org_code)
     data = csv_bytes("flu_", org_code, rows=2).decode("gbk").splitlines()
     data = [line + ("," + f'"X{ESCAPES}"' if n == 0 else ",1") for n, line in enumerate(data)]
     path = make_zip(tmp_path / "dry.zip",

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from conftest import provision_plan
 
 from hqms import config, embedded_s3
 from hqms.cli import main as hqms
@@ -59,6 +60,7 @@ def home(tmp_path, monkeypatch):
 def _submit_all(gen: Path) -> list[str]:
     from hqms.intake.submit import submit
 
+    provision_plan(gen / "upload_plan.csv")
     ids = []
     with (gen / "upload_plan.csv").open(encoding="utf-8") as fh:
         for row in csv.DictReader(fh):

@@ -9,12 +9,18 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import BAD_ZIP_CASES, csv_bytes, make_zip, synthetic_org_code
+from conftest import BAD_ZIP_CASES, csv_bytes, make_zip, provision_hospitals, synthetic_org_code
 
 from hqms import cli, config, spec
 from hqms.intake.policy import PUT_ACTIONS, landing_policy
 from hqms.objectstore import ObjectStore
 from hqms.registry import Registry
+
+
+@pytest.fixture(autouse=True)
+def _hospital_accounts(hqms_home: Path, org_code: str) -> None:
+    """Intake accepts uploads only for orgs with an active hospital account."""
+    provision_hospitals(org_code, synthetic_org_code(3))
 
 
 def _run(capsys: pytest.CaptureFixture, *argv: str) -> tuple[int, str, str]:

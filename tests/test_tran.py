@@ -9,11 +9,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import csv_bytes
+from conftest import csv_bytes, provision_hospitals, synthetic_org_code
 
 from hqms import cli, config, embedded_s3, tran
 from hqms.objectstore import ObjectStore
 from hqms.registry import Registry
+
+
+@pytest.fixture(autouse=True)
+def _hospital_accounts(hqms_home: Path, org_code: str) -> None:
+    """Intake accepts uploads only for orgs with an active hospital account."""
+    provision_hospitals(org_code, synthetic_org_code(3))
 
 
 @pytest.fixture

@@ -31,9 +31,9 @@ def _limits(**over: int) -> dict[str, int]:
 def test_corpus_covers_every_structural_rule(bad_zips: dict[str, tuple[Path, str]]) -> None:
     assert set(bad_zips) == set(BAD_ZIP_CASES)
     covered = {rule for _, rule in bad_zips.values()}
-    # bad_org_code is a submit-level rule; stream_mismatch and too_much_data have own tests.
+    # bad_org_code and unknown_org are submit-level rules; stream_mismatch and too_much_data have own tests.
     covered |= {rule for _, rule in HOSTILE_CASES.values()}
-    assert covered >= set(INTAKE_RULES) - {"bad_org_code", "stream_mismatch", "too_much_data"}
+    assert covered >= set(INTAKE_RULES) - {"bad_org_code", "unknown_org", "stream_mismatch", "too_much_data"}
 
 
 @pytest.mark.parametrize("case", BAD_ZIP_CASES)

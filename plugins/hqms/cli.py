@@ -24,6 +24,8 @@ COMMAND_MODULES = (
     "hqms.ingest.cli",
     "hqms.hospitals",
     "hqms.codes",
+    "hqms.accounts",
+    "hqms.web.app",
     "hqms.vault",
     "hqms.keys",
     "hqms.marts.cli",

@@ -174,11 +174,23 @@ class Config:
     #: The live scheduler starts ``hqms_ingest`` this often (its DAG schedule).
     ingest_interval_minutes: int
     alerts: AlertSettings
+    #: Signs CSRF tokens and keys mobile-number hashes; None → generated file under home.
+    web_secret_key: str | None
+    #: Session cookies' ``Secure`` flag: ``auto`` sets it on every request except plain http to
+    #: a loopback host (the embedded default); ``true`` / ``false`` force it.
+    web_cookie_secure: str
+    #: Front-end machine (``hqms tran``) in API mode: the service's URL and its account token.
+    server_url: str | None
+    server_token: str | None
 
     @property
     def embedded_s3(self) -> bool:
         """True when no external endpoint is configured and the local rclone server serves S3."""
         return self.s3_endpoint is None
+
+    @property
+    def web_secret_key_file(self) -> Path:
+        return self.home / "state" / "web_secret.key"
 
     @property
     def embedded_s3_dir(self) -> Path:
@@ -238,7 +250,6 @@ class Config:
             "airflow_db_url": _mask_url(self.airflow_db_url) if mask_secrets else self.airflow_db_url,
             "airflow_api": f"http://{self.airflow_host}:{self.airflow_port}",
             "airflow_log_port": self.airflow_log_port,
-            "web": f"http://{self.web_host}:{self.web_port}",
             "log_dir": str(self.log_dir),
             "work_dir": str(self.work_dir),
             "marts_dir": str(self.marts_dir),
@@ -257,6 +268,15 @@ class Config:
             "batch": {"max_uploads": self.batch_max_uploads, "max_bytes": self.batch_max_bytes},
             "ingest_interval_minutes": self.ingest_interval_minutes,
             "alerts": self.alerts.as_dict(mask_secrets),
+            "web": {
+                "url": f"http://{self.web_host}:{self.web_port}",
+                "host": self.web_host,
+                "port": self.web_port,
+                "secret_key": mask(self.web_secret_key) if self.web_secret_key
+                else f"generated: {self.web_secret_key_file}",
+                "cookie_secure": self.web_cookie_secure,
+            },
+            "tran": {"server_url": self.server_url, "server_token": mask(self.server_token)},
         }
 
 
@@ -314,7 +334,7 @@ def load() -> Config:
         airflow_port=int(_env("HQMS_AIRFLOW_PORT", "8080")),
         airflow_log_port=int(_env("HQMS_AIRFLOW_LOG_PORT", "8793")),
         web_host=_env("HQMS_WEB_HOST", "127.0.0.1"),
-        web_port=int(_env("HQMS_WEB_PORT", "8000")),
+        web_port=int(_env("HQMS_WEB_PORT", "8800")),
         log_dir=Path(_env("HQMS_LOG_DIR", str(home / "logs"))).expanduser(),
         work_dir=Path(_env("HQMS_WORK_DIR", str(home / "work"))).expanduser(),
         marts_dir=Path(_env("HQMS_MARTS_DIR", str(home / "marts"))).expanduser(),
@@ -333,5 +353,9 @@ def load() -> Config:
         batch_max_bytes=int(_env("HQMS_BATCH_MAX_BYTES", str(128 * 1024 * 1024))),
         ingest_interval_minutes=int(_env("HQMS_INGEST_INTERVAL_MINUTES", "10")),
         alerts=AlertSettings.from_env(os.environ),
+        web_secret_key=_env("HQMS_WEB_SECRET_KEY"),
+        web_cookie_secure=(_env("HQMS_WEB_COOKIE_SECURE", "auto") or "auto").strip().lower(),
+        server_url=_env("HQMS_SERVER_URL"),
+        server_token=_env("HQMS_SERVER_TOKEN"),
     )
 

@@ -1,7 +1,7 @@
 """``hqms demo``: the main job on the embedded default, end to end.
 
-Generate a week of uploads for a few dozen synthetic hospitals, load their registry, submit every
-zip at its planned receive time (so reporting timeliness has something to measure), process
+Generate a week of uploads for a few dozen synthetic hospitals, load their registry, open a
+hospital account for each (intake accepts uploads only from orgs with one), submit every zip at its planned receive time (so reporting timeliness has something to measure), process
 everything through the real Airflow DAGs (``hqms run``), then print a short summary of the marts.
 Re-running with the same seed submits the same bytes again: the uploads are recorded as
 duplicates and nothing is processed twice.
@@ -55,6 +55,9 @@ def run(args: argparse.Namespace) -> int:
     t = _step("load the hospital registry (医院信息汇总表)")
     print(f"    {hospitals.load(out / 'registry' / 'hospitals.csv', cfg)} hospitals")
 
+    t = _step("open hospital accounts (intake accepts uploads only from active hospital accounts)")
+    print(f"    {provision_accounts(out, cfg)}")
+
     t = _step("submit every zip at its planned receive time")
     statuses: Counter[str] = Counter()
     with (out / "upload_plan.csv").open(encoding="utf-8", newline="") as fh:
@@ -85,6 +88,27 @@ def _print_still_running(cfg: hqms_config.Config) -> None:
     message = live.still_running(cfg)
     if message:
         print(message + "\n    watch the DAGs live: `hqms up` (Airflow UI and scheduler), then `hqms status`")
+
+
+def provision_accounts(out, cfg: hqms_config.Config) -> str:
+    """One hospital account per generated hospital (login = the plan's uploader, region = its
+    city) and a national administrator; initial passwords go to a 0600 file, never the screen."""
+    from hqms.accounts import Accounts, write_private_csv
+
+    with (out / "registry" / "hospitals.csv").open(encoding="utf-8-sig", newline="") as fh:
+        hospitals = {r["org_code"]: r for r in csv.DictReader(fh)}
+    with (out / "upload_plan.csv").open(encoding="utf-8", newline="") as fh:
+        logins = {r["org_code"]: r["uploader"] for r in csv.DictReader(fh)}
+    accounts = Accounts(cfg)
+    wanted = [(login, "hospital", org, hospitals.get(org, {}).get("city_code") or None,
+               hospitals.get(org, {}).get("name")) for org, login in sorted(logins.items())]
+    wanted.append(("nhc_admin", "national_admin", None, None, "国家级管理员（演示）"))
+    created = [(login, accounts.add(login, role, org_code=org, region_code=region, display_name=name))
+               for login, role, org, region, name in wanted if accounts.get(login) is None]
+    path = cfg.home / "demo" / "initial_passwords.csv"
+    if created:
+        write_private_csv(path, ("login", "initial_password"), created)
+    return f"{len(created)} accounts opened ({len(wanted) - len(created)} existed); initial passwords: {path}"
 
 
 def _print_uploads(cfg: hqms_config.Config) -> None:

@@ -20,6 +20,12 @@ the journal instead of re-bundling; if the crash came after landing but before t
 journalled, the registry's sha256 look-up finds the upload and adopts it. Nothing is re-sent as
 a new upload.
 
+API mode: with ``HQMS_SERVER_URL`` (and ``HQMS_SERVER_TOKEN``) set, every look-up, send and
+verification goes through the hospital service's JSON API (:mod:`hqms.tran_api`) instead of the
+registry and S3: the machine holds only its account token. The journal, the adoption of a landed
+bundle by its sha256 and verify-before-delete work the same, against the API's record; the token's
+account decides the org (it must be ``--org``) and the uploader.
+
 Run log (运行日志): ``$HQMS_LOG_DIR/tran/<org_code>.log``, rotating.
 """
 from __future__ import annotations
@@ -254,7 +260,8 @@ class Tran:
                  log: logging.Logger | None = None) -> None:
         self.opts = opts
         self.cfg = cfg or config.load()
-        self.registry = Registry.from_config(self.cfg)
+        self.api = _api_channel(self.cfg, opts.org_code)
+        self.registry = None if self.api else Registry.from_config(self.cfg)
         self.journal = Journal(state_dir(self.cfg, opts.org_code, opts.watch_dir))
         self.log = log or logging.getLogger(f"hqms.tran.{opts.org_code}")
         self._reported_unknown: set[str] = set()
@@ -329,9 +336,16 @@ class Tran:
     def _deliver_once(self, entry: dict, result: CycleResult) -> None:
         bundle = self.journal.outbox / entry["bundle"]
         if entry["upload_id"] is None:
-            known = self.registry.find_by_sha(self.opts.org_code, entry["sha256"])
+            known = (self.api.find_accepted(entry["sha256"]) if self.api
+                     else self.registry.find_by_sha(self.opts.org_code, entry["sha256"]))
             if known is not None:  # landed before a crash lost the id: adopt, do not re-send
                 entry["upload_id"] = known["upload_id"]
+            elif self.api:
+                sent = self.api.send(bundle, entry["stream"], entry["sha256"])
+                entry["upload_id"] = sent["upload_id"]
+                if sent["status"] == "rejected":
+                    self._refused(entry, sent["message"], sent["message_en"], result)
+                    return
             else:
                 sent = submit(bundle, self.opts.org_code, self.opts.user, channel="tran",
                               stream=entry["stream"], cfg=self.cfg, registry=self.registry,
@@ -351,7 +365,10 @@ class Tran:
     def _verified(self, entry: dict) -> bool:
         """The registry holds these bytes for us; while the object is still in landing, its size
         and sha256 are re-read from S3. Once ingest has taken it (and checked its sha256), the
-        registry record is the proof."""
+        registry record is the proof. In API mode the server's record is (its sha256 is of the
+        bytes the server received and landed)."""
+        if self.api:
+            return self.api.verified(entry["upload_id"], entry["sha256"], entry["size"])
         record = self.registry.get(entry["upload_id"])
         if record and record["status"] == "duplicate":
             record = self.registry.get(record["duplicate_of"])
@@ -397,6 +414,24 @@ class Tran:
         (self.journal.outbox / entry["bundle"]).unlink(missing_ok=True)
         self.journal.pending.remove(entry)
         self.journal.save()
+
+
+def _api_channel(cfg: config.Config, org_code: str):
+    """The API client when ``HQMS_SERVER_URL`` is set (its token must belong to ``org_code``)."""
+    if not cfg.server_url:
+        return None
+    from hqms.cli import UserError
+    from hqms.tran_api import ApiChannel, ServerUnavailable
+
+    api = ApiChannel.from_config(cfg)  # a refused token stops here (ServerRefused: a UserError)
+    try:
+        me = api.me()
+    except ServerUnavailable:
+        return api  # the server answers for the token's org anyway; the cycle's backoff waits
+    if me.get("org_code") != org_code:
+        raise UserError(f"the token belongs to {me.get('login')} ({me.get('org_code')}), not {org_code}"
+                        " / 接口令牌不属于该医疗机构")
+    return api
 
 
 def _free_name(path: Path) -> Path:

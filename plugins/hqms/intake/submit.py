@@ -59,10 +59,16 @@ def object_key(stream: str, org_code: str, received_at: datetime, upload_id: str
 
 
 def preflight(path: Path, org_code: str, cfg: config.Config, stream: str | None = None,
-              upload_name: str | None = None) -> ZipSummary:
-    """Org code and zip rules (no side effects): the :class:`ZipSummary`, or ZipRejected."""
+              upload_name: str | None = None, registry: Registry | None = None) -> ZipSummary:
+    """Org code, its account and zip rules (no side effects): the :class:`ZipSummary`, or
+    ZipRejected. Only an org with an active hospital account may send (``unknown_org``): an
+    unknown org's days would otherwise join every hospital's expected periods."""
+    from hqms.accounts import Accounts
+
     if not medical_org_code_valid(org_code):
         raise ZipRejected("bad_org_code", upload_name or Path(path).name, org_code)
+    if not Accounts(cfg, registry).org_accepts_uploads(org_code):
+        raise ZipRejected("unknown_org", upload_name or Path(path).name, org_code)
     return check_zip(path, max_zip_bytes=cfg.max_zip_bytes,
                      max_uncompressed_bytes=cfg.max_uncompressed_bytes, max_ratio=cfg.max_ratio,
                      stream=stream, upload_name=upload_name, max_file_bytes=cfg.max_file_bytes)
@@ -90,7 +96,7 @@ def submit(path: Path, org_code: str, uploader: str, *, stream: str | None = Non
                   sha256=sha, size_bytes=size, received_at=received)
 
     try:
-        summary = preflight(path, org_code, cfg, stream, name)
+        summary = preflight(path, org_code, cfg, stream, name, registry)
     except ZipRejected as rej:  # its message names the offending entry: stored redacted too
         zh, en = redact_identifiers(rej.message_zh), redact_identifiers(rej.message_en)
         upload_id = registry.new_upload(status="rejected", stream=stream, message_zh=zh, message_en=en, **common)

@@ -33,7 +33,7 @@ from hqms import spec
 from hqms.textsafe import UNSEEN, printable
 
 #: Intake rule names (reason codes), in the order they are checked.
-INTAKE_RULES = ("bad_org_code", "not_zip_name", "zip_too_large", "not_a_zip", "corrupt_zip",
+INTAKE_RULES = ("bad_org_code", "unknown_org", "not_zip_name", "zip_too_large", "not_a_zip", "corrupt_zip",
                 "unsafe_path", "bad_name", "symlink", "hidden_entry", "header_mismatch", "empty_zip",
                 "encrypted", "duplicate_entry", "nested_archive", "not_csv", "unknown_prefix",
                 "mixed_streams", "stream_mismatch", "file_too_large", "too_much_data", "compression_ratio")
@@ -77,6 +77,11 @@ _MESSAGES: dict[str, tuple[str, str]] = {
     "bad_org_code": ("医疗机构代码“{detail}”无效（应为22位，含正确校验位的组织机构代码）",
                      "medical institution code '{detail}' is invalid (22 characters with a valid "
                      "organisation-code check character expected)"),
+    "unknown_org": ("医疗机构代码“{detail}”没有已开通的医疗机构账号，不能接收上传：请联系所在省（市）管理员"
+                    "开通账号（或核对代码）后再上传",
+                    "no active hospital account exists for institution code '{detail}', so nothing "
+                    "can be received for it: ask your provincial or city administrator to open one "
+                    "(or check the code), then upload again"),
     "not_zip_name": ("上传文件必须是扩展名为 .zip 的压缩包：{entry}",
                      "the upload must be a file with the .zip extension: {entry}"),
     "zip_too_large": ("压缩包大小 {detail} 超过上限 20M，请拆分后分别上传：{entry}",
