@@ -19,6 +19,8 @@ SECRETS = {
     "HQMS_KEY_PATIENT": "patient-01:" + "ab" * 32,
     "HQMS_KEY_RECORD": "record-01:" + "cd" * 32,
     "HQMS_KEY_FIELD": "field-01:" + "ef" * 16,
+    "HQMS_WEB_SECRET_KEY": "web-secret-value-0123456789",
+    "HQMS_SERVER_TOKEN": "server-token-value-0123456789",
 }
 
 
