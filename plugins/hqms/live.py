@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fcntl
-import importlib.util
 import json
 import os
 import subprocess
@@ -57,8 +56,6 @@ class Service:
     monitor_key: str | None = None
     #: Where a person opens it (shown by ``up`` and ``status``).
     url: Callable[[hqms_config.Config], str] | None = None
-    #: Whether this installation has the service at all.
-    available: Callable[[], bool] = lambda: True
     #: Start the services after this one only once it is healthy (the api-server: LocalExecutor
     #: workers report to its execution API from their first second).
     gate: bool = False
@@ -83,11 +80,10 @@ SERVICES: tuple[Service, ...] = (
     Service("scheduler", _airflow("scheduler"), monitor_key="scheduler"),
     Service("dag-processor", _airflow("dag-processor"), monitor_key="dag_processor"),
     Service("triggerer", _airflow("triggerer"), monitor_key="triggerer"),
-    # The hospital web service (``hqms serve``, plugins/hqms/web/): started once the module exists.
+    # The hospital web service (``hqms serve``, plugins/hqms/web/).
     Service("web", lambda cfg: [str(Path(sys.executable).parent / "hqms"), "serve", "--host", cfg.web_host,
                                 "--port", str(cfg.web_port)],
-            health_url=lambda cfg: f"{_web_url(cfg)}/healthz", url=_web_url,
-            available=lambda: importlib.util.find_spec("hqms.web") is not None),
+            health_url=lambda cfg: f"{_web_url(cfg)}/healthz", url=_web_url),
 )
 
 
@@ -220,10 +216,6 @@ def status(cfg: hqms_config.Config | None = None) -> list[dict[str, object]]:
     rows = [_s3_status(cfg)]
     health = _health(cfg)
     for service in SERVICES:
-        if not service.available():
-            rows.append({"name": service.name, "running": False, "healthy": None, "pid": None,
-                         "url": None, "note": "not installed in this version"})
-            continue
         proc = _running(cfg, service.name)
         rows.append({"name": service.name, "running": proc is not None,
                      "healthy": bool(proc) and health.get(service.name, False),
@@ -303,7 +295,7 @@ def up(cfg: hqms_config.Config | None = None) -> list[dict[str, object]]:
         started: dict[str, psutil.Process] = {}
         try:
             for service in SERVICES:
-                if service.available() and _running(cfg, service.name) is None:
+                if _running(cfg, service.name) is None:
                     started[service.name] = _spawn(cfg, service)
                     if service.gate:
                         _wait_healthy(cfg, {service.name: started[service.name]})

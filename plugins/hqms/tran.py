@@ -55,6 +55,7 @@ from hqms.intake.zipcheck import sha256_file
 from hqms.objectstore import ObjectStore, ObjectStoreUnavailable
 from hqms.registry import ACCEPTED, Registry
 from hqms.textsafe import printable
+from hqms.validators import canonical_code
 
 #: Room left in each bundle for zip headers (local + central record per entry, end record).
 ENTRY_OVERHEAD = 200
@@ -477,7 +478,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     tsub = p.add_subparsers(dest="tran_command", required=True)
     w = tsub.add_parser("watch", help="watch DIR, bundle known CSVs, upload, verify, remove")
     w.add_argument("dir", type=Path, help="the watched folder (数据监控目录)")
-    w.add_argument("--org", required=True, help="医疗机构代码")
+    w.add_argument("--org", required=True, type=canonical_code, help="医疗机构代码")
     w.add_argument("--user", required=True, help="uploading account")
     w.add_argument("--once", action="store_true", help="one cycle (two scans), then exit")
     w.add_argument("--keep", type=Path, metavar="DIR",
