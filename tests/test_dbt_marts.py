@@ -558,6 +558,28 @@ def test_docs_generate(built: tuple[hqms_config.Config, dbt.DbtResult]) -> None:
     assert "source.hqms.dw.flu" in catalog["sources"]
     assert (folder / "index.html").exists()
 
+    # `hqms marts docs --serve`: loopback, the static site only
+    import threading
+    import urllib.error
+    import urllib.request
+
+    from hqms.marts.docs_server import make_server
+
+    server = make_server(folder)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        assert server.server_address[0] == "127.0.0.1"
+        assert b"<html" in urllib.request.urlopen(f"{base}/", timeout=10).read().lower()
+        served = json.loads(urllib.request.urlopen(f"{base}/catalog.json", timeout=10).read())
+        assert "model.hqms.agg_flu" in served["nodes"]
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(f"{base}/run_results.json", timeout=10)
+        assert err.value.code == 404
+    finally:
+        server.shutdown()
+        server.server_close()
+
 
 @pytest.mark.slow
 def test_publish_suppresses_small_cells_and_replaces_the_snapshot_atomically(

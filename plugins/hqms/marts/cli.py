@@ -40,7 +40,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     f = verbs.add_parser("freshness", help="age of the newest row per source table (dbt source freshness)")
     f.set_defaults(func=_freshness)
 
-    d = verbs.add_parser("docs", help="dbt docs generate (index.html + catalog under HQMS_HOME)")
+    d = verbs.add_parser("docs", help="dbt docs generate (index.html + catalog under HQMS_HOME); --serve to browse")
+    d.add_argument("--serve", action="store_true", help="then serve them on 127.0.0.1 until Ctrl-C")
+    d.add_argument("--port", type=int, default=0, help="port for --serve (default: any free port)")
     d.set_defaults(func=_docs)
 
 
@@ -102,6 +104,15 @@ def _docs(args: argparse.Namespace) -> int:
     except dbt.DbtError as exc:
         raise UserError(str(exc)) from exc
     print(f"dbt docs: {folder / 'index.html'}")
+    if args.serve:
+        from hqms.marts.docs_server import make_server
+
+        server = make_server(folder, args.port)
+        print(f"serving on http://127.0.0.1:{server.server_address[1]}/ (Ctrl-C stops)", flush=True)
+        try:
+            server.serve_forever()
+        finally:
+            server.server_close()
     return 0
 
 
