@@ -1,7 +1,8 @@
 """A short picture of the marts, for the end of the main job and for operators.
 
 Reads the warehouse read-only (exact counts; run it when no writer is active) or the published
-snapshot (what analysts see; counts of 1–4 are NULL there, so totals are lower bounds).
+snapshot (what analysts see: the country's monthly aggregates, exact unless a whole month of the
+country is a small cell).
 """
 from __future__ import annotations
 
@@ -45,6 +46,40 @@ QUERIES: dict[str, str] = {
 }
 
 
+#: The same figures from the published snapshot, which holds no hospital-level table: summed over
+#: the country's monthly rows (exact wherever a month of the whole country is not a small cell).
+#: `hospitals` is the most in any one month (hospitals of different months cannot be told apart).
+SNAPSHOT_QUERIES: dict[str, str] = {
+    "flu_daily": """
+        SELECT (SELECT min(period_start) FROM marts.agg_flu WHERE period_type = 'day') AS first_day,
+               (SELECT max(period_start) FROM marts.agg_flu WHERE period_type = 'day') AS last_day,
+               max(hospitals) AS hospitals,
+               sum(visits) AS visits, sum(cases) AS cases, sum(outpatient_cases) AS outpatient,
+               sum(emergency_cases) AS emergency, sum(inpatient_cases) AS inpatient,
+               sum(lab_confirmed_a) AS lab_a, sum(lab_confirmed_b) AS lab_b, sum(antiviral_treated) AS antiviral,
+               sum(antiviral_within_48h) AS antiviral_48h, sum(severe_cases) AS severe, sum(deaths) AS deaths
+        FROM marts.agg_flu WHERE period_type = 'month' AND region_level = 'country'""",
+    "fever_daily": """
+        SELECT (SELECT min(period_start) FROM marts.agg_fever WHERE period_type = 'day') AS first_day,
+               (SELECT max(period_start) FROM marts.agg_fever WHERE period_type = 'day') AS last_day,
+               max(hospitals) AS hospitals,
+               sum(visits) AS visits, sum(observation_stays) AS observation, sum(flu_tested) AS flu_tested,
+               sum(flu_positive) AS flu_positive
+        FROM marts.agg_fever WHERE period_type = 'month' AND region_level = 'country'""",
+    "outpatient_monthly": """
+        SELECT strftime(min(period_start), '%Y-%m') AS first_month, strftime(max(period_start), '%Y-%m') AS last_month,
+               max(hospitals) AS hospitals, sum(visits) AS visits, sum(emergency_visits) AS emergency,
+               sum(infusion_visits) AS infusion, round(sum(total_cost) / nullif(sum(visits), 0), 2) AS avg_cost
+        FROM marts.agg_outpatient WHERE period_type = 'month' AND region_level = 'country'""",
+    **{mart: f"""
+        SELECT stream, sum(periods_due) AS expected, sum(periods_received) AS received,
+               sum(periods_on_time) AS on_time, 0 AS not_yet_due, NULL AS conformance
+        FROM marts.agg_reporting WHERE period_type = 'month' AND region_level = 'country'
+          AND stream IN {streams} GROUP BY stream ORDER BY stream"""
+       for mart, streams in (("submission_daily", "('flu', 'fever')"), ("submission_monthly", "('outpatient')"))},
+}
+
+
 def _connect(cfg: hqms_config.Config, source: str) -> duckdb.DuckDBPyConnection:
     path: Path = cfg.warehouse_path if source == "warehouse" else cfg.marts_dir / SNAPSHOT_NAME
     if not path.exists():
@@ -62,7 +97,7 @@ def collect(cfg: hqms_config.Config | None = None, source: str = "warehouse") ->
     con = _connect(cfg, source)
     try:
         out: dict[str, Any] = {"source": source}
-        for name, sql in QUERIES.items():
+        for name, sql in (QUERIES if source == "warehouse" else SNAPSHOT_QUERIES).items():
             try:
                 cur = con.execute(sql)
             except duckdb.CatalogException:  # mart not built yet
@@ -130,5 +165,5 @@ def render(data: dict[str, Any]) -> str:
             f"{_pct(row['on_time'], row['expected'])}, conforming records {_pct(row['conformance'], 1)}"
             + (f"; {_n(row['not_yet_due'])} not yet due" if row["not_yet_due"] else ""))
     if data["source"] == "snapshot":
-        lines.append("(snapshot: counts of 1–4 are suppressed, totals are lower bounds)")
+        lines.append("(snapshot: country × month aggregates; a value suppressed there counts as missing)")
     return "\n".join(lines)
