@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -21,9 +20,10 @@ import pytest
 from hqms import config as hqms_config
 from hqms.bulletin import render, weeks
 from hqms.cli import UserError
-from hqms.marts import dbt, publish
+from hqms.marts import publish
 
 import test_dbt_marts as synthetic
+from test_published_aggregates import published  # noqa: F401 — the built and published warehouse
 
 ARTIFACTS = Path(os.environ.get("HQMS_ARTIFACTS_DIR", Path(__file__).parent / "artifacts"))
 
@@ -67,15 +67,6 @@ def test_the_bulletin_week_is_the_newest_whose_reports_are_all_due() -> None:
     # Sunday 2025-01-19 closes W03; its packages are due by the end of Monday 2025-01-20
     assert weeks.last_closed_week(date(2025, 1, 20) - timedelta(days=1)).label == "2025-W02"
     assert weeks.last_closed_week(date(2025, 1, 21) - timedelta(days=1)).label == "2025-W03"
-
-
-@pytest.fixture(scope="module")
-def published(tmp_path_factory: pytest.TempPathFactory) -> Iterator[hqms_config.Config]:
-    cfg = synthetic._config(tmp_path_factory.mktemp("bulletin_home"))
-    synthetic.populate(cfg.warehouse_path)
-    dbt.build(cfg=cfg)
-    publish.publish(cfg, upload=False)
-    yield cfg
 
 
 @pytest.mark.slow

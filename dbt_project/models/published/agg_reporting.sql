@@ -5,23 +5,17 @@
     day / week / month, the monthly stream (outpatient) to month. Counts of hospitals, not of
     patients: nothing here is a small cell. -#}
 {%- set counts = ['periods_due', 'periods_received', 'periods_on_time'] %}
-with daily as (
-    select report_date, org_code, province_code, city_code, stream,
+with
+{%- for name, mart, period in [('daily', 'submission_daily', 'report_date'), ('monthly', 'submission_monthly', 'month')] %}
+{{ name }} as (
+    select {{ period }}, org_code, province_code, city_code, stream,
         {{ hqms.count_if('due') }} as periods_due,
         {{ hqms.count_if('due and received') }} as periods_received,
         {{ hqms.count_if('due and on_time') }} as periods_on_time
-    from {{ ref('submission_daily') }}
+    from {{ ref(mart) }}
     group by all
 ),
-
-monthly as (
-    select month, org_code, province_code, city_code, stream,
-        {{ hqms.count_if('due') }} as periods_due,
-        {{ hqms.count_if('due and received') }} as periods_received,
-        {{ hqms.count_if('due and on_time') }} as periods_on_time
-    from {{ ref('submission_monthly') }}
-    group by all
-),
+{%- endfor %}
 
 rolled as (
     select * from ({{ hqms.area_period_rollup('daily', 'report_date', counts, keys=['stream']) }})

@@ -16,6 +16,7 @@ import duckdb
 
 from hqms.bulletin.weeks import EpiWeek
 from hqms.cli import UserError
+from hqms.marts.summary import plain
 
 #: (key, table, column, 中文名, kind) — headline figures, country × week, with week-on-week change
 HEADLINES: tuple[tuple[str, str, str, str, str], ...] = (
@@ -82,22 +83,14 @@ class Figures:
 def _rows(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> list[dict]:
     cur = con.execute(sql, params or [])
     names = [d[0] for d in cur.description]
-    return [dict(zip(names, [_plain(v) for v in row])) for row in cur.fetchall()]
-
-
-def _plain(value: Any) -> Any:
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
-    return float(value)
+    return [dict(zip(names, [plain(v) for v in row])) for row in cur.fetchall()]
 
 
 def _country_week(con: duckdb.DuckDBPyConnection, table: str, column: str, week: EpiWeek) -> tuple[Any, bool]:
     """(value, whether the week has a row at all) for the country."""
     row = con.execute(f"SELECT {column} FROM marts.{table} WHERE period_type = 'week' AND period_label = ? "
                       "AND region_level = 'country'", [week.label]).fetchone()
-    return (None, False) if row is None else (_plain(row[0]), True)
+    return (None, False) if row is None else (plain(row[0]), True)
 
 
 def _headline(con: duckdb.DuckDBPyConnection, key: str, table: str, column: str, label: str, kind: str,

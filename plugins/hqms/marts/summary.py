@@ -104,14 +104,14 @@ def collect(cfg: hqms_config.Config | None = None, source: str = "warehouse") ->
                 out[name] = None
                 continue
             cols = [d[0] for d in cur.description]
-            rows = [dict(zip(cols, [_plain(v) for v in row])) for row in cur.fetchall()]
+            rows = [dict(zip(cols, [plain(v) for v in row])) for row in cur.fetchall()]
             out[name] = rows if name.startswith("submission") else rows[0]
         return out
     finally:
         con.close()
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
     """Dates and decimals as JSON-friendly scalars."""
     if value is None or isinstance(value, (int, float, str, bool)):
         return value
