@@ -149,3 +149,17 @@ def test_bulletin_renders_and_its_figures_equal_the_marts(published: hqms_config
     for pdf in (public.pdf, admin.pdf):
         data = pdf.read_bytes()
         assert data.startswith(b"%PDF") and b"NotoSansCJK" in data  # the CJK font is embedded, not boxes
+
+
+def test_a_missing_or_old_snapshot_is_a_clear_error(tmp_path: Path) -> None:
+    from hqms.bulletin.figures import collect
+
+    week = weeks.parse_week("2025-W03")
+    with pytest.raises(UserError, match="no published snapshot"):
+        collect(tmp_path / "absent.duckdb", week)
+    old = tmp_path / "old.duckdb"  # a snapshot published before the aggregates existed
+    con = duckdb.connect(str(old))
+    con.execute("CREATE SCHEMA marts; CREATE TABLE marts.flu_daily (cases BIGINT)")
+    con.close()
+    with pytest.raises(UserError, match="agg_fever, agg_flu, agg_reporting, dim_epi_week.*hqms marts publish"):
+        collect(old, week)

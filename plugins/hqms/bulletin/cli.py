@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import argparse
-from datetime import date
+from datetime import datetime
 from pathlib import Path
 
 
@@ -18,9 +18,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from hqms import config
     from hqms.bulletin import render, weeks
 
-    week = weeks.parse_week(args.week) if args.week else weeks.last_closed_week(date.today())
+    today = datetime.now(config.CHINA_TZ).date()
+    week = weeks.parse_week(args.week) if args.week else weeks.last_closed_week(today)
     files = render.build(week, admin=args.admin, out_dir=args.out, pdf=not args.no_pdf, upload=not args.no_upload)
     print(f"bulletin {files.week} ({files.variant}): {files.html}" + (f", {files.pdf}" if files.pdf else ""))
     for key in files.object_keys:

@@ -106,6 +106,11 @@ def collect(snapshot: Path, week: EpiWeek, *, warehouse: Path | None = None) -> 
         raise UserError(f"no published snapshot at {snapshot}; run `hqms marts build` and `hqms marts publish`")
     con = duckdb.connect(str(snapshot), read_only=True)
     try:
+        missing = {"agg_flu", "agg_fever", "agg_reporting", "dim_epi_week"} - {
+            r[0] for r in con.execute("SELECT table_name FROM duckdb_tables() WHERE schema_name = 'marts'").fetchall()}
+        if missing:
+            raise UserError(f"the snapshot {snapshot} has no {', '.join(sorted(missing))}: "
+                            "run `hqms marts build` and `hqms marts publish`")
         headlines = [_headline(con, *spec, week) for spec in HEADLINES]
         reporting = {r["stream"]: r for r in _rows(con, """
             SELECT stream, hospitals, periods_due, periods_received, periods_on_time, reporting_rate, on_time_rate
