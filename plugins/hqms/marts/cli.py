@@ -22,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--quiet", action="store_true", help="print only the outcome, not dbt's log")
     b.set_defaults(func=_build)
 
-    pub = verbs.add_parser("publish", help="export marts (small cells suppressed) to Parquet + DuckDB snapshot")
+    pub = verbs.add_parser("publish", help="export the analysts' aggregates (small cells suppressed) to Parquet + DuckDB snapshot")
     pub.add_argument("--no-upload", action="store_true", help="write local files only, skip the marts bucket")
     pub.add_argument("--json", action="store_true")
     pub.set_defaults(func=_publish)
@@ -68,7 +68,9 @@ def _publish(args: argparse.Namespace) -> int:
         return 0
     for mart in result.marts:
         where = mart.object_key or mart.parquet_path
-        print(f"{mart.name:<32} {mart.rows:>8} rows ({mart.suppressed_rows} with small cells) → {where}")
+        masked = (f"; {mart.primary_cells} cells of 1–4 + {mart.complementary_cells} complementary masked"
+                  if mart.primary_cells else "")
+        print(f"{mart.name:<16} {mart.rows:>8} rows ({mart.suppressed_rows} with masked cells{masked}) → {where}")
     if result.not_built:
         print(f"not built yet (skipped): {', '.join(result.not_built)}")
     print(f"snapshot: {result.snapshot_path}")
