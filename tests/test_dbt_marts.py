@@ -607,10 +607,13 @@ def test_publish_suppresses_small_cells_and_replaces_the_snapshot_atomically(
     info = dict(con.execute("SELECT mart, row_count FROM marts.publish_info").fetchall())
     comment = con.execute("SELECT comment FROM duckdb_columns() WHERE table_name = 'agg_flu' "
                           "AND column_name = 'cases'").fetchone()[0]
+    uncommented = con.execute("SELECT table_name, column_name FROM duckdb_columns() WHERE schema_name = 'marts' "
+                              "AND comment IS NULL").fetchall()
     hospital_level = con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name IN "
                                  "('flu_daily', 'fever_daily', 'outpatient_monthly', 'submission_daily')").fetchone()[0]
     con.close()
     assert comment.startswith("Visits meeting the flu case definition") and hospital_level == 0
+    assert uncommented == []  # every published column carries its dbt description
     assert len(published) == len(exact) == info["agg_flu"]
     for *k, cases, flagged in published:
         true = exact[tuple(k)]

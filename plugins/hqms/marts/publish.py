@@ -42,6 +42,11 @@ SNAPSHOT_NAME = "hqms_marts.duckdb"
 MODELS_DIR = PROJECT_DIR / "models"
 #: the audience whose tables this module publishes
 AUDIENCE = "analysts"
+PUBLISH_INFO_COLUMNS = {
+    "mart": "Published table.", "row_count": "Its rows.", "suppressed_rows": "Its rows with a masked value.",
+    "small_cell_threshold": "Counts from 1 to this minus one are masked.",
+    "published_at": "When the snapshot was written (UTC).",
+}
 FLAG_COMMENT = "true when at least one value of this row is suppressed (NULL): a count of 1–4 or a cell masked with it."
 
 
@@ -168,6 +173,10 @@ def write_exports(cfg: hqms_config.Config, specs: list[MartSpec], published_at: 
             written.append((spec, outcome, parquet))
         con.execute("CREATE TABLE marts.publish_info (mart VARCHAR, row_count BIGINT, "
                     "suppressed_rows BIGINT, small_cell_threshold INTEGER, published_at TIMESTAMPTZ)")
+        con.execute("COMMENT ON TABLE marts.publish_info IS 'What this snapshot holds: per table its rows, "
+                    "the rows with masked cells, the small-cell threshold and when it was published.'")
+        for column, text in PUBLISH_INFO_COLUMNS.items():
+            con.execute(f"COMMENT ON COLUMN marts.publish_info.{column} IS {_literal(text)}")
         con.executemany("INSERT INTO marts.publish_info VALUES (?, ?, ?, ?, CAST(? AS TIMESTAMPTZ))",
                         [[s.name, o.rows, o.rows_with_masks, SMALL_CELL, published_at] for s, o, _ in written])
         con.execute("DETACH wh")
