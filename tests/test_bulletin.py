@@ -163,3 +163,20 @@ def test_a_missing_or_old_snapshot_is_a_clear_error(tmp_path: Path) -> None:
     con.close()
     with pytest.raises(UserError, match="agg_fever, agg_flu, agg_reporting, dim_epi_week.*hqms marts publish"):
         collect(old, week)
+
+
+@pytest.mark.slow
+def test_the_dag_task_builds_a_closed_week_once(published: hqms_config.Config, shared_s3_env,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """build_due (the marts DAG's bulletin task) on Tuesday 2025-01-14: W02's reports are all due."""
+    monkeypatch.setenv("HQMS_WAREHOUSE", str(published.warehouse_path))
+    cfg = hqms_config.load()
+    publish.publish(cfg)
+    assert render.build_due(cfg, today=date(2025, 1, 13)) == []  # Monday: W02 not yet due, W01 empty
+    built = render.build_due(cfg, today=date(2025, 1, 14))
+    assert [(b.week, b.variant) for b in built] == [("2025-W02", "public"), ("2025-W02", "admin")]
+    keys = set(shared_s3_env.list(cfg.buckets["marts"], "bulletin/")) | set(
+        shared_s3_env.list(cfg.buckets["marts"], "admin/"))
+    assert keys == {"bulletin/2025-W02/bulletin.html", "bulletin/2025-W02/bulletin.pdf",
+                    "admin/bulletin/2025-W02/bulletin-admin.html", "admin/bulletin/2025-W02/bulletin-admin.pdf"}
+    assert render.build_due(cfg, today=date(2025, 1, 15)) == []  # once
