@@ -46,30 +46,35 @@ QUERIES: dict[str, str] = {
 }
 
 
+def _sum(column: str, alias: str) -> str:
+    """A total over the country's months, NULL (shown "-") when any month's value is masked."""
+    return f"CASE WHEN count(*) = count({column}) THEN sum({column}) END AS {alias}"
+
+
 #: The same figures from the published snapshot, which holds no hospital-level table: summed over
 #: the country's monthly rows (exact wherever a month of the whole country is not a small cell).
 #: `hospitals` is the most in any one month (hospitals of different months cannot be told apart).
 SNAPSHOT_QUERIES: dict[str, str] = {
-    "flu_daily": """
+    "flu_daily": f"""
         SELECT (SELECT min(period_start) FROM marts.agg_flu WHERE period_type = 'day') AS first_day,
                (SELECT max(period_start) FROM marts.agg_flu WHERE period_type = 'day') AS last_day,
                max(hospitals) AS hospitals,
-               sum(visits) AS visits, sum(cases) AS cases, sum(outpatient_cases) AS outpatient,
-               sum(emergency_cases) AS emergency, sum(inpatient_cases) AS inpatient,
-               sum(lab_confirmed_a) AS lab_a, sum(lab_confirmed_b) AS lab_b, sum(antiviral_treated) AS antiviral,
-               sum(antiviral_within_48h) AS antiviral_48h, sum(severe_cases) AS severe, sum(deaths) AS deaths
+               {_sum('visits', 'visits')}, {_sum('cases', 'cases')}, {_sum('outpatient_cases', 'outpatient')},
+               {_sum('emergency_cases', 'emergency')}, {_sum('inpatient_cases', 'inpatient')},
+               {_sum('lab_confirmed_a', 'lab_a')}, {_sum('lab_confirmed_b', 'lab_b')}, {_sum('antiviral_treated', 'antiviral')},
+               {_sum('antiviral_within_48h', 'antiviral_48h')}, {_sum('severe_cases', 'severe')}, {_sum('deaths', 'deaths')}
         FROM marts.agg_flu WHERE period_type = 'month' AND region_level = 'country'""",
-    "fever_daily": """
+    "fever_daily": f"""
         SELECT (SELECT min(period_start) FROM marts.agg_fever WHERE period_type = 'day') AS first_day,
                (SELECT max(period_start) FROM marts.agg_fever WHERE period_type = 'day') AS last_day,
                max(hospitals) AS hospitals,
-               sum(visits) AS visits, sum(observation_stays) AS observation, sum(flu_tested) AS flu_tested,
-               sum(flu_positive) AS flu_positive
+               {_sum('visits', 'visits')}, {_sum('observation_stays', 'observation')}, {_sum('flu_tested', 'flu_tested')},
+               {_sum('flu_positive', 'flu_positive')}
         FROM marts.agg_fever WHERE period_type = 'month' AND region_level = 'country'""",
-    "outpatient_monthly": """
+    "outpatient_monthly": f"""
         SELECT strftime(min(period_start), '%Y-%m') AS first_month, strftime(max(period_start), '%Y-%m') AS last_month,
-               max(hospitals) AS hospitals, sum(visits) AS visits, sum(emergency_visits) AS emergency,
-               sum(infusion_visits) AS infusion, round(sum(total_cost) / nullif(sum(visits), 0), 2) AS avg_cost
+               max(hospitals) AS hospitals, {_sum('visits', 'visits')}, {_sum('emergency_visits', 'emergency')},
+               {_sum('infusion_visits', 'infusion')}, round(sum(total_cost) / nullif(sum(visits), 0), 2) AS avg_cost
         FROM marts.agg_outpatient WHERE period_type = 'month' AND region_level = 'country'""",
     **{mart: f"""
         SELECT stream, sum(periods_due) AS expected, sum(periods_received) AS received,
