@@ -31,13 +31,7 @@ monthly as (
         visit_month,
         org_code,
         count(*) as visits,
-        {{ hqms.count_if('is_emergency') }} as emergency_visits,
-        {{ hqms.count_if('is_revisit') }} as revisits,
-        {{ hqms.count_if('is_infusion') }} as infusion_visits,
-        {{ hqms.count_if('is_chronic_special') }} as chronic_special_visits,
-        {%- for level in range(1, 5) %}
-        {{ hqms.count_if("is_emergency and ed_triage_level = '" ~ level ~ "'") }} as triage_level_{{ level }},
-        {%- endfor %}
+        {{ hqms.outpatient_page_counts() }},
         cast(coalesce(sum(total_cost), 0) as decimal(18, 2)) as total_cost,
         cast(coalesce(sum(self_pay), 0) as decimal(18, 2)) as self_pay_cost,
         cast(coalesce(sum(antibacterial_fee), 0) as decimal(18, 2)) as antibiotic_cost

@@ -11,13 +11,7 @@ select
     h.province_code,
     h.city_code,
     count(*) as visits,
-    {{ hqms.count_if('v.is_emergency') }} as emergency_visits,
-    {{ hqms.count_if('v.is_revisit') }} as revisits,
-    {{ hqms.count_if('v.is_infusion') }} as infusion_visits,
-    {{ hqms.count_if('v.is_chronic_special') }} as chronic_special_visits,
-    {%- for level in range(1, 5) %}
-    {{ hqms.count_if("v.is_emergency and v.ed_triage_level = '" ~ level ~ "'") }} as triage_level_{{ level }},
-    {%- endfor %}
+    {{ hqms.outpatient_page_counts('v') }},
     {%- for chapter in chapters %}
     {{ hqms.count_if("v.dx_chapter = '" ~ chapter ~ "'") }} as dx_{{ chapter | lower }},
     {%- endfor %}
