@@ -8,6 +8,8 @@ warehouse (read-only) and therefore takes the same slot.
 * hqms_marts_daily — when the flu or the fever Asset is updated by the ingest, and every day at
   02:30 China Standard Time as a safety net (a day without uploads still gets its submission
   rows and a fresh publication).
+  After publishing, the weekly bulletin (流感监测周报, hqms.bulletin) of the newest week whose
+  reports are all due is built once (Tuesday's run), as HTML + PDF into the marts bucket.
 * hqms_marts_monthly — on the 16th at 02:30 China Standard Time (outpatient pages are due by the
   15th), and again whenever the outpatient Asset is updated (late monthly data).
 """
@@ -65,7 +67,16 @@ def marts_dag(selection: str) -> None:
 
             return {m.name: m.rows for m in publish_marts().marts}
 
-        dbt_build() >> publish()
+        @task(pool=WAREHOUSE_POOL)
+        def bulletin() -> list[str]:
+            """The weekly bulletin once its week's reports are all due (reads the warehouse: pool)."""
+            from hqms.bulletin.render import build_due
+
+            return [str(f.html) for f in build_due()]
+
+        published = dbt_build() >> publish()
+        if selection == "daily":
+            published >> bulletin()
 
     marts()
 

@@ -59,8 +59,12 @@ def test_marts_dags_schedules_pool_and_order(tmp_path: Path) -> None:
     for dag in (daily, monthly):
         assert dag["timetable"] == "AssetOrTimeSchedule"
         assert dag["tz"] == "Asia/Shanghai"
-        assert dag["tasks"] == {"dbt_build": {"pool": "hqms_warehouse", "downstream": ["publish"]},
+    assert monthly["tasks"] == {"dbt_build": {"pool": "hqms_warehouse", "downstream": ["publish"]},
                                 "publish": {"pool": "hqms_warehouse", "downstream": []}}
+    # the daily DAG then builds the weekly bulletin (once a week's reports are all due)
+    assert daily["tasks"] == {"dbt_build": {"pool": "hqms_warehouse", "downstream": ["publish"]},
+                              "publish": {"pool": "hqms_warehouse", "downstream": ["bulletin"]},
+                              "bulletin": {"pool": "hqms_warehouse", "downstream": []}}
     # daily: flu OR fever (either stream's ingest triggers it), plus a daily cron
     assert daily["condition"] == "AssetAny" and daily["assets"] == ["hqms_dw_fever", "hqms_dw_flu"]
     assert daily["cron"] == "30 2 * * *"
@@ -79,13 +83,14 @@ def test_daily_dag_builds_and_publishes_through_airflow(s3_store, hqms_home: Pat
 
     bucket = cfg.buckets["marts"]
     keys = set(s3_store.list(bucket))
-    for mart in ("flu_daily", "fever_daily", "submission_daily", "submission_daily_by_region"):
+    for mart in ("agg_flu", "agg_fever", "agg_reporting", "dim_epi_week", "hospitals"):
         assert f"{mart}/{mart}.parquet" in keys
+    assert not any(k.startswith("flu_daily/") for k in keys)  # hospital-level: not for analysts
     assert f"snapshot/{publish.SNAPSHOT_NAME}" in keys
     snapshot = cfg.marts_dir / publish.SNAPSHOT_NAME
     con = duckdb.connect(str(snapshot), read_only=True)
     try:
-        flu_rows = con.execute("SELECT count(*) FROM marts.flu_daily").fetchone()[0]
+        flu_rows = con.execute("SELECT count(*) FROM marts.agg_flu").fetchone()[0]
     finally:
         con.close()
     assert flu_rows > 0

@@ -29,6 +29,7 @@ COMMAND_MODULES = (
     "hqms.vault",
     "hqms.keys",
     "hqms.marts.cli",
+    "hqms.bulletin.cli",
     "hqms.demo",
     "hqms.doctor",
     "hqms.alerts",

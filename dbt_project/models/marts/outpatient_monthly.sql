@@ -33,13 +33,7 @@ monthly as (
         visit_month,
         org_code,
         count(*) as visits,
-        {{ hqms.count_if('is_emergency') }} as emergency_visits,
-        {{ hqms.count_if('is_revisit') }} as revisits,
-        {{ hqms.count_if('is_infusion') }} as infusion_visits,
-        {{ hqms.count_if('is_chronic_special') }} as chronic_special_visits,
-        {%- for level in range(1, 5) %}
-        {{ hqms.count_if("is_emergency and ed_triage_level = '" ~ level ~ "'") }} as triage_level_{{ level }},
-        {%- endfor %}
+        {{ hqms.outpatient_page_counts() }},
         {{ hqms.count_if("dx_chapter = 'unknown'") }} as dx_unknown_visits,
         -- money: the exact sum (DECIMAL(18,4) values) rounded to cents, half away from zero.
         -- ZFY and ZFJE are required (every conforming page has them); KJYWF is optional: NULL

@@ -22,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--quiet", action="store_true", help="print only the outcome, not dbt's log")
     b.set_defaults(func=_build)
 
-    pub = verbs.add_parser("publish", help="export marts (small cells suppressed) to Parquet + DuckDB snapshot")
+    pub = verbs.add_parser("publish", help="export the analysts' aggregates (small cells suppressed) to Parquet + DuckDB snapshot")
     pub.add_argument("--no-upload", action="store_true", help="write local files only, skip the marts bucket")
     pub.add_argument("--json", action="store_true")
     pub.set_defaults(func=_publish)
@@ -40,7 +40,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     f = verbs.add_parser("freshness", help="age of the newest row per source table (dbt source freshness)")
     f.set_defaults(func=_freshness)
 
-    d = verbs.add_parser("docs", help="dbt docs generate (index.html + catalog under HQMS_HOME)")
+    d = verbs.add_parser("docs", help="dbt docs generate (index.html + catalog under HQMS_HOME); --serve to browse")
+    d.add_argument("--serve", action="store_true", help="then serve them on 127.0.0.1 until Ctrl-C")
+    d.add_argument("--port", type=int, default=0, help="port for --serve (default: any free port)")
     d.set_defaults(func=_docs)
 
 
@@ -66,7 +68,9 @@ def _publish(args: argparse.Namespace) -> int:
         return 0
     for mart in result.marts:
         where = mart.object_key or mart.parquet_path
-        print(f"{mart.name:<32} {mart.rows:>8} rows ({mart.suppressed_rows} with small cells) → {where}")
+        masked = (f"; {mart.primary_cells} cells of 1–4 + {mart.complementary_cells} complementary masked"
+                  if mart.primary_cells else "")
+        print(f"{mart.name:<16} {mart.rows:>8} rows ({mart.suppressed_rows} with masked cells{masked}) → {where}")
     if result.not_built:
         print(f"not built yet (skipped): {', '.join(result.not_built)}")
     print(f"snapshot: {result.snapshot_path}")
@@ -102,6 +106,15 @@ def _docs(args: argparse.Namespace) -> int:
     except dbt.DbtError as exc:
         raise UserError(str(exc)) from exc
     print(f"dbt docs: {folder / 'index.html'}")
+    if args.serve:
+        from hqms.marts.docs_server import make_server
+
+        server = make_server(folder, args.port)
+        print(f"serving on http://127.0.0.1:{server.server_address[1]}/ (Ctrl-C stops)", flush=True)
+        try:
+            server.serve_forever()
+        finally:
+            server.server_close()
     return 0
 
 

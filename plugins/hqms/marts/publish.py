@@ -1,21 +1,25 @@
 """Publish the marts for analysts: Parquet in the marts bucket and a read-only DuckDB snapshot.
 
 Analysts never open the live warehouse (DuckDB allows one writer, and the ingest or a dbt build
-may hold it at any time). After each build this module copies every published mart out of the
-warehouse, applying the small-cell rule, into
+may hold it at any time). After each build this module copies the analysts' tables out of the
+warehouse, suppressing small cells, into
 
-* ``<marts bucket>/<mart>/<mart>.parquet`` (and a local copy under ``marts_dir/parquet``),
+* ``<marts bucket>/<table>/<table>.parquet`` (and a local copy under ``marts_dir/parquet``),
 * ``marts_dir/hqms_marts.duckdb`` — written to a temporary file, made read-only, then atomically
-  renamed over the previous snapshot, so a reader sees the old file or the new one, never half,
+  renamed over the previous snapshot, so a reader sees the old file or the new one, never half;
+  every table and column carries the description of the dbt YAML (``COMMENT ON``),
 * ``marts_dir/publish.json`` / ``<bucket>/manifest.json`` — what was published, when, how many rows.
 
-Small-cell rule (documented in docs/marts.md): in everything published, a count of patients or
-records between 1 and ``SMALL_CELL - 1`` is replaced by NULL, and so is every value derived from
-such a count (costs, averages, rates); the row's ``small_cells_suppressed`` flag says it
-happened. Zero is not suppressed. The warehouse marts keep exact counts for the secure zone.
-Which columns are counts, and which values derive from which count, is declared in the marts'
-dbt YAML (``config.meta.small_cell: count`` / ``config.meta.small_cell_base: <count column>``),
-so the documentation and this code read one definition.
+What is published: the models with ``config.meta.publish: analysts`` — the aggregates by area and
+period (country, 南方/北方, province, city × day, epidemiological week, month), the date and week
+dimensions and the hospital list. Hospital-level marts (one hospital's day or month) stay in the
+warehouse for the roles allowed to read them (administrators, through the web service).
+
+Small cells (docs/marts.md): the aggregates are computed from the exact counts and suppressed
+only here, at the published grain, with complementary suppression (:mod:`hqms.marts.suppression`)
+so a masked count cannot be recomputed from its row, its parent area or its week and month.
+Which columns are counts, which values derive from which count and which columns add up to which
+total is declared in the dbt YAML, so the documentation and this code read one definition.
 """
 from __future__ import annotations
 
@@ -33,22 +37,28 @@ from hqms import config as hqms_config
 from hqms import warehouse_attach
 from hqms.cli import UserError
 from hqms.marts.dbt import PROJECT_DIR
+from hqms.marts.suppression import SMALL_CELL, RowTotal, SuppressionResult, SuppressionSpec, suppress
 
-#: Counts below this (and above zero) are suppressed in published exports.
-SMALL_CELL = 5
 SNAPSHOT_NAME = "hqms_marts.duckdb"
-MARTS_MODELS_DIR = PROJECT_DIR / "models" / "marts"
+MODELS_DIR = PROJECT_DIR / "models"
+#: the audience whose tables this module publishes
+AUDIENCE = "analysts"
+PUBLISH_INFO_COLUMNS = {
+    "mart": "Published table.", "row_count": "Its rows.", "suppressed_rows": "Its rows with a masked value.",
+    "small_cell_threshold": "Counts from 1 to this minus one are masked.",
+    "published_at": "When the snapshot was written (UTC).",
+}
+FLAG_COMMENT = "true when at least one value of this row is suppressed (NULL): a count of 1–4 or a cell masked with it."
 
 
 @dataclass(frozen=True)
 class MartSpec:
-    """One published mart and its small-cell columns (from the dbt YAML)."""
+    """One published table: its descriptions and small-cell rules (from the dbt YAML)."""
 
     name: str
-    counts: tuple[str, ...] = ()
-    #: column → the counts it derives from (a rate: numerator and denominator), suppressed when
-    #: any of them is small — a published rate times a published denominator gives the numerator
-    derived: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    suppression: SuppressionSpec = field(default_factory=SuppressionSpec)
+    description: str = ""
+    columns: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -58,6 +68,8 @@ class PublishedMart:
     suppressed_rows: int
     parquet_path: str
     object_key: str | None
+    primary_cells: int = 0
+    complementary_cells: int = 0
 
 
 @dataclass(frozen=True)
@@ -71,58 +83,30 @@ class PublishResult:
         return asdict(self)
 
 
-def catalog(models_dir: Path = MARTS_MODELS_DIR) -> list[MartSpec]:
-    """Marts with ``config.meta.publish: true`` in the dbt YAML, in file order.
+def _spec(model: dict) -> MartSpec:
+    meta = (model.get("config") or {}).get("meta") or {}
+    counts, derived, columns = [], {}, {}
+    for col in model.get("columns") or []:
+        col_meta = (col.get("config") or {}).get("meta") or {}
+        columns[col["name"]] = " ".join(str(col.get("description") or "").split())
+        if col_meta.get("small_cell") == "count":
+            counts.append(col["name"])
+        if base := col_meta.get("small_cell_base"):
+            derived[col["name"]] = tuple([base] if isinstance(base, str) else base)
+    totals = tuple(RowTotal(r["total"], tuple(r["parts"])) for r in meta.get("row_totals") or [])
+    return MartSpec(model["name"], SuppressionSpec(tuple(counts), derived, totals),
+                    " ".join(str(model.get("description") or "").split()), columns)
 
-    ``meta.small_cell_like: <mart>`` (region roll-ups) inherits that mart's small-cell columns,
-    so a count added to the per-hospital mart is suppressed in its roll-up too.
-    """
+
+def catalog(models_dir: Path = MODELS_DIR, audience: str = AUDIENCE) -> list[MartSpec]:
+    """Models with ``config.meta.publish: <audience>`` in the dbt YAML, in file order."""
     specs: list[MartSpec] = []
-    like: dict[str, str] = {}
-    for path in sorted(models_dir.glob("*.yml")):
+    for path in sorted(models_dir.rglob("*.yml")):
         doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         for model in doc.get("models") or []:
-            meta = (model.get("config") or {}).get("meta") or {}
-            if not meta.get("publish"):
-                continue
-            counts, derived = [], {}
-            for col in model.get("columns") or []:
-                col_meta = (col.get("config") or {}).get("meta") or {}
-                if col_meta.get("small_cell") == "count":
-                    counts.append(col["name"])
-                if base := col_meta.get("small_cell_base"):
-                    derived[col["name"]] = tuple([base] if isinstance(base, str) else base)
-            if meta.get("small_cell_like"):
-                like[model["name"]] = meta["small_cell_like"]
-            specs.append(MartSpec(model["name"], tuple(counts), derived))
-    by_name = {s.name: s for s in specs}
-    return [MartSpec(s.name, s.counts + by_name[like[s.name]].counts,
-                     {**by_name[like[s.name]].derived, **s.derived})
-            if s.name in like else s for s in specs]
-
-
-def _small(column: str) -> str:
-    return f'("{column}" BETWEEN 1 AND {SMALL_CELL - 1})'
-
-
-def suppressed_select(spec: MartSpec, columns: list[str], source: str) -> str:
-    """SELECT over ``source`` with the small-cell rule applied and the row flag appended."""
-    unknown = (set(spec.counts) | set(spec.derived) | {b for bases in spec.derived.values() for b in bases}) \
-        - set(columns)
-    if unknown:
-        raise ValueError(f"{spec.name}: small-cell columns not in the table: {sorted(unknown)}")
-    exprs = []
-    for col in columns:
-        if col in spec.counts:
-            exprs.append(f'CASE WHEN {_small(col)} THEN NULL ELSE "{col}" END AS "{col}"')
-        elif col in spec.derived:
-            small = " OR ".join(_small(base) for base in spec.derived[col])
-            exprs.append(f'CASE WHEN {small} THEN NULL ELSE "{col}" END AS "{col}"')
-        else:
-            exprs.append(f'"{col}"')
-    flag = " OR ".join(_small(c) for c in spec.counts) or "FALSE"
-    exprs.append(f"coalesce({flag}, FALSE) AS small_cells_suppressed")
-    return "SELECT " + ", ".join(exprs) + f" FROM {source}"
+            if ((model.get("config") or {}).get("meta") or {}).get("publish") == audience:
+                specs.append(_spec(model))
+    return specs
 
 
 def _table_columns(con: duckdb.DuckDBPyConnection, name: str) -> list[str]:
@@ -130,6 +114,20 @@ def _table_columns(con: duckdb.DuckDBPyConnection, name: str) -> list[str]:
         "SELECT column_name FROM information_schema.columns WHERE table_catalog = 'wh' "
         "AND table_schema = 'marts' AND table_name = ? ORDER BY ordinal_position", [name]).fetchall()
     return [r[0] for r in rows]
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _comment(con: duckdb.DuckDBPyConnection, spec: MartSpec) -> None:
+    """The dbt YAML's descriptions as COMMENT ON the snapshot's table and columns
+    (``duckdb_tables()`` / ``duckdb_columns()`` and DBeaver show them to analysts)."""
+    if spec.description:
+        con.execute(f"COMMENT ON TABLE marts.{spec.name} IS {_literal(spec.description)}")
+    for column, text in {**spec.columns, "small_cells_suppressed": FLAG_COMMENT}.items():
+        if text:
+            con.execute(f'COMMENT ON COLUMN marts.{spec.name}."{column}" IS {_literal(text)}')
 
 
 def _attach_warehouse(con: duckdb.DuckDBPyConnection, cfg: hqms_config.Config) -> None:
@@ -145,8 +143,8 @@ def _make_read_only(path: Path) -> None:
 
 
 def write_exports(cfg: hqms_config.Config, specs: list[MartSpec], published_at: str
-                  ) -> tuple[Path, list[tuple[MartSpec, int, int, Path]]]:
-    """Suppressed copies of the marts: the snapshot file and one Parquet file per mart.
+                  ) -> tuple[Path, list[tuple[MartSpec, SuppressionResult, Path]]]:
+    """Suppressed copies of the published tables: the snapshot file and one Parquet file each.
 
     Marts not built yet are left out (the daily DAG may publish before the first monthly build).
     """
@@ -156,7 +154,7 @@ def write_exports(cfg: hqms_config.Config, specs: list[MartSpec], published_at: 
     final = cfg.marts_dir / SNAPSHOT_NAME
     tmp = cfg.marts_dir / f".{SNAPSHOT_NAME}.{os.getpid()}.tmp"
     tmp.unlink(missing_ok=True)
-    written: list[tuple[MartSpec, int, int, Path]] = []
+    written: list[tuple[MartSpec, SuppressionResult, Path]] = []
     con = duckdb.connect(str(tmp))
     try:
         _attach_warehouse(con, cfg)
@@ -165,20 +163,21 @@ def write_exports(cfg: hqms_config.Config, specs: list[MartSpec], published_at: 
             columns = _table_columns(con, spec.name)
             if not columns:  # not built yet (e.g. monthly marts before the first monthly build)
                 continue
-            con.execute(f"CREATE TABLE marts.{spec.name} AS "
-                        + suppressed_select(spec, columns, f"wh.marts.{spec.name}"))
-            rows, suppressed = con.execute(
-                f"SELECT count(*), count(*) FILTER (WHERE small_cells_suppressed) FROM marts.{spec.name}"
-            ).fetchone()
+            outcome = suppress(con, f"wh.marts.{spec.name}", f"marts.{spec.name}", spec.suppression, columns)
+            _comment(con, spec)
             parquet = parquet_dir / f"{spec.name}.parquet"
             part = parquet.with_suffix(f".parquet.{os.getpid()}.tmp")
             con.execute(f"COPY marts.{spec.name} TO '{part}' (FORMAT parquet, COMPRESSION zstd)")
             os.replace(part, parquet)
-            written.append((spec, rows, suppressed, parquet))
+            written.append((spec, outcome, parquet))
         con.execute("CREATE TABLE marts.publish_info (mart VARCHAR, row_count BIGINT, "
                     "suppressed_rows BIGINT, small_cell_threshold INTEGER, published_at TIMESTAMPTZ)")
+        con.execute("COMMENT ON TABLE marts.publish_info IS 'What this snapshot holds: per table its rows, "
+                    "the rows with masked cells, the small-cell threshold and when it was published.'")
+        for column, text in PUBLISH_INFO_COLUMNS.items():
+            con.execute(f"COMMENT ON COLUMN marts.publish_info.{column} IS {_literal(text)}")
         con.executemany("INSERT INTO marts.publish_info VALUES (?, ?, ?, ?, CAST(? AS TIMESTAMPTZ))",
-                        [[s.name, n, sup, SMALL_CELL, published_at] for s, n, sup, _ in written])
+                        [[s.name, o.rows, o.rows_with_masks, SMALL_CELL, published_at] for s, o, _ in written])
         con.execute("DETACH wh")
         con.execute("CHECKPOINT")
     except BaseException:
@@ -205,13 +204,14 @@ def publish(cfg: hqms_config.Config | None = None, *, upload: bool = True) -> Pu
         store = ObjectStore.from_config(cfg)
         store.ensure_buckets()
     marts = []
-    for spec, rows, suppressed, path in written:
+    for spec, outcome, path in written:
         key = None
         if store is not None:
             key = f"{spec.name}/{spec.name}.parquet"
             store.put_file(bucket, key, path, metadata={
-                "rows": str(rows), "published-at": published_at, "small-cell-threshold": str(SMALL_CELL)})
-        marts.append(PublishedMart(spec.name, rows, suppressed, str(path), key))
+                "rows": str(outcome.rows), "published-at": published_at, "small-cell-threshold": str(SMALL_CELL)})
+        marts.append(PublishedMart(spec.name, outcome.rows, outcome.rows_with_masks, str(path), key,
+                                   outcome.primary_cells, outcome.complementary_cells))
     built = {m.name for m in marts}
     result = PublishResult(published_at, str(snapshot), marts, [s.name for s in specs if s.name not in built])
     manifest = cfg.marts_dir / "publish.json"

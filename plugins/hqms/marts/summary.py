@@ -1,7 +1,8 @@
 """A short picture of the marts, for the end of the main job and for operators.
 
 Reads the warehouse read-only (exact counts; run it when no writer is active) or the published
-snapshot (what analysts see; counts of 1–4 are NULL there, so totals are lower bounds).
+snapshot (what analysts see: the country's monthly aggregates, exact unless a whole month of the
+country is a small cell).
 """
 from __future__ import annotations
 
@@ -45,6 +46,45 @@ QUERIES: dict[str, str] = {
 }
 
 
+def _sum(column: str, alias: str) -> str:
+    """A total over the country's months, NULL (shown "-") when any month's value is masked."""
+    return f"CASE WHEN count(*) = count({column}) THEN sum({column}) END AS {alias}"
+
+
+#: The same figures from the published snapshot, which holds no hospital-level table: summed over
+#: the country's monthly rows (exact wherever a month of the whole country is not a small cell).
+#: `hospitals` is the most in any one month (hospitals of different months cannot be told apart).
+SNAPSHOT_QUERIES: dict[str, str] = {
+    "flu_daily": f"""
+        SELECT (SELECT min(period_start) FROM marts.agg_flu WHERE period_type = 'day') AS first_day,
+               (SELECT max(period_start) FROM marts.agg_flu WHERE period_type = 'day') AS last_day,
+               max(hospitals) AS hospitals,
+               {_sum('visits', 'visits')}, {_sum('cases', 'cases')}, {_sum('outpatient_cases', 'outpatient')},
+               {_sum('emergency_cases', 'emergency')}, {_sum('inpatient_cases', 'inpatient')},
+               {_sum('lab_confirmed_a', 'lab_a')}, {_sum('lab_confirmed_b', 'lab_b')}, {_sum('antiviral_treated', 'antiviral')},
+               {_sum('antiviral_within_48h', 'antiviral_48h')}, {_sum('severe_cases', 'severe')}, {_sum('deaths', 'deaths')}
+        FROM marts.agg_flu WHERE period_type = 'month' AND region_level = 'country'""",
+    "fever_daily": f"""
+        SELECT (SELECT min(period_start) FROM marts.agg_fever WHERE period_type = 'day') AS first_day,
+               (SELECT max(period_start) FROM marts.agg_fever WHERE period_type = 'day') AS last_day,
+               max(hospitals) AS hospitals,
+               {_sum('visits', 'visits')}, {_sum('observation_stays', 'observation')}, {_sum('flu_tested', 'flu_tested')},
+               {_sum('flu_positive', 'flu_positive')}
+        FROM marts.agg_fever WHERE period_type = 'month' AND region_level = 'country'""",
+    "outpatient_monthly": f"""
+        SELECT strftime(min(period_start), '%Y-%m') AS first_month, strftime(max(period_start), '%Y-%m') AS last_month,
+               max(hospitals) AS hospitals, {_sum('visits', 'visits')}, {_sum('emergency_visits', 'emergency')},
+               {_sum('infusion_visits', 'infusion')}, round(sum(total_cost) / nullif(sum(visits), 0), 2) AS avg_cost
+        FROM marts.agg_outpatient WHERE period_type = 'month' AND region_level = 'country'""",
+    **{mart: f"""
+        SELECT stream, sum(periods_due) AS expected, sum(periods_received) AS received,
+               sum(periods_on_time) AS on_time, 0 AS not_yet_due, NULL AS conformance
+        FROM marts.agg_reporting WHERE period_type = 'month' AND region_level = 'country'
+          AND stream IN {streams} GROUP BY stream ORDER BY stream"""
+       for mart, streams in (("submission_daily", "('flu', 'fever')"), ("submission_monthly", "('outpatient')"))},
+}
+
+
 def _connect(cfg: hqms_config.Config, source: str) -> duckdb.DuckDBPyConnection:
     if source == "warehouse" and cfg.warehouse_lake:
         from hqms import warehouse_attach
@@ -69,21 +109,21 @@ def collect(cfg: hqms_config.Config | None = None, source: str = "warehouse") ->
     con = _connect(cfg, source)
     try:
         out: dict[str, Any] = {"source": source}
-        for name, sql in QUERIES.items():
+        for name, sql in (QUERIES if source == "warehouse" else SNAPSHOT_QUERIES).items():
             try:
                 cur = con.execute(sql)
             except duckdb.CatalogException:  # mart not built yet
                 out[name] = None
                 continue
             cols = [d[0] for d in cur.description]
-            rows = [dict(zip(cols, [_plain(v) for v in row])) for row in cur.fetchall()]
+            rows = [dict(zip(cols, [plain(v) for v in row])) for row in cur.fetchall()]
             out[name] = rows if name.startswith("submission") else rows[0]
         return out
     finally:
         con.close()
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
     """Dates and decimals as JSON-friendly scalars."""
     if value is None or isinstance(value, (int, float, str, bool)):
         return value
@@ -137,5 +177,5 @@ def render(data: dict[str, Any]) -> str:
             f"{_pct(row['on_time'], row['expected'])}, conforming records {_pct(row['conformance'], 1)}"
             + (f"; {_n(row['not_yet_due'])} not yet due" if row["not_yet_due"] else ""))
     if data["source"] == "snapshot":
-        lines.append("(snapshot: counts of 1–4 are suppressed, totals are lower bounds)")
+        lines.append("(snapshot: country × month aggregates; a value suppressed there counts as missing)")
     return "\n".join(lines)
