@@ -40,9 +40,15 @@ from hqms.marts.dbt import PROJECT_DIR
 from hqms.marts.suppression import SMALL_CELL, RowTotal, SuppressionResult, SuppressionSpec, suppress
 
 SNAPSHOT_NAME = "hqms_marts.duckdb"
+#: The administrators' snapshot: the hospital-level marts (``config.meta.publish: administrators``)
+#: and the hospital list, exact, for the web service's administrators' pages, which scope every
+#: query to the reader's region. Private to the service's owner (0400) and never put in the marts
+#: bucket: hospital-level tables only where the reader's role allows them.
+ADMIN_SNAPSHOT_NAME = "hqms_marts_admin.duckdb"
 MODELS_DIR = PROJECT_DIR / "models"
 #: the audience whose tables this module publishes
 AUDIENCE = "analysts"
+ADMIN_AUDIENCE = "administrators"
 PUBLISH_INFO_COLUMNS = {
     "mart": "Published table.", "row_count": "Its rows.", "suppressed_rows": "Its rows with a masked value.",
     "small_cell_threshold": "Counts from 1 to this minus one are masked.",
@@ -120,12 +126,13 @@ def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _comment(con: duckdb.DuckDBPyConnection, spec: MartSpec) -> None:
+def _comment(con: duckdb.DuckDBPyConnection, spec: MartSpec, *, suppressed: bool = True) -> None:
     """The dbt YAML's descriptions as COMMENT ON the snapshot's table and columns
     (``duckdb_tables()`` / ``duckdb_columns()`` and DBeaver show them to analysts)."""
     if spec.description:
         con.execute(f"COMMENT ON TABLE marts.{spec.name} IS {_literal(spec.description)}")
-    for column, text in {**spec.columns, "small_cells_suppressed": FLAG_COMMENT}.items():
+    flag = {"small_cells_suppressed": FLAG_COMMENT} if suppressed else {}
+    for column, text in {**spec.columns, **flag}.items():
         if text:
             con.execute(f'COMMENT ON COLUMN marts.{spec.name}."{column}" IS {_literal(text)}')
 
@@ -190,12 +197,41 @@ def write_exports(cfg: hqms_config.Config, specs: list[MartSpec], published_at: 
     return final, written
 
 
+def write_admin_snapshot(cfg: hqms_config.Config) -> Path:
+    """The administrators' snapshot (:data:`ADMIN_SNAPSHOT_NAME`): exact copies of the
+    hospital-level marts built so far and the hospital list, written and renamed atomically."""
+    specs = [s for s in catalog() if s.name == "hospitals"] + catalog(audience=ADMIN_AUDIENCE)
+    final = cfg.marts_dir / ADMIN_SNAPSHOT_NAME
+    tmp = cfg.marts_dir / f".{ADMIN_SNAPSHOT_NAME}.{os.getpid()}.tmp"
+    tmp.unlink(missing_ok=True)
+    con = duckdb.connect(str(tmp))
+    try:
+        _attach_warehouse(con, cfg)
+        con.execute("CREATE SCHEMA marts")
+        for spec in specs:
+            if _table_columns(con, spec.name):
+                con.execute(f"CREATE TABLE marts.{spec.name} AS SELECT * FROM wh.marts.{spec.name}")
+                _comment(con, spec, suppressed=False)
+        con.execute("DETACH wh")
+        con.execute("CHECKPOINT")
+    except BaseException:
+        con.close()
+        tmp.unlink(missing_ok=True)
+        raise
+    con.close()
+    tmp.chmod(stat.S_IRUSR)
+    os.replace(tmp, final)
+    return final
+
+
 def publish(cfg: hqms_config.Config | None = None, *, upload: bool = True) -> PublishResult:
-    """Export every published mart (suppressed) locally and, unless ``upload`` is off, to S3."""
+    """Export every published mart (suppressed) locally and, unless ``upload`` is off, to S3;
+    refresh the administrators' snapshot beside it."""
     cfg = cfg or hqms_config.load()
     specs = catalog()
     published_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     snapshot, written = write_exports(cfg, specs, published_at)
+    write_admin_snapshot(cfg)
     store = None
     bucket = cfg.buckets["marts"]
     if upload:

@@ -1,7 +1,8 @@
 """Administrators' figures: reporting and on-time rates, and each hospital's overdue periods.
 
-Read from the published read-only marts snapshot (``$HQMS_MARTS_DIR/hqms_marts.duckdb``,
-:mod:`hqms.marts.publish`), never the live warehouse: a page view must not wait for — or block —
+Read from the administrators' read-only snapshot of the hospital-level marts
+(``$HQMS_MARTS_DIR/hqms_marts_admin.duckdb``, written by :mod:`hqms.marts.publish` beside the
+analysts' aggregates), never the live warehouse: a page view must not wait for — or block —
 an ingest or a dbt build. The snapshot is replaced atomically, so each request opens it afresh
 and sees one whole build.
 
@@ -20,8 +21,7 @@ import duckdb
 
 from hqms import config
 from hqms.accounts import Principal
-
-SNAPSHOT = "hqms_marts.duckdb"
+from hqms.marts.publish import ADMIN_SNAPSHOT_NAME
 #: (mart, period column) per cadence.
 MARTS = {"day": ("submission_daily", "report_date"), "month": ("submission_monthly", "month")}
 
@@ -49,7 +49,7 @@ class RateRow:
 
 
 def snapshot_path(cfg: config.Config) -> Path:
-    return cfg.marts_dir / SNAPSHOT
+    return cfg.marts_dir / ADMIN_SNAPSHOT_NAME
 
 
 def _connect(cfg: config.Config) -> duckdb.DuckDBPyConnection:
