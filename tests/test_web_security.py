@@ -111,6 +111,29 @@ def test_administrators_see_only_their_region(site: Site) -> None:
                      files={"file": ("x.zip", b"PK", "application/zip")}).status_code == 403
 
 
+def test_bulletins_are_listed_for_administrators_and_the_full_variant_only_nationally(site: Site) -> None:
+    week = site.cfg.marts_dir / "bulletin" / "2025-W03"
+    week.mkdir(parents=True, exist_ok=True)
+    for name in ("bulletin.html", "bulletin-admin.html"):
+        (week / name).write_text(f"<html><body>{name}</body></html>", encoding="utf-8")
+    (site.cfg.marts_dir / "bulletin" / "notes").mkdir(exist_ok=True)  # not a week: never listed
+    accounts = Accounts(site.cfg)
+    accounts.add("bulletin_city", "city_admin", region_code="110100", password=PASSWORD)
+    accounts.add("bulletin_nation", "national_admin", password=PASSWORD)
+    city, nation = login(site.base, "bulletin_city"), login(site.base, "bulletin_nation")
+    listing = city.get("/admin/bulletins").text
+    assert "2025-W03/bulletin.html" in listing and "bulletin-admin" not in listing and "notes" not in listing
+    assert "bulletin-admin.html" in nation.get("/admin/bulletins").text
+    assert city.get("/admin/bulletins/2025-W03/bulletin.html").text.endswith("bulletin.html</body></html>")
+    unknown = city.get("/admin/bulletins/2025-W04/bulletin.html")
+    assert unknown.status_code == 404
+    for path in ("/admin/bulletins/2025-W03/bulletin-admin.html",  # the hospital-level variant
+                 "/admin/bulletins/..%2F..%2Fkeys/bulletin.html", "/admin/bulletins/2025-W03/..%2Fx"):
+        assert city.get(path).status_code == 404, path
+    assert nation.get("/admin/bulletins/2025-W03/bulletin-admin.html").status_code == 200
+    assert site.a.get("/admin/bulletins").status_code == 404  # hospitals: no administrators' pages
+
+
 # --- CSRF, sessions, lock-out, tokens -------------------------------------------------------------
 
 def test_forms_without_csrf_token_are_refused(site: Site) -> None:

@@ -7,6 +7,7 @@ scope is a 404, the same page as an unknown id.
 """
 from __future__ import annotations
 
+import re
 import secrets
 
 from fastapi import APIRouter, HTTPException, Request
@@ -61,7 +62,7 @@ def _nav(who: Caller | None) -> list[tuple[str, str]]:
         return []
     items = [("/upload", "上传发热门诊病例" if who.principal.is_hospital else "上传记录情况")]
     if who.principal.role in ADMIN_ROLES:
-        items += [("/admin", "报送情况"), ("/admin/hospitals", "医疗机构列表")]
+        items += [("/admin", "报送情况"), ("/admin/hospitals", "医疗机构列表"), ("/admin/bulletins", "流感监测周报")]
     return items + [("/downloads", "资料下载"), ("/password", "修改密码")]
 
 
@@ -288,3 +289,43 @@ def admin_hospital(request: Request, org: str, page: int = 1) -> Response:
                  for r in listing.rows if upload_view(r)["has_errors"]}
     return render(request, "hospital.html", who, org=org, listing=listing,
                   rows=[upload_view(r) for r in listing.rows], summaries=summaries)
+
+
+# --- the weekly bulletin (hqms bulletin, written by the daily marts DAG) --------------------------
+
+#: An epidemiological week's folder name (``2025-W03``); anything else is not a bulletin (404).
+WEEK_LABEL = re.compile(r"\d{4}-W\d{2}")
+#: Files every administrator may open: the public variant, built from the suppressed aggregates.
+PUBLIC_BULLETIN = {"bulletin.html": "text/html; charset=utf-8", "bulletin.pdf": "application/pdf"}
+#: The administrators' variant holds every hospital's timeliness (hospital × day): national
+#: administrators and operators only, since a city's administrator sees only their hospitals.
+FULL_BULLETIN = {"bulletin-admin.html": "text/html; charset=utf-8", "bulletin-admin.pdf": "application/pdf"}
+
+
+def _bulletin_files(who: Caller) -> dict[str, str]:
+    return {**PUBLIC_BULLETIN, **FULL_BULLETIN} if who.principal.sees_everything else PUBLIC_BULLETIN
+
+
+@router.get("/admin/bulletins")
+def admin_bulletins(request: Request) -> Response:
+    who = _admin(request)
+    folder = request.app.state.cfg.marts_dir / "bulletin"
+    allowed = _bulletin_files(who)
+    weeks = []
+    if folder.is_dir():
+        for week in sorted((p for p in folder.iterdir() if WEEK_LABEL.fullmatch(p.name)), reverse=True):
+            files = [name for name in allowed if (week / name).is_file()]
+            if files:
+                weeks.append({"label": week.name, "files": files})
+    return render(request, "bulletins.html", who, weeks=weeks)
+
+
+@router.get("/admin/bulletins/{week}/{name}")
+def admin_bulletin_file(request: Request, week: str, name: str) -> Response:
+    who = _admin(request)
+    media = _bulletin_files(who).get(name)
+    path = request.app.state.cfg.marts_dir / "bulletin" / week / name
+    if media is None or not WEEK_LABEL.fullmatch(week) or not path.is_file():
+        raise HTTPException(status_code=404)
+    accounts_of(request).audit(who.principal.login, "download", f"bulletin/{week}/{name}")
+    return FileResponse(path, media_type=media)
