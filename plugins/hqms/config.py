@@ -182,6 +182,9 @@ class Config:
     #: Front-end machine (``hqms tran``) in API mode: the service's URL and its account token.
     server_url: str | None
     server_token: str | None
+    #: Headless Chromium that prints the weekly bulletin's PDF (Debian's package; Playwright's own
+    #: browser download cannot be used on the project's machines).
+    chromium_path: Path
 
     @property
     def embedded_s3(self) -> bool:
@@ -277,6 +280,7 @@ class Config:
                 "cookie_secure": self.web_cookie_secure,
             },
             "tran": {"server_url": self.server_url, "server_token": mask(self.server_token)},
+            "chromium_path": str(self.chromium_path),
         }
 
 
@@ -357,5 +361,6 @@ def load() -> Config:
         web_cookie_secure=(_env("HQMS_WEB_COOKIE_SECURE", "auto") or "auto").strip().lower(),
         server_url=_env("HQMS_SERVER_URL"),
         server_token=_env("HQMS_SERVER_TOKEN"),
+        chromium_path=Path(_env("HQMS_CHROMIUM", "/usr/bin/chromium")),
     )
 

@@ -9,7 +9,6 @@ against the marts.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -22,7 +21,6 @@ from hqms.bulletin.figures import Figures, collect
 from hqms.bulletin.weeks import EpiWeek, last_closed_week
 from hqms.marts.publish import SNAPSHOT_NAME
 
-CHROMIUM = os.environ.get("HQMS_CHROMIUM", "/usr/bin/chromium")
 TEMPLATE = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined).from_string("""\
 <!doctype html>
 <html lang="zh-CN"><head><meta charset="utf-8">
@@ -103,12 +101,12 @@ def html(figures: Figures) -> str:
                            figures_json=jinja2.utils.markupsafe.Markup(data))
 
 
-def print_pdf(html_path: Path, pdf_path: Path) -> None:
-    """The page printed to A4 by headless Chromium."""
+def print_pdf(html_path: Path, pdf_path: Path, chromium: Path) -> None:
+    """The page printed to A4 by headless Chromium (``HQMS_CHROMIUM``)."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM)
+        browser = p.chromium.launch(executable_path=str(chromium))
         try:
             page = browser.new_page()
             page.goto(html_path.resolve().as_uri())
@@ -132,7 +130,7 @@ def build(week: EpiWeek, cfg: hqms_config.Config | None = None, *, admin: bool =
     html_path.write_text(html(figures), encoding="utf-8")
     pdf_path = folder / f"{name}.pdf" if pdf else None
     if pdf_path:
-        print_pdf(html_path, pdf_path)
+        print_pdf(html_path, pdf_path, cfg.chromium_path)
     keys: list[str] = []
     if upload:
         from hqms.objectstore import ObjectStore
