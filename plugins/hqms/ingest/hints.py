@@ -82,7 +82,8 @@ import duckdb
 from hqms import codes
 from hqms.ingest.stage import FILES_TABLE
 from hqms.registry import ErrorRecord
-from hqms.rules import ident, label_en, label_zh, literal, typed_expr, value_present_sql
+from hqms.rules import ident, label_en, label_zh, typed_expr, value_present_sql
+from hqms.sqltext import literal
 from hqms.spec import Column, Dataset, allowed_values
 from hqms.sqlmacros import canonical_sql
 
