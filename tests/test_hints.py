@@ -12,7 +12,6 @@ from pathlib import Path
 
 import duckdb
 import pytest
-import yaml
 
 from hqms import spec
 from hqms.validators import make_org_code, make_uscc
@@ -21,7 +20,6 @@ from hqms.ingest.validate import ValidationReport, validate_many, validate_zip
 from hqms.stagedb import open_stage
 from conftest import edit_csv_in_zip, generate_day
 
-ROOT = Path(__file__).resolve().parents[1]
 FLU, MZSY = spec.dataset("flu"), spec.dataset("mzsy")
 NEW_RULES = ("format_hint", "excel_hint", "number_hint", "code_hint", "org_hint", "dictionary_hint", "outside_period")
 
@@ -68,11 +66,6 @@ def test_the_required_layout_itself_never_makes_a_hint():
     for col in (FLU.column("P7506"), FLU.column("P6")):
         groups = [(re.sub("[A-Za-z]", "9", f), 100) for f in col.formats]
         assert hints.top_layout(col, groups) is None
-
-
-def test_monthly_streams_agree_with_dbt():
-    project = yaml.safe_load((ROOT / "dbt_project" / "dbt_project.yml").read_text(encoding="utf-8"))
-    assert tuple(project["vars"]["monthly_streams"]) == hints.MONTHLY_STREAMS
 
 
 # ---------------------------------------------------------------- generated uploads, one batch

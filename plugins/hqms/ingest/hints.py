@@ -55,7 +55,7 @@ the dbt macro ``file_name_date`` (``flu_20250106.csv`` / ``flu_20250106_2.csv`` 
 2025-01, i.e. its first day; no date in the name → no check). Over the rows that passed
 validation, the typed ``event_column`` of the dataset is compared with it: daily streams count rows dated AFTER the file's day (an extract cannot hold
 visits after its own day; older days are the normal 7-day re-send), monthly streams
-(:data:`MONTHLY_STREAMS`) count rows of another month. One warning per file when the count is
+(:data:`hqms.spec.MONTHLY_STREAMS`) count rows of another month. One warning per file when the count is
 positive, naming count, column and period, never a value.
 
 Cost, per dataset table and round: ``format_hint`` aggregates the cells that failed ``format``
@@ -84,12 +84,9 @@ from hqms.ingest.stage import FILES_TABLE
 from hqms.registry import ErrorRecord
 from hqms.rules import ident, label_en, label_zh, typed_expr, value_present_sql
 from hqms.sqltext import literal
-from hqms.spec import Column, Dataset, allowed_values
+from hqms.spec import MONTHLY_STREAMS, Column, Dataset, allowed_values
 from hqms.sqlmacros import canonical_sql
 
-#: Streams reported per month (the dbt var ``monthly_streams`` in dbt_project/dbt_project.yml);
-#: every other stream is daily.
-MONTHLY_STREAMS = ("outpatient",)
 #: A format hint needs at least this many values of the top failing layout …
 MIN_HINT_VALUES = 5
 #: … and that layout must cover at least this share of the column's non-empty values in the file.
