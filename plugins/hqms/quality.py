@@ -390,13 +390,6 @@ def run_tables(stage: StageDB, tables: list[tuple[str, Dataset]], *, docs_dir: P
     return out
 
 
-def run(stage: StageDB, table: str, ds: Dataset, *, docs_dir: Path | None = None,
-        run_id: str, suites_dir: Path = SUITES_DIR) -> QualityResult:
-    """Validate one staged table (see :func:`run_tables`)."""
-    (result,) = run_tables(stage, [(table, ds)], docs_dir=docs_dir, run_id=run_id, suites_dir=suites_dir)
-    return result
-
-
 # ---------------------------------------------------------------- CLI
 
 def _cmd_suites(args: argparse.Namespace) -> int:

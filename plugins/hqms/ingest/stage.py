@@ -668,8 +668,3 @@ def _count(con: duckdb.DuckDBPyConnection, staged: list[StagedFile]) -> None:
         if sf.record_count == 0:
             sf.errors.append(_file_error(sf.file_name, "empty_file", "文件没有数据行",
                                          "the file has a header but no data rows", severity="warning"))
-
-
-def stage_zip(zip_path: Path, org_code: str, con: duckdb.DuckDBPyConnection, work: Path) -> list[StagedFile]:
-    """Stage one zip (see :func:`stage_uploads`)."""
-    return stage_uploads(con, [("upload", zip_path, org_code)], work)["upload"]
