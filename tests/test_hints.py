@@ -16,6 +16,7 @@ import pytest
 from hqms import spec
 from hqms.validators import make_org_code, make_uscc
 from hqms.ingest import hints
+from hqms.spec import filenames
 from hqms.ingest.validate import ValidationReport, validate_many, validate_zip
 from hqms.stagedb import open_stage
 from conftest import edit_csv_in_zip, generate_day
@@ -403,13 +404,17 @@ def test_the_period_comes_from_the_file_name_like_the_dbt_macro(name, day):
     assert got == day
 
 
-def test_the_dbt_macro_reads_file_names_with_the_same_expressions():
-    macro = (Path(__file__).parents[1] / "dbt_project" / "macros" / "time.sql").read_text(encoding="utf-8")
-    tail = hints._TAIL.replace(hints._COPY, "' ~ hqms.file_copy_marks() ~ '")
-    assert f"set tail = '{tail}'" in macro  # file_copy_marks: tests/test_monthly_resend.py
-    assert f"set day = '{hints._DAY}' ~ tail" in macro
-    assert f"set month = '{hints._MONTH}' ~ tail" in macro
-    assert macro.count(f"'{hints._DATE_SEPARATORS}', '', 'g')") == 2  # separators dropped, day and month
+def test_the_dbt_macros_read_file_names_with_the_spec_patterns():
+    """hqms.spec.filenames is where the pattern is written; dbt gets it as generated macros,
+    which file_name_date and file_identity call (no pattern of their own)."""
+    macros = Path(__file__).parents[1] / "dbt_project" / "macros"
+    assert (macros / "file_name_patterns.sql").read_text(encoding="utf-8") == filenames.dbt_macros(), \
+        "run `hqms marts sources` and commit dbt_project/macros/file_name_patterns.sql"
+    time_sql = (macros / "time.sql").read_text(encoding="utf-8")
+    assert "set day = hqms.file_name_day_pattern()" in time_sql
+    assert "set month = hqms.file_name_month_pattern()" in time_sql
+    assert time_sql.count("'{{ separators }}', '', 'g')") == 2  # separators dropped, day and month
+    assert "\\d{" not in time_sql.split("file_name_date")[-1].split("period_series")[0]
 
 
 def test_a_value_in_full_width_characters_says_so_without_showing_it(batch):
