@@ -411,8 +411,8 @@ def test_the_dbt_macros_read_file_names_with_the_spec_patterns():
     assert (macros / "file_name_patterns.sql").read_text(encoding="utf-8") == filenames.dbt_macros(), \
         "run `hqms marts sources` and commit dbt_project/macros/file_name_patterns.sql"
     time_sql = (macros / "time.sql").read_text(encoding="utf-8")
-    assert "set day = hqms.file_name_day_pattern()" in time_sql
-    assert "set month = hqms.file_name_month_pattern()" in time_sql
+    assert "set day = hqms.file_name_pattern('day')" in time_sql
+    assert "set month = hqms.file_name_pattern('month')" in time_sql
     assert time_sql.count("'{{ separators }}', '', 'g')") == 2  # separators dropped, day and month
     assert "\\d{" not in time_sql.split("file_name_date")[-1].split("period_series")[0]
 

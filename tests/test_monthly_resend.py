@@ -119,5 +119,5 @@ def test_a_corrected_resend_replaces_its_part_and_clears_the_months_it_left(
 def test_the_copy_marks_are_the_ones_file_name_date_reads() -> None:
     """macros/file_names.sql strips the copy marks hqms.ingest.hints (and file_name_date) read:
     the generated macro of hqms.spec.filenames.COPY_MARKS."""
-    assert f"return('{filenames.COPY_MARKS}')" in (MACROS / "file_name_patterns.sql").read_text(encoding="utf-8")
-    assert "hqms.file_copy_marks()" in (MACROS / "file_names.sql").read_text(encoding="utf-8")
+    assert f"'copy_marks': '{filenames.COPY_MARKS}'," in (MACROS / "file_name_patterns.sql").read_text(encoding="utf-8")
+    assert 'hqms.file_name_pattern("copy_marks")' in (MACROS / "file_names.sql").read_text(encoding="utf-8")

@@ -34,9 +34,9 @@
         flu_2025_01_06.csv is a day, not month 2025-01 split part 06. NULL otherwise (also for an
         impossible date, flu_20251399.csv). The patterns are hqms.spec.filenames', the ingest's
         too (macros/file_name_patterns.sql is generated from them). -#}
-    {%- set day = hqms.file_name_day_pattern() -%}
-    {%- set month = hqms.file_name_month_pattern() -%}
-    {%- set separators = hqms.file_name_date_separators() %}
+    {%- set day = hqms.file_name_pattern('day') -%}
+    {%- set month = hqms.file_name_pattern('month') -%}
+    {%- set separators = hqms.file_name_pattern('date_separators') %}
     case
         when regexp_matches({{ file_name }}, '{{ day }}')
             then cast(try_strptime(regexp_replace(regexp_extract({{ file_name }}, '{{ day }}', 1), '{{ separators }}', '', 'g'),

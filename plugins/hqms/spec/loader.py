@@ -9,21 +9,8 @@ from typing import Any
 
 import yaml
 
-from hqms.spec.model import (
-    CHECKS,
-    DATE_FORMATS,
-    GENERALISERS,
-    ID_CARD_RULE_KINDS,
-    PRIVACY,
-    PSEUDONYM_DOMAINS,
-    RULE_KINDS,
-    TYPES,
-    Column,
-    Condition,
-    Dataset,
-    Rule,
-    SpecError,
-)
+from hqms.spec.model import (CHECKS, DATE_FORMATS, GENERALISERS, ID_CARD_RULE_KINDS, PRIVACY, PSEUDONYM_DOMAINS,
+                              RULE_KINDS, TYPES, Column, Condition, Dataset, Rule, SpecError)
 from hqms.spec.streams import STREAMS
 
 #: libyaml's loader when available (the hqms_ spec is large; the pure-Python one takes seconds).
