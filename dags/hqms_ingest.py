@@ -23,7 +23,7 @@ WAREHOUSE_POOL = "hqms_warehouse"
 @dag(
     dag_id="hqms_ingest",
     schedule=timedelta(minutes=config.load().ingest_interval_minutes),  # HQMS_INGEST_INTERVAL_MINUTES
-    start_date=pendulum.datetime(2025, 1, 1, tz="Asia/Shanghai"),
+    start_date=pendulum.datetime(2025, 1, 1, tz=config.CHINA_TZ.key),
     catchup=False,
     max_active_runs=1,
     tags=["hqms", "ingest"],

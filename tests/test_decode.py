@@ -15,7 +15,7 @@ import pytest
 
 from hqms.ingest import decode
 from hqms.ingest.decode import FALLBACK, DecodeError, Decoded, transcode
-from hqms.ingest.stage import stage_zip
+from test_stage import stage_zip
 from hqms.spec import dataset
 
 #: Chinese whose UTF-8 bytes are also valid GB18030: a wrong fallback succeeds, garbled.

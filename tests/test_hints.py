@@ -12,16 +12,15 @@ from pathlib import Path
 
 import duckdb
 import pytest
-import yaml
 
 from hqms import spec
 from hqms.validators import make_org_code, make_uscc
 from hqms.ingest import hints
+from hqms.spec import filenames
 from hqms.ingest.validate import ValidationReport, validate_many, validate_zip
 from hqms.stagedb import open_stage
 from conftest import edit_csv_in_zip, generate_day
 
-ROOT = Path(__file__).resolve().parents[1]
 FLU, MZSY = spec.dataset("flu"), spec.dataset("mzsy")
 NEW_RULES = ("format_hint", "excel_hint", "number_hint", "code_hint", "org_hint", "dictionary_hint", "outside_period")
 
@@ -68,11 +67,6 @@ def test_the_required_layout_itself_never_makes_a_hint():
     for col in (FLU.column("P7506"), FLU.column("P6")):
         groups = [(re.sub("[A-Za-z]", "9", f), 100) for f in col.formats]
         assert hints.top_layout(col, groups) is None
-
-
-def test_monthly_streams_agree_with_dbt():
-    project = yaml.safe_load((ROOT / "dbt_project" / "dbt_project.yml").read_text(encoding="utf-8"))
-    assert tuple(project["vars"]["monthly_streams"]) == hints.MONTHLY_STREAMS
 
 
 # ---------------------------------------------------------------- generated uploads, one batch
@@ -410,13 +404,17 @@ def test_the_period_comes_from_the_file_name_like_the_dbt_macro(name, day):
     assert got == day
 
 
-def test_the_dbt_macro_reads_file_names_with_the_same_expressions():
-    macro = (Path(__file__).parents[1] / "dbt_project" / "macros" / "time.sql").read_text(encoding="utf-8")
-    tail = hints._TAIL.replace(hints._COPY, "' ~ hqms.file_copy_marks() ~ '")
-    assert f"set tail = '{tail}'" in macro  # file_copy_marks: tests/test_monthly_resend.py
-    assert f"set day = '{hints._DAY}' ~ tail" in macro
-    assert f"set month = '{hints._MONTH}' ~ tail" in macro
-    assert macro.count(f"'{hints._DATE_SEPARATORS}', '', 'g')") == 2  # separators dropped, day and month
+def test_the_dbt_macros_read_file_names_with_the_spec_patterns():
+    """hqms.spec.filenames is where the pattern is written; dbt gets it as generated macros,
+    which file_name_date and file_identity call (no pattern of their own)."""
+    macros = Path(__file__).parents[1] / "dbt_project" / "macros"
+    assert (macros / "file_name_patterns.sql").read_text(encoding="utf-8") == filenames.dbt_macros(), \
+        "run `hqms marts sources` and commit dbt_project/macros/file_name_patterns.sql"
+    time_sql = (macros / "time.sql").read_text(encoding="utf-8")
+    assert "set day = hqms.file_name_pattern('day')" in time_sql
+    assert "set month = hqms.file_name_pattern('month')" in time_sql
+    assert time_sql.count("'{{ separators }}', '', 'g')") == 2  # separators dropped, day and month
+    assert "\\d{" not in time_sql.split("file_name_date")[-1].split("period_series")[0]
 
 
 def test_a_value_in_full_width_characters_says_so_without_showing_it(batch):

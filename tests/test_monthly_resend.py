@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from hqms import config as hqms_config
-from hqms.ingest import hints
+from hqms.spec import filenames
 from hqms.marts import dbt
 from test_dbt_marts import CST, HOSPITALS, Rows, _differences, _meta, _query
 from test_marts_incremental import _copy, _write, built  # noqa: F401  (built: the module fixture)
@@ -117,6 +117,7 @@ def test_a_corrected_resend_replaces_its_part_and_clears_the_months_it_left(
 
 
 def test_the_copy_marks_are_the_ones_file_name_date_reads() -> None:
-    """macros/file_names.sql strips the copy marks hqms.ingest.hints (and file_name_date) read."""
-    macro = (MACROS / "file_names.sql").read_text(encoding="utf-8")
-    assert f"return('{hints._COPY}')" in macro
+    """macros/file_names.sql strips the copy marks hqms.ingest.hints (and file_name_date) read:
+    the generated macro of hqms.spec.filenames.COPY_MARKS."""
+    assert f"'copy_marks': '{filenames.COPY_MARKS}'," in (MACROS / "file_name_patterns.sql").read_text(encoding="utf-8")
+    assert 'hqms.file_name_pattern("copy_marks")' in (MACROS / "file_names.sql").read_text(encoding="utf-8")

@@ -21,6 +21,13 @@ TABLE = "t_20250106"
 MANY = 450  # rows failing one check: more than GX's 200-row cap
 
 
+def _run(stage: StageDB, table: str, ds, *, docs_dir: Path | None = None, run_id: str,
+         suites_dir: Path = quality.SUITES_DIR) -> quality.QualityResult:
+    """Validate one staged table, as the ingest validates a round of one file."""
+    (res,) = quality.run_tables(stage, [(table, ds)], docs_dir=docs_dir, run_id=run_id, suites_dir=suites_dir)
+    return res
+
+
 def _rows() -> list[dict[str, str | None]]:
     rng = random.Random(11)
     junk = ["", "abc", "1e3", "2025-02-30", "99", "x" * 30, "-1", BAD_ID, OTHER_ORG, "3", None]
@@ -51,7 +58,7 @@ def staged(tmp_path_factory) -> tuple[StageDB, Path]:
 def result(staged, tmp_path_factory) -> quality.QualityResult:
     db, suites = staged
     docs = tmp_path_factory.mktemp("docs")
-    return quality.run(db, TABLE, DS, docs_dir=docs, run_id="test-run", suites_dir=suites)
+    return _run(db, TABLE, DS, docs_dir=docs, run_id="test-run", suites_dir=suites)
 
 
 def test_enable_duckdb_makes_gx_persist_the_connection():
@@ -103,7 +110,7 @@ def test_files_of_one_dataset_validate_as_one_table(staged):
     stage(db.con, [{**r, "ID": BAD_ID} if i == 4 else r for i, r in enumerate(rows)], "u0_f0")
     stage(db.con, [{**r, "AGE": "151"} if i in (0, 19) else r for i, r in enumerate(rows)], "u1_f0")
     db.con.execute("CREATE OR REPLACE TABLE two_files AS SELECT * FROM u0_f0 UNION ALL SELECT * FROM u1_f0")
-    result = quality.run(db, "two_files", DS, run_id="batch", suites_dir=suites)
+    result = _run(db, "two_files", DS, run_id="batch", suites_dir=suites)
     assert result.counts() == {"t.ID.check": 1, "t.AGE.range": 2}
     assert db.con.execute(f"SELECT _src, _row, check_id FROM {result.failures_table} ORDER BY ALL").fetchall() == \
         [("u0_f0", 5, "t.ID.check"), ("u1_f0", 1, "t.AGE.range"), ("u1_f0", 20, "t.AGE.range")]
@@ -120,7 +127,7 @@ def test_an_erroring_expectation_makes_run_raise(staged):
     db, suites = staged
     db.con.execute(f"CREATE OR REPLACE TABLE no_sex AS SELECT * EXCLUDE (SEX) FROM {TABLE} LIMIT 10")
     with pytest.raises(quality.QualityError, match=r"expectations raised.*SEX"):
-        quality.run(db, "no_sex", DS, run_id="broken", suites_dir=suites)
+        _run(db, "no_sex", DS, run_id="broken", suites_dir=suites)
 
 
 def test_a_suite_out_of_date_with_the_spec_is_refused(staged, tmp_path):
@@ -129,7 +136,7 @@ def test_a_suite_out_of_date_with_the_spec_is_refused(staged, tmp_path):
     del suite["expectations"][1]
     quality.suite_path(DS.id, tmp_path).write_text(json.dumps(suite), encoding="utf-8")
     with pytest.raises(quality.QualityError, match="differ from the spec"):
-        quality.run(db, TABLE, DS, run_id="stale", suites_dir=tmp_path)
+        _run(db, TABLE, DS, run_id="stale", suites_dir=tmp_path)
 
 
 def test_committed_suites_equal_the_spec(tmp_path):
@@ -167,8 +174,8 @@ def test_data_docs_keep_only_the_newest_runs(staged, hqms_home, monkeypatch):
         os.utime(root / f"old-{n}", (time.time() - 100 + n, time.time() - 100 + n))
     outside = hqms_home / "other"
     outside.mkdir()
-    quality.run(db, TABLE, DS, docs_dir=root / "new-run", run_id="new-run", suites_dir=suites)
+    _run(db, TABLE, DS, docs_dir=root / "new-run", run_id="new-run", suites_dir=suites)
     assert sorted(p.name for p in root.iterdir()) == ["new-run", "old-2"]
     assert (root / "new-run" / "index.html").is_file() and outside.is_dir()
-    quality.run(db, TABLE, DS, docs_dir=hqms_home / "elsewhere" / "docs", run_id="x", suites_dir=suites)
+    _run(db, TABLE, DS, docs_dir=hqms_home / "elsewhere" / "docs", run_id="x", suites_dir=suites)
     assert sorted(p.name for p in root.iterdir()) == ["new-run", "old-2"]

@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
+from pathlib import Path
 
 import pytest
+import yaml
 
 from hqms import spec, validators
 from hqms.spec import Column, Dataset
+
+ROOT = Path(__file__).resolve().parents[1]
 
 DATASETS = spec.datasets()
 ALL_COLUMNS = [(ds, col) for ds in DATASETS.values() for col in ds.columns]
@@ -357,12 +361,25 @@ def test_unknown_and_non_csv_files_have_no_dataset():
         assert spec.dataset_for_filename(name) is None, name
 
 
-def test_streams_group_the_files_of_one_upload():
-    assert spec.stream_of_files(["flu_1.csv", "hqms_1.csv", "hda_1.csv", "hdr_1.csv", "pdr_1.csv",
-                                 "lis_1.csv"]) == "flu"
-    assert spec.stream_of_files(["fever_1.csv", "drug_1.csv", "lab_1.csv", "examine_1.csv"]) == "fever"
-    assert spec.stream_of_files(["mzsy_202501.csv"]) == "outpatient"
-    assert spec.stream_of_files(["flu_1.csv", "fever_1.csv"]) is None
+def test_dbt_vars_are_the_spec_stream_table_and_the_pipeline_time_zone():
+    """dbt reads its vars from dbt_project.yml; the stream table (hqms.spec.streams) and
+    hqms.config.CHINA_TZ are where these facts are written, so the file must say the same."""
+    from hqms.config import CHINA_TZ
+
+    project = yaml.safe_load((ROOT / "dbt_project" / "dbt_project.yml").read_text(encoding="utf-8"))
+    dbt_vars = project["vars"]
+    assert tuple(dbt_vars["daily_streams"]) == spec.DAILY_STREAMS == ("flu", "fever")
+    assert tuple(dbt_vars["monthly_streams"]) == spec.MONTHLY_STREAMS == ("outpatient",)
+    assert dbt_vars["monthly_due_day"] == spec.monthly_due_day() == 15
+    assert dbt_vars["local_timezone"] == CHINA_TZ.key
+
+
+def test_every_stream_has_a_cadence_and_its_datasets():
+    for s in spec.STREAM_TABLE:
+        assert s.cadence in ("daily", "monthly"), s
+        assert (s.due_day is not None) == s.monthly, s
+        assert spec.stream_datasets(s.id), s
+    assert {d.stream for d in spec.datasets().values()} == set(spec.STREAMS)
 
 
 # --- reference CSVs ------------------------------------------------------------------------------

@@ -7,11 +7,16 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from hqms.ingest.stage import stage_zip
+from hqms.ingest.stage import StagedFile, stage_uploads
 from hqms.spec import dataset
 
 ORG = "12345678X12345612A1001"
 LIS = dataset("lis")  # 9 columns: P7501 P7502 P7506 P8000 P8001 P8002 P8003 P8004 P8005
+
+
+def stage_zip(zip_path: Path, org_code: str, con: duckdb.DuckDBPyConnection, work: Path) -> list[StagedFile]:
+    """Stage one zip, as the ingest stages a round of one upload."""
+    return stage_uploads(con, [("upload", zip_path, org_code)], work)["upload"]
 
 
 def _row(n: int, result: str = "阴性") -> list[str]:

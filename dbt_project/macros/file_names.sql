@@ -5,13 +5,9 @@
     "mzsy_202610 copy 2.csv", sometimes in other letter case. Split parts (mzsy_202610_1.csv,
     mzsy_202610_2.csv) are different files. -#}
 
-{% macro file_copy_marks() -%}
-    {#- Regular expression of the marks a copy or a second download adds before the extension:
-        (1), " (1)", " - 副本", " - 副本 (2)", " copy 2". Also used by file_name_date
-        (macros/time.sql); the same expression as hqms.ingest.hints._COPY
-        (tests/test_monthly_resend.py holds them equal). -#}
-    {{- return('(\s?\(\d+\)|\s?-?\s?(副本|[Cc]opy)(\s?\(?\d+\)?)?)*') -}}
-{%- endmacro %}
+{#- file_name_pattern('copy_marks') — the marks a copy or a second download adds before the extension: (1),
+    " (1)", " - 副本", " - 副本 (2)", " copy 2" — is generated from hqms.spec.filenames
+    (macros/file_name_patterns.sql), like the patterns of file_name_date (macros/time.sql). -#}
 
 {% macro file_identity(file_name) -%}
     {#- The file a stored name (_source_file: base name, identifiers masked at intake) stands for:
@@ -22,6 +18,6 @@
         * the name holds a masked ID or mobile number (*): two different numbers mask alike. -#}
     case
         when {{ hqms.file_name_date(file_name) }} is not null and {{ file_name }} not like '%*%'
-            then lower(regexp_replace({{ file_name }}, '{{ hqms.file_copy_marks() }}\.[A-Za-z]+$', ''))
+            then lower(regexp_replace({{ file_name }}, '{{ hqms.file_name_pattern("copy_marks") }}\.[A-Za-z]+$', ''))
     end
 {%- endmacro %}

@@ -44,3 +44,16 @@
 {% macro sum_int(expr) -%}
     cast(coalesce(sum({{ expr }}), 0) as {{ dbt.type_bigint() }})
 {%- endmacro %}
+
+{% macro flu_visit_columns() -%}
+    {#- What every record of a flu visit (flu_, lis_, pdr_) starts with in staging: its lineage and
+        the visit it belongs to — (org, visit type, card, visit time) is how they are linked. -#}
+    _org_code as org_code,
+    _nk as record_key,
+    _received_at as received_at,
+    _loaded_at,
+    visit_type,
+    visit_card_no_pid as visit_card_pid,
+    visit_time,
+    cast(visit_time as date) as visit_date
+{%- endmacro %}

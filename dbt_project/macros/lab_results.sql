@@ -4,7 +4,7 @@
 
     Reading "contains 阳" as positive counted 非阳性 (not positive) and 阴阳性待定 (undetermined) as
     positive, ignored the numeric result, and counted a test without a result yet as tested
-    (issue 22). The text is therefore read by explicit wordings, in this order — each list is
+    (found in review). The text is therefore read by explicit wordings, in this order — each list is
     checked only when the lists before it did not match, so a wording that contains another
     (非阳性 ⊃ 阳性, 阴阳性待定 ⊃ 阴性) is listed before it:
 

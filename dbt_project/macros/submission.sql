@@ -1,5 +1,5 @@
 {% macro submission_rollup(relation, period_column) -%}
-    {#- Reporting by region for administrators (seed 004): per (period, stream, province|city),
+    {#- Reporting by region for administrators (川卫办医政便函〔2025〕2号): per (period, stream, province|city),
         hospitals expected / received / on time, reporting rate and on-time rate (DHIS2 style:
         both over the hospitals expected whose period is due). A period not yet due (its deadline
         has not passed when the mart is built: due = false) has no rates — NULL, not a 0 % that

@@ -32,17 +32,17 @@
         with separators, as hospitals write them: a day as 2025-01-06 or 2025_01_06, a month as
         2025-01 or 2025_01 (the reference fixes only the prefix). The day is tried first, so
         flu_2025_01_06.csv is a day, not month 2025-01 split part 06. NULL otherwise (also for an
-        impossible date, flu_20251399.csv). The same expressions as hqms.ingest.hints (a test
-        holds them equal). -#}
-    {%- set tail = '(_\d+)?' ~ hqms.file_copy_marks() ~ '\.[A-Za-z]+$' -%}
-    {%- set day = '_(\d{8}|\d{4}-\d{2}-\d{2}|\d{4}_\d{2}_\d{2})' ~ tail -%}
-    {%- set month = '_(\d{6}|\d{4}-\d{2}|\d{4}_\d{2})' ~ tail %}
+        impossible date, flu_20251399.csv). The patterns are hqms.spec.filenames', the ingest's
+        too (macros/file_name_patterns.sql is generated from them). -#}
+    {%- set day = hqms.file_name_pattern('day') -%}
+    {%- set month = hqms.file_name_pattern('month') -%}
+    {%- set separators = hqms.file_name_pattern('date_separators') %}
     case
         when regexp_matches({{ file_name }}, '{{ day }}')
-            then cast(try_strptime(regexp_replace(regexp_extract({{ file_name }}, '{{ day }}', 1), '[-_]', '', 'g'),
+            then cast(try_strptime(regexp_replace(regexp_extract({{ file_name }}, '{{ day }}', 1), '{{ separators }}', '', 'g'),
                                    '%Y%m%d') as date)
         when regexp_matches({{ file_name }}, '{{ month }}')
-            then cast(try_strptime(regexp_replace(regexp_extract({{ file_name }}, '{{ month }}', 1), '[-_]', '', 'g')
+            then cast(try_strptime(regexp_replace(regexp_extract({{ file_name }}, '{{ month }}', 1), '{{ separators }}', '', 'g')
                                    || '01', '%Y%m%d') as date)
     end
 {%- endmacro %}

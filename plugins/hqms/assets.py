@@ -6,7 +6,9 @@ from __future__ import annotations
 
 from airflow.sdk import Asset
 
+from hqms.spec.streams import STREAMS
+
 STREAM_ASSETS: dict[str, Asset] = {
     stream: Asset(name=f"hqms_dw_{stream}", uri=f"hqms://warehouse/dw/{stream}")
-    for stream in ("flu", "fever", "outpatient")
+    for stream in STREAMS
 }

@@ -6,7 +6,7 @@ dictionary shipped in ``reference/icd10.csv`` / ``icd9cm3.csv`` (医保版 2.0; 
 ``reference/README.md``). Membership is only a warning (``dictionary_hint``,
 :mod:`hqms.ingest.hints`): hospitals also send 国家临床版 codes and older local codes, which are
 real diagnoses, and the row is kept. What helps the hospital map its local codes to the national
-edition (seed 003's mapping step) is the count, a few examples and the nearest dictionary codes
+edition (《HQMS 医院账户开通与数据对接工作说明》's mapping step) is the count, a few examples and the nearest dictionary codes
 (:func:`nearest`), and this command to look codes up:
 
     hqms codes                      # the tables there are

@@ -24,6 +24,9 @@ CHINA_TZ = ZoneInfo("Asia/Shanghai")
 
 #: Buckets (names can be overridden for shared MinIO deployments).
 DEFAULT_BUCKETS = {"landing": "hqms-landing", "vault": "hqms-vault", "marts": "hqms-marts"}
+#: Default of ``HQMS_MAX_ZIP_BYTES``: the national upload page takes zips of at most 20 MB; the
+#: generator splits its zips at the same size (:class:`hqms.generate.run.Options`).
+MAX_ZIP_BYTES = 20 * 1024 * 1024
 
 
 def _env(name: str, default: str | None = None) -> str | None:
@@ -344,7 +347,7 @@ def load() -> Config:
         marts_dir=Path(_env("HQMS_MARTS_DIR", str(home / "marts"))).expanduser(),
         gx_docs_dir=Path(_env("HQMS_GX_DOCS_DIR", str(home / "gx_docs"))).expanduser(),
         gx_docs_keep=int(_env("HQMS_GX_DOCS_KEEP", "20")),
-        max_zip_bytes=int(_env("HQMS_MAX_ZIP_BYTES", str(20 * 1024 * 1024))),
+        max_zip_bytes=int(_env("HQMS_MAX_ZIP_BYTES", str(MAX_ZIP_BYTES))),
         max_uncompressed_bytes=int(_env("HQMS_MAX_UNCOMPRESSED_BYTES", str(2 * 1024**3))),
         max_ratio=int(_env("HQMS_MAX_RATIO", "200")),
         max_file_bytes=int(_env("HQMS_MAX_FILE_BYTES", "500000000")),

@@ -30,6 +30,7 @@ import duckdb
 from hqms import config, rules, sqlmacros
 from hqms.config import REPO_ROOT
 from hqms.spec import COLUMN_RULES, ROW_RULES, Dataset, datasets
+from hqms.sqltext import literal
 from hqms.stagedb import StageDB
 
 SUITES_DIR = REPO_ROOT / "expectations"
@@ -125,7 +126,7 @@ def expectation_query(checks: list[rules.Check]) -> str:
     """The GX query of one rule: ``(_src, _row, check_id)`` of every failing cell, one scan per
     check (``{batch}`` is GX's placeholder for the table; ``_src`` names the staged file's table
     when several files of a dataset are validated as one batch)."""
-    parts = [f"SELECT _src, _row, {rules.literal(c.check_id)} AS check_id FROM {{batch}} "
+    parts = [f"SELECT _src, _row, {literal(c.check_id)} AS check_id FROM {{batch}} "
              f"WHERE {_escape_braces(c.fail_sql)}" for c in checks]
     return "SELECT _src, _row, check_id FROM (\n" + "\nUNION ALL\n".join(parts) + "\n) AS failing"
 
@@ -387,13 +388,6 @@ def run_tables(stage: StageDB, tables: list[tuple[str, Dataset]], *, docs_dir: P
     for result in out:
         result.seconds = elapsed
     return out
-
-
-def run(stage: StageDB, table: str, ds: Dataset, *, docs_dir: Path | None = None,
-        run_id: str, suites_dir: Path = SUITES_DIR) -> QualityResult:
-    """Validate one staged table (see :func:`run_tables`)."""
-    (result,) = run_tables(stage, [(table, ds)], docs_dir=docs_dir, run_id=run_id, suites_dir=suites_dir)
-    return result
 
 
 # ---------------------------------------------------------------- CLI

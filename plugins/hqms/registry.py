@@ -60,7 +60,6 @@ STAGES = ("intake", "ingest")
 CHANNELS = ("web", "tran")
 SEVERITIES = ("error", "warning")
 #: A ``processing`` claim older than this is presumed crashed and handed out again.
-DEFAULT_STALE_AFTER = timedelta(hours=2)
 _INSERT_CHUNK = 5000
 
 metadata = sa.MetaData()
@@ -425,7 +424,7 @@ class Registry:
             return list(con.scalars(query))
 
     def release_dead(self, alive: Callable[[str], bool | None], max_attempts: int,
-                     lease: timedelta, stale_after: timedelta = DEFAULT_STALE_AFTER) -> list[dict]:
+                     lease: timedelta, stale_after: timedelta) -> list[dict]:
         """Hand the claims of dead runs back (``landed``, or ``failed`` when exhausted).
 
         A claim is dead when ``alive(claimed_by)`` says False (same host: the run folder's lock
@@ -515,7 +514,7 @@ class Registry:
         return [self.get(r["upload_id"]) for r in rows]
 
     def claim_pending(self, limit: int | None = None,
-                      stale_after: timedelta = DEFAULT_STALE_AFTER) -> list[dict]:
+                      stale_after: timedelta | None = None) -> list[dict]:
         """Hand out uploads to ingest, oldest first, marking them ``processing`` (attempts + 1).
 
         Takes ``landed`` uploads and ``processing`` ones whose claim is older than
@@ -523,8 +522,11 @@ class Registry:
         RETURNING run in one transaction, with the status re-checked in the UPDATE's WHERE, so two
         schedulers never claim the same upload. Its claims have no owner, so they end with the
         heartbeat lease (:meth:`release_dead`); the ingest itself no longer uses it but
-        :meth:`acquire`, whose owner's death is seen at once.
+        :meth:`acquire`, whose owner's death is seen at once. ``stale_after`` defaults to
+        ``HQMS_STALE_CLAIM_SECONDS`` (:class:`hqms.config.Config`, where every default lives).
         """
+        if stale_after is None:
+            stale_after = timedelta(seconds=config.load().stale_claim_seconds)
         now = utc_iso()
         stale = utc_iso(datetime.now(UTC) - stale_after)
         claimable = sa.or_(uploads.c.status == "landed",

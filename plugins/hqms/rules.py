@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 from hqms.spec import ID_CARD_RULE_KINDS, Column, Condition, Dataset, Rule, allowed_values
 from hqms.sqlmacros import CHECK_MACROS, canonical_sql, parse_sql
+from hqms.sqltext import literal
 from hqms.validators import CANONICAL_CHECKS
 
 #: Largest integer/decimal shapes accepted by the ``type`` rule (see module docstring).
@@ -96,11 +97,6 @@ class Check:
 def ident(code: str) -> str:
     """A column code as a quoted DuckDB identifier."""
     return '"' + code.replace('"', '""') + '"'
-
-
-def literal(value: str) -> str:
-    """A Python string as a DuckDB string literal."""
-    return "'" + value.replace("'", "''") + "'"
 
 
 def _in_list(values: list[str] | tuple[str, ...]) -> str:

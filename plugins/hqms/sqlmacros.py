@@ -17,18 +17,14 @@ import duckdb
 
 from hqms import validators as v
 from hqms.spec import CHECKS
+from hqms.sqltext import literal
 
 #: Spec check name (``hqms.spec.CHECKS``) → macro taking one VARCHAR and returning BOOLEAN.
 CHECK_MACROS: dict[str, str] = {check: f"hqms_{check}_ok" for check in CHECKS}
 
 
-def _lit(text: str) -> str:
-    """A SQL string literal."""
-    return "'" + text.replace("'", "''") + "'"
-
-
 def _match(expr: str, pattern: str) -> str:
-    return f"regexp_full_match({expr}, {_lit(pattern)})"
+    return f"regexp_full_match({expr}, {literal(pattern)})"
 
 
 def _weighted_sum(expr: str, weights: Sequence[int], value: Callable[[str], str]) -> str:
@@ -42,22 +38,22 @@ def _digit(char: str) -> str:
 
 
 def _index_in(alphabet: str) -> Callable[[str], str]:
-    return lambda char: f"(strpos({_lit(alphabet)}, {char}) - 1)"
+    return lambda char: f"(strpos({literal(alphabet)}, {char}) - 1)"
 
 
 def _in_provinces(expr: str) -> str:
-    return f"substr({expr}, 1, 2) IN ({', '.join(map(_lit, v.PROVINCES))})"
+    return f"substr({expr}, 1, 2) IN ({', '.join(map(literal, v.PROVINCES))})"
 
 
 def _birth_ok(date_expr: str) -> str:
-    return (f"coalesce({date_expr} BETWEEN DATE {_lit(v.ID_MIN_BIRTH.isoformat())} "
+    return (f"coalesce({date_expr} BETWEEN DATE {literal(v.ID_MIN_BIRTH.isoformat())} "
             "AND current_date, false)")
 
 
 def _parse_ts_body() -> str:
     branches = "\n  ".join(
-        f"WHEN fmt = {_lit(name)} THEN CASE WHEN {_match('s', pattern)} "
-        f"THEN try_strptime(s, {_lit(strp)}) END"
+        f"WHEN fmt = {literal(name)} THEN CASE WHEN {_match('s', pattern)} "
+        f"THEN try_strptime(s, {literal(strp)}) END"
         for name, (pattern, strp) in v.DATE_FORMATS.items())
     return (f"CASE\n  {branches}\n  ELSE error('hqms_parse_ts: unknown date format ' "
             "|| coalesce(fmt, 'NULL')) END")
@@ -66,7 +62,7 @@ def _parse_ts_body() -> str:
 def canonical_sql(expr: str) -> str:
     """SQL of :func:`hqms.validators.canonical_code`: blanks trimmed, ASCII letters upper-cased."""
     lower = "".join(chr(c) for c in range(ord("a"), ord("z") + 1))
-    return f"translate(trim({expr}, {_lit(v.BLANKS)}), {_lit(lower)}, {_lit(lower.upper())})"
+    return f"translate(trim({expr}, {literal(v.BLANKS)}), {literal(lower)}, {literal(lower.upper())})"
 
 
 def _id15_to_body17(s: str) -> str:
@@ -78,12 +74,12 @@ _MACROS: tuple[tuple[str, str, str], ...] = (
     ("hqms_parse_ts", "s, fmt", _parse_ts_body()),
     ("hqms_parse_date", "s, fmt", "CAST(hqms_parse_ts(s, fmt) AS DATE)"),
     ("hqms_id_check_char", "b",
-     f"substr({_lit(v.ID_CHECK_CHARS)}, ({_weighted_sum('b', v.ID_WEIGHTS, _digit)}) % 11 + 1, 1)"),
+     f"substr({literal(v.ID_CHECK_CHARS)}, ({_weighted_sum('b', v.ID_WEIGHTS, _digit)}) % 11 + 1, 1)"),
     ("hqms_org_check_char", "b",
-     f"substr({_lit(v.ORG_CHECK_CHARS)}, "
+     f"substr({literal(v.ORG_CHECK_CHARS)}, "
      f"(11 - ({_weighted_sum('b', v.ORG_WEIGHTS, _index_in(v.ORG_ALPHABET))}) % 11) % 11 + 1, 1)"),
     ("hqms_uscc_check_char", "b",
-     f"substr({_lit(v.USCC_ALPHABET)}, "
+     f"substr({literal(v.USCC_ALPHABET)}, "
      f"(31 - ({_weighted_sum('b', v.USCC_WEIGHTS, _index_in(v.USCC_ALPHABET))}) % 31) % 31 + 1, 1)"),
     ("hqms_canonical_code", "s", canonical_sql("s")),
     # The identifier checks judge the canonical form ``c``; each ``*_ok(s)`` passes it on.
@@ -144,5 +140,5 @@ def parse_sql(expr: str, formats: Sequence[str], *, as_timestamp: bool = False) 
     for fmt in formats:
         if fmt not in v.DATE_FORMATS:
             raise ValueError(f"unknown date format {fmt!r}")
-    calls = [f"{macro}({expr}, {_lit(fmt)})" for fmt in formats]
+    calls = [f"{macro}({expr}, {literal(fmt)})" for fmt in formats]
     return calls[0] if len(calls) == 1 else f"coalesce({', '.join(calls)})"

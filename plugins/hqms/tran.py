@@ -1,6 +1,6 @@
 """Front-end machine mode (前置机, HQMSTran): watch a folder, bundle, upload, verify, clean up.
 
-What the national program does (seed 001) and how we do it:
+What the national program does (《流感医疗服务监测系统 前置机程序使用说明》) and how we do it:
 
 - picks up ``<prefix>_*.csv`` files of known prefixes in the watched folder; files matching no
   rule are logged and left alone — never deleted (the original deletes them; we will not destroy

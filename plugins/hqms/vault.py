@@ -34,7 +34,6 @@ from hqms.objectstore import ObjectStore
 log = logging.getLogger(__name__)
 
 MANIFEST_FORMAT = "hqms-vault/1"
-#: China Standard Time has no daylight saving; a fixed offset needs no tz database.
 DATA_SUFFIX = ".zip.sm4"
 MANIFEST_SUFFIX = ".manifest.json"
 

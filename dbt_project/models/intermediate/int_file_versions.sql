@@ -6,7 +6,7 @@
     per natural key, so a later upload re-sending the same pages under another name takes those
     rows over and leaves the earlier version of the file holding nothing. Inferred from the rows,
     the upload before it would then become "the newest holder" again, and the pages its
-    successor withdrew would count again (issue 22).
+    successor withdrew would count again.
 
     A file is told apart across uploads by hqms.file_identity (macros/file_names.sql); names
     without an identity are left out. Only files with a conforming row hold a version: a file

@@ -1,6 +1,6 @@
 {#- One row per flu_ visit (after de-duplication by natural key) with the case definition applied.
 
-    Baseline definition (docs/marts.md, issue 5):
+    Baseline definition (docs/marts.md):
     * a visit is a flu case when any diagnosis code starts with a prefix in the flu_icd10 seed
       (J09, J10, J11), or a linked lis_ record is positive (P8004 = 1) for a flu lab item
       (flu_lab_items seed: 35 = A, 36 = B);

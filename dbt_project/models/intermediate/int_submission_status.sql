@@ -3,12 +3,12 @@
     still appears, as not received), never after the current period: an upload for a future
     month (or a mistyped year, mzsy_206210.csv) stays in int_upload_periods but adds no period,
     for anyone. The range is not bounded backwards: a late package for an earlier period extends it
-    (the back-fill of seed 004 does exactly that).
+    (the back-fill of 川卫办医政便函〔2025〕2号 does exactly that).
 
     received: at least one accepted upload (processed / partially accepted) for the period.
     deadline_local (Asia/Shanghai; on time = strictly before): daily streams 24:00 of the next
     day, monthly the end of the 15th of the next month, unless seed reporting_deadline_overrides
-    sets the period's due date (seed 004: January-March 2025 by 30 April 2025).
+    sets the period's due date (川卫办医政便函〔2025〕2号: January-March 2025 by 30 April 2025).
     due: the deadline has passed at the as-of moment (hqms.reporting_as_of: the run's start).
     on_time: true once the first accepted upload arrived before the deadline; false when the
     period is due and it did not; NULL while not yet due and not yet received (undecided).

@@ -1,6 +1,6 @@
 {{ config(tags=['monthly']) }}
 {#- Monthly stream (outpatient info page): one row per (registry hospital, month, stream); due by
-    the 15th of the following month (other due dates, e.g. seed 004's catch-up: seed
+    the 15th of the following month (other due dates, e.g. 川卫办医政便函〔2025〕2号's catch-up: seed
     reporting_deadline_overrides). Small (hospitals x months): rebuilt whole each time, so a month
     turns due on the first build after its deadline. -#}
 select

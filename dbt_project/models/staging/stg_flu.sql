@@ -1,14 +1,7 @@
 {#- flu_ records (门急诊和在院流感病例) with the names and types the marts use. One row per stored
     version; dw keeps the latest version per natural key, int_flu_visits de-duplicates again. -#}
 select
-    _org_code as org_code,
-    _nk as record_key,
-    _received_at as received_at,
-    _loaded_at,
-    visit_type,
-    visit_card_no_pid as visit_card_pid,
-    visit_time,
-    cast(visit_time as date) as visit_date,
+    {{ hqms.flu_visit_columns() }},
     sex,
     age_years,
     coalesce(birth_date_age_band, {{ hqms.age_band('age_years') }}) as age_band,

@@ -2,14 +2,7 @@
     test_record_pid (P8000) and received_at let int_flu_visits drop a record re-sent with P7506 in
     the other precision (its natural key P7501 + P7502 + P7506 + P8000 then changes). -#}
 select
-    _org_code as org_code,
-    _nk as record_key,
-    _received_at as received_at,
-    _loaded_at,
-    visit_type,
-    visit_card_no_pid as visit_card_pid,
-    visit_time,
-    cast(visit_time as date) as visit_date,
+    {{ hqms.flu_visit_columns() }},
     test_record_id_pid as test_record_pid,
     test_time,
     flu_item as item_code,

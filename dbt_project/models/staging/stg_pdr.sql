@@ -2,14 +2,7 @@
     and received_at serve the precision-switch rule like lis_ (natural key P7501 + P7502 + P7506
     + P7500). -#}
 select
-    _org_code as org_code,
-    _nk as record_key,
-    _received_at as received_at,
-    _loaded_at,
-    visit_type,
-    visit_card_no_pid as visit_card_pid,
-    visit_time,
-    cast(visit_time as date) as visit_date,
+    {{ hqms.flu_visit_columns() }},
     order_line_id_pid as order_line_pid,
     drug_name,
     start_time

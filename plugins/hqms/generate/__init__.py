@@ -7,7 +7,7 @@ in Python ``hqms.generate.run.generate(Options(...))``. Same arguments → byte-
 Output layout under DIR:
 
 ``registry/hospitals.csv``
-    UTF-8 医院信息汇总表 (seed 004): org_code (22-character 医疗机构代码), org_code9, uscc,
+    UTF-8 医院信息汇总表 (川卫办医政便函〔2025〕2号): org_code (22-character 医疗机构代码), org_code9, uscc,
     licence_no, name, province_code, city_code, city_name, medicine_type, category, level, grade,
     data_manager_name, data_manager_phone, data_manager_email. Check digits valid throughout.
 ``uploads/<stream>/<org_code>/<period>/<name>.zip``

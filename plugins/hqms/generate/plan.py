@@ -3,7 +3,7 @@
 Daily files mostly arrive the next day (the front-end program runs after midnight or the data
 manager uploads in the morning), some 2–3 days late, and a few less punctual hospitals skip a
 day (the next day's 7-day re-send covers the flu records). The outpatient page is due by the
-15th of the next month (seed 004); some hospitals are late. Times are Asia/Shanghai.
+15th of the next month (川卫办医政便函〔2025〕2号); some hospitals are late. Times are Asia/Shanghai.
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Synthetic hospitals: the 医院信息汇总表 (seed 004, 附件2) the province sends to HQMS.
+"""Synthetic hospitals: the 医院信息汇总表 (川卫办医政便函〔2025〕2号, 附件2) the province sends to HQMS.
 
 Every code is built with the check-digit makers of :mod:`hqms.validators`, so the registry is valid
 by construction: 组织机构代码 (GB 11714) → 统一社会信用代码 (GB 32100, 登记管理部门 1 机构编制,

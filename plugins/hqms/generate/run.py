@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from hqms import spec
+from hqms import config, spec
 from hqms.generate import fever, flu, outpatient, plan
 from hqms.generate.defects import Injector
 from hqms.generate.records import Records, format_lines, header, row_at
@@ -38,7 +38,7 @@ class Options:
     streams: tuple[str, ...] = spec.STREAMS
     scale: float = 1.0
     lookback: int = 7
-    max_zip_bytes: int = 20 * 1024 * 1024
+    max_zip_bytes: int = config.MAX_ZIP_BYTES
     progress: bool = True
 
     @property

@@ -1,1 +1,2 @@
-"""Ingest: stage, validate, de-identify, merge one landed upload at a time."""
+"""Ingest: fetch and vault landed uploads, then stage, validate, de-identify and merge them in rounds
+(:mod:`hqms.ingest.process`)."""

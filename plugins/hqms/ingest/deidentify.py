@@ -15,6 +15,7 @@ from hqms import crypto, identifiers
 from hqms.keys import Keyring
 from hqms.rules import typed_expr, value_present_sql
 from hqms.spec import Column, Dataset, reference_csv
+from hqms.sqltext import literal
 from hqms.warehouse import META_COLUMNS, WarehouseColumn, derived_columns, table_columns
 
 #: Age bands of the flu mart (years at the event date).
@@ -25,10 +26,6 @@ SEP = "\x1f"
 
 #: Lineage columns the merge step adds to the staged rows before :func:`select_sql` runs.
 LINEAGE = ("_m_upload_id", "_m_received_at", "_m_file")
-
-
-def _lit(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
 
 
 #: Output SQL type per identifier kind.
@@ -48,7 +45,7 @@ def _keyed_input(wc: WarehouseColumn) -> tuple[str, str, str] | None:
             return "patient", "''", _normalised(col)
         return "record", "_uploader_org", _normalised(col)
     if wc.role == "enc":
-        return "enc", _lit(col.code), f'"{col.code}"'
+        return "enc", literal(col.code), f'"{col.code}"'
     return None
 
 
@@ -130,7 +127,7 @@ def build_keyed(con: duckdb.DuckDBPyConnection, memo: KeyedMemo, ds: Dataset, so
             con.execute(f"INSERT INTO {table} SELECT * FROM hqms_keyed_rows")
             con.unregister("hqms_keyed_rows")
         del distinct
-    con.execute(f"SET VARIABLE hqms_field_key_id = {_lit(memo.field_id)}")
+    con.execute(f"SET VARIABLE hqms_field_key_id = {literal(memo.field_id)}")
 
 
 def install_regions(con: duckdb.DuckDBPyConnection) -> None:
@@ -146,9 +143,9 @@ def install_regions(con: duckdb.DuckDBPyConnection) -> None:
     for r in regions:
         if r["level"] == "city":
             cities.setdefault(r["province_code"], []).append((r["name_zh"], r["region_code"]))
-    prov_map = "MAP {" + ", ".join(f"{_lit(k)}: {_lit(v)}" for k, v in provinces.items()) + "}"
+    prov_map = "MAP {" + ", ".join(f"{literal(k)}: {literal(v)}" for k, v in provinces.items()) + "}"
     city_map = "MAP {" + ", ".join(
-        f"{_lit(p)}: [" + ", ".join(f"{{'n': {_lit(n)}, 'c': {_lit(c)}}}" for n, c in lst) + "]"
+        f"{literal(p)}: [" + ", ".join(f"{{'n': {literal(n)}, 'c': {literal(c)}}}" for n, c in lst) + "]"
         for p, lst in cities.items()) + "}"
     con.execute(f"""CREATE OR REPLACE TEMP MACRO hqms_city_of(addr, prov) AS coalesce(
         list_filter(coalesce({city_map}[left(prov, 2)], []), c -> contains(addr, c.n))[1].c, prov)""")
@@ -180,7 +177,7 @@ def _redacted(value: str) -> str:
     """``value`` (SQL) with identifiers replaced by :data:`hqms.identifiers.REDACTED` — a hospital
     that types a patient's ID or phone into a result or diagnosis text must not put it into the
     warehouse. Needs :func:`install_redaction` on the connection."""
-    return (f"CASE WHEN regexp_matches({value}, {_lit(identifiers.SQL_GUARD)}) "
+    return (f"CASE WHEN regexp_matches({value}, {literal(identifiers.SQL_GUARD)}) "
             f"THEN hqms_redact_identifiers({value}) ELSE {value} END")
 
 
@@ -220,14 +217,14 @@ def natural_key_expr(ds: Dataset) -> str:
     typed values (equal for a record and its re-sends even when the exporter changed a date's
     format between days) and keyed pseudonyms in place of identifiers. The key therefore holds
     nothing the row does not already show, and costs no keyed hash of its own."""
-    parts = [_lit(ds.id), '"_org_code"']
+    parts = [literal(ds.id), '"_org_code"']
     for code in ds.natural_key:
         kept = {wc.role: wc.name for wc in derived_columns(ds.column(code))}
         name = kept.get("pid") or kept.get("value")
         if name is None:
             raise ValueError(f"{ds.id}: natural-key column {code} is neither kept nor pseudonymised")
         parts.append(f"coalesce(CAST(\"{name}\" AS VARCHAR), '')")
-    return "sha256(" + f" || {_lit(SEP)} || ".join(parts) + ")"
+    return "sha256(" + f" || {literal(SEP)} || ".join(parts) + ")"
 
 
 def select_sql(ds: Dataset, source: str) -> str:

@@ -50,12 +50,12 @@ table.
 and the nearest dictionary codes; the rows stay conforming.
 
 ``outside_period`` — the reporting period comes from the file name, by the same regexes as
-the dbt macro ``file_name_date`` (``flu_20250106.csv`` / ``flu_20250106_2.csv`` → day
+the dbt macro ``file_name_date`` (:mod:`hqms.spec.filenames`; ``flu_20250106.csv`` / ``flu_20250106_2.csv`` → day
 2025-01-06, also after a copy's mark such as ``(1)`` or `` - 副本``; ``mzsy_202501.csv`` → month
 2025-01, i.e. its first day; no date in the name → no check). Over the rows that passed
 validation, the typed ``event_column`` of the dataset is compared with it: daily streams count rows dated AFTER the file's day (an extract cannot hold
 visits after its own day; older days are the normal 7-day re-send), monthly streams
-(:data:`MONTHLY_STREAMS`) count rows of another month. One warning per file when the count is
+(:data:`hqms.spec.MONTHLY_STREAMS`) count rows of another month. One warning per file when the count is
 positive, naming count, column and period, never a value.
 
 Cost, per dataset table and round: ``format_hint`` aggregates the cells that failed ``format``
@@ -82,13 +82,11 @@ import duckdb
 from hqms import codes
 from hqms.ingest.stage import FILES_TABLE
 from hqms.registry import ErrorRecord
-from hqms.rules import ident, label_en, label_zh, literal, typed_expr, value_present_sql
-from hqms.spec import Column, Dataset, allowed_values
+from hqms.rules import ident, label_en, label_zh, typed_expr, value_present_sql
+from hqms.sqltext import literal
+from hqms.spec import MONTHLY_STREAMS, Column, Dataset, allowed_values, filenames
 from hqms.sqlmacros import canonical_sql
 
-#: Streams reported per month (the dbt var ``monthly_streams`` in dbt_project/dbt_project.yml);
-#: every other stream is daily.
-MONTHLY_STREAMS = ("outpatient",)
 #: A format hint needs at least this many values of the top failing layout …
 MIN_HINT_VALUES = 5
 #: … and that layout must cover at least this share of the column's non-empty values in the file.
@@ -99,36 +97,24 @@ QUALIFYING_SHAPE = r"[-/.:T 9年月日时分秒]*9[-/.:T 9年月日时分秒]*"
 #: Distinct failing shapes read per (file, column), most frequent first (bounds a junk column).
 MAX_SHAPES = 50
 
-#: The dbt macro ``file_name_date`` (dbt_project/macros/time.sql; a test holds the two to the
-#: same expressions): a day, or a month's first day, from ``flu_20250106.csv`` /
-#: ``flu_20250106_2.csv`` / ``mzsy_202501.csv``, also after the marks a copy or a second download
-#: adds to a name — ``(1)``, `` (1)``, `` - 副本``, `` - 副本 (2)``, `` copy 2``. Dates are also
-#: read with separators: a day as ``2025-01-06`` / ``2025_01_06``, a month as ``2025-01`` /
-#: ``2025_01`` (the day is tried first: ``flu_2025_01_06.csv`` is a day, not a month's part 06).
-_COPY = r"(\s?\(\d+\)|\s?-?\s?(副本|[Cc]opy)(\s?\(?\d+\)?)?)*"
-#: what may follow the date: a split part's number, copy marks, the extension
-_TAIL = r"(_\d+)?" + _COPY + r"\.[A-Za-z]+$"
-_DAY = r"_(\d{8}|\d{4}-\d{2}-\d{2}|\d{4}_\d{2}_\d{2})"
-_MONTH = r"_(\d{6}|\d{4}-\d{2}|\d{4}_\d{2})"
-_DAY_CAPTURE = _DAY + _TAIL
-_MONTH_CAPTURE = _MONTH + _TAIL
-#: separators removed before a captured date is parsed as ``%Y%m%d``
-_DATE_SEPARATORS = "[-_]"
 
 
 def _captured_date(expr: str, capture: str, month: bool = False) -> str:
     """The date group 1 of ``capture`` holds, separators dropped (a month: its first day)."""
-    digits = f"regexp_replace(regexp_extract({expr}, {literal(capture)}, 1), {literal(_DATE_SEPARATORS)}, '', 'g')"
+    digits = (f"regexp_replace(regexp_extract({expr}, {literal(capture)}, 1), "
+              f"{literal(filenames.DATE_SEPARATORS)}, '', 'g')")
     if month:
         digits += " || '01'"
     return f"CAST(try_strptime({digits}, '%Y%m%d') AS DATE)"
 
 
 def file_name_date_sql(expr: str) -> str:
-    """DuckDB SQL of the dbt macro ``file_name_date``: the DATE a file name gives, else NULL."""
-    return (f"CASE WHEN regexp_matches({expr}, {literal(_DAY_CAPTURE)}) THEN {_captured_date(expr, _DAY_CAPTURE)} "
-            f"WHEN regexp_matches({expr}, {literal(_MONTH_CAPTURE)}) "
-            f"THEN {_captured_date(expr, _MONTH_CAPTURE, month=True)} END")
+    """DuckDB SQL of the dbt macro ``file_name_date``: the DATE a file name gives, else NULL
+    (the patterns: :mod:`hqms.spec.filenames`)."""
+    day, month = filenames.DAY, filenames.MONTH
+    return (f"CASE WHEN regexp_matches({expr}, {literal(day)}) THEN {_captured_date(expr, day)} "
+            f"WHEN regexp_matches({expr}, {literal(month)}) "
+            f"THEN {_captured_date(expr, month, month=True)} END")
 
 
 def _warning(file_name: str, column: str, rule: str, check_id: str, zh: str, en: str) -> ErrorRecord:

@@ -20,9 +20,9 @@ import pyarrow as pa
 
 from hqms.ingest.deidentify import KeyedMemo, build_keyed, install_redaction, install_regions, select_sql
 from hqms.ingest.stage import StagedFile
+from hqms.ingest.upload import UploadResult
 from hqms.ingest.validate import failing_table
 from hqms.keys import Keyring
-from hqms.registry import ErrorRecord
 from hqms.spec import Dataset
 
 #: Catalog of the batch's in-memory staging database, as seen from the merge connection.
@@ -117,51 +117,40 @@ def merge_dataset(con: duckdb.DuckDBPyConnection, ds: Dataset, parts: list[Part]
     return out
 
 
-@dataclass(frozen=True)
-class UploadRecord:
-    """What ``ops`` keeps of one processed upload."""
-
-    upload: dict
-    status: str
-    message: tuple[str, str]   # (zh, en)
-    results: list[FileResult]
-    errors: list[ErrorRecord]
-
-
 def _insert_rows(con: duckdb.DuckDBPyConnection, table: str, rows: pa.Table, select: str = "*") -> None:
     con.register("hqms_ops_rows", rows)
     con.execute(f"INSERT INTO ops.{table} SELECT {select} FROM hqms_ops_rows")
     con.unregister("hqms_ops_rows")
 
 
-def record_ops(con: duckdb.DuckDBPyConnection, records: list[UploadRecord]) -> None:
+def record_ops(con: duckdb.DuckDBPyConnection, records: list[UploadResult]) -> None:
     """Replace the uploads' rows in ops.uploads / ops.upload_files / ops.upload_errors: one
     DELETE and one INSERT per table for the whole round (per-upload statements each scanned
     the tables again)."""
-    ids = [r.upload["upload_id"] for r in records]
+    ids = [r.upload.upload_id for r in records]
     con.register("hqms_ops_ids", pa.table({"upload_id": ids}))
     for table in ("uploads", "upload_files", "upload_errors"):
         con.execute(f"DELETE FROM ops.{table} WHERE upload_id IN (SELECT upload_id FROM hqms_ops_ids)")
     con.unregister("hqms_ops_ids")
-    uploads = [(r, sum(1 for e in r.errors if e.severity == "error")) for r in records]
+    uploads = [(r, r.error_count) for r in records]
     _insert_rows(con, "uploads", pa.table({
         "upload_id": ids,
-        "stream": [r.upload["stream"] for r in records],
-        "org_code": [r.upload["org_code"] for r in records],
-        "channel": [r.upload.get("channel") for r in records],
-        "file_name": [r.upload["file_name"] for r in records],
-        "sha256": [r.upload["sha256"] for r in records],
-        "size_bytes": pa.array([r.upload["size_bytes"] for r in records], pa.int64()),
-        "received_at": [r.upload["received_at"] for r in records],
+        "stream": [r.upload.stream for r in records],
+        "org_code": [r.upload.org_code for r in records],
+        "channel": [r.upload.channel for r in records],
+        "file_name": [r.upload.file_name for r in records],
+        "sha256": [r.upload.sha256 for r in records],
+        "size_bytes": pa.array([r.upload.size_bytes for r in records], pa.int64()),
+        "received_at": [r.upload.received_at for r in records],
         "status": [r.status for r in records],
         "message_zh": [r.message[0] for r in records],
         "message_en": [r.message[1] for r in records],
-        "record_count": pa.array([sum(f.staged.record_count for f in r.results) for r in records], pa.int64()),
-        "conforming_count": pa.array([sum(f.conforming for f in r.results) for r in records], pa.int64()),
+        "record_count": pa.array([sum(f.staged.record_count for f in r.files) for r in records], pa.int64()),
+        "conforming_count": pa.array([sum(f.conforming for f in r.files) for r in records], pa.int64()),
         "error_count": pa.array([n for _, n in uploads], pa.int64()),
-        "warning_count": pa.array([len(r.errors) - n for r, n in uploads], pa.int64()),
+        "warning_count": pa.array([len(r.report.errors) - n for r, n in uploads], pa.int64()),
     }), select="* REPLACE (CAST(received_at AS TIMESTAMPTZ) AS received_at), now()")
-    files = [(r.upload["upload_id"], f) for r in records for f in r.results]
+    files = [(r.upload.upload_id, f) for r in records for f in r.files]
     _insert_rows(con, "upload_files", pa.table({
         "upload_id": [u for u, _ in files],
         "file_name": [f.staged.file_name for _, f in files],
@@ -172,7 +161,7 @@ def record_ops(con: duckdb.DuckDBPyConnection, records: list[UploadRecord]) -> N
         "period_start": pa.array([f.period_start for _, f in files], pa.string()).cast(pa.date32()),
         "period_end": pa.array([f.period_end for _, f in files], pa.string()).cast(pa.date32()),
     }))
-    errors = [(r.upload["upload_id"], seq, e) for r in records for seq, e in enumerate(r.errors, start=1)]
+    errors = [(r.upload.upload_id, seq, e) for r in records for seq, e in enumerate(r.report.errors, start=1)]
     if errors:
         _insert_rows(con, "upload_errors", pa.table({
             "upload_id": [u for u, _, _ in errors],

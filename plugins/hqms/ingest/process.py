@@ -44,7 +44,6 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
 from itertools import groupby
 from pathlib import Path
 
@@ -53,9 +52,10 @@ import duckdb
 from hqms import config as hqms_config
 from hqms import quality, warehouse_attach
 from hqms.ingest.failures import NOT_STORED, Reason, log_failure, lone_failure
-from hqms.ingest.merge import FileResult, Part, UploadRecord, merge_dataset, prepare, record_ops
+from hqms.ingest.merge import FileResult, Part, merge_dataset, prepare, record_ops
+from hqms.ingest.upload import Batch, Fetched, Round, Upload, UploadResult
 from hqms.ingest.validate import ValidationReport, validate_many
-from hqms.keys import Keyring, load_keyring
+from hqms.keys import load_keyring
 from hqms.objectstore import ObjectStore, ObjectStoreUnavailable
 from hqms.registry import Registry
 from hqms.stagedb import open_stage
@@ -126,78 +126,73 @@ def detach_warehouse(con: duckdb.DuckDBPyConnection) -> None:
     warehouse_attach.close_for_merge(con)
 
 
-def _fetch(upload: dict, store: ObjectStore, cfg: hqms_config.Config, keyring: Keyring, work: Path) -> Path:
+def _fetch(upload: Upload, batch: Batch, work: Path) -> Path:
     """Steps 1–2: the verified original, vaulted."""
     from hqms import vault
     from hqms.intake.zipcheck import sha256_file
 
-    local = work / f"{upload['upload_id']}.zip"
-    store.get_file(cfg.buckets["landing"], upload["object_key"], local)
-    if sha256_file(local) != upload["sha256"]:
-        raise IntegrityError(f"upload {upload['upload_id']}: stored object does not match the sha256 "
+    local = work / f"{upload.upload_id}.zip"
+    batch.store.get_file(batch.cfg.buckets["landing"], upload.object_key, local)
+    if sha256_file(local) != upload.sha256:
+        raise IntegrityError(f"upload {upload.upload_id}: stored object does not match the sha256 "
                              "recorded at intake")
-    vault.store_original(store, cfg, upload, local, keyring)
+    vault.store_original(batch.store, batch.cfg, upload.as_row(), local, batch.keyring)
     return local
 
 
-def _fetch_all(uploads: list[dict], store: ObjectStore, cfg: hqms_config.Config, keyring: Keyring,
-               work: Path, registry: Registry) -> tuple[list[tuple[dict, Path]], dict[str, Reason]]:
+def _fetch_all(uploads: list[Upload], batch: Batch, work: Path) -> tuple[list[Fetched], dict[str, Reason]]:
     """Steps 1–2 for every upload, a few at a time: each is a handful of S3 round trips and
     OpenSSL work that releases the GIL. Suspects (:func:`_rounds`) are fetched one at a time, so
     one that kills the process in this step dies alone. Each upload is in flight while fetched.
     Returns (fetched in claim order, ids handed back with their :data:`Reason`)."""
-    def fetch(upload: dict) -> Path:
-        registry.set_in_flight([upload["upload_id"]], True)
+    def fetch(upload: Upload) -> Path:
+        batch.registry.set_in_flight([upload.upload_id], True)
         try:
-            return _fetch(upload, store, cfg, keyring, work)
+            return _fetch(upload, batch, work)
         finally:
-            registry.set_in_flight([upload["upload_id"]], False)
+            batch.registry.set_in_flight([upload.upload_id], False)
 
-    fetched: list[tuple[dict, Path]] = []
+    fetched: list[Fetched] = []
     left: dict[str, Reason] = {}
     with (ThreadPoolExecutor(max_workers=FETCH_THREADS, thread_name_prefix="hqms-fetch") as pool,
           ThreadPoolExecutor(max_workers=1, thread_name_prefix="hqms-fetch-suspect") as alone):
-        futures = [(u, (alone if u["suspect"] else pool).submit(fetch, u)) for u in uploads]
+        futures = [(u, (alone if u.suspect else pool).submit(fetch, u)) for u in uploads]
         for upload, future in futures:
             try:
-                fetched.append((upload, future.result()))
+                fetched.append(Fetched(upload, future.result()))
             except ObjectStoreUnavailable:
-                log.warning("upload %s: S3 unavailable while fetching; left for retry", upload["upload_id"])
-                left[upload["upload_id"]] = None
+                log.warning("upload %s: S3 unavailable while fetching; left for retry", upload.upload_id)
+                left[upload.upload_id] = None
             except Exception:
-                log.exception("upload %s could not be fetched and vaulted; left for retry", upload["upload_id"])
-                left[upload["upload_id"]] = NOT_STORED
+                log.exception("upload %s could not be fetched and vaulted; left for retry", upload.upload_id)
+                left[upload.upload_id] = NOT_STORED
     return fetched, left
 
 
-def _parts(uploads: list[dict], reports: dict[str, ValidationReport]) -> dict[str, list[Part]]:
-    """The batch's non-fatal files per dataset, with what the merge records about them."""
+def _parts(results: list[UploadResult]) -> dict[str, list[Part]]:
+    """The round's non-fatal files per dataset, with what the merge records about them."""
     parts: dict[str, list[Part]] = {}
-    for upload in uploads:
-        report = reports[upload["upload_id"]]
-        for sf in report.files:
+    for r in results:
+        for sf in r.report.files:
             if not sf.fatal:
                 parts.setdefault(sf.dataset.id, []).append(Part(
-                    sf, upload["upload_id"], upload["received_at"], report.conforming(sf)))
+                    sf, r.upload.upload_id, r.upload.received_at, r.report.conforming(sf)))
     return parts
 
 
-def _merge_batch(con: duckdb.DuckDBPyConnection, uploads: list[dict], reports: dict[str, ValidationReport],
-                 decisions: dict[str, tuple[str, str, str]], parts: dict[str, list[Part]]) -> None:
-    """Step 4 for the whole batch, in one transaction: one merge statement per dataset."""
-    results: dict[str, list[FileResult]] = {u["upload_id"]: [] for u in uploads}
-    for upload in uploads:
-        for sf in reports[upload["upload_id"]].files:
-            if sf.fatal:
-                results[upload["upload_id"]].append(FileResult(sf, 0, None, None))
+def _merge_round(con: duckdb.DuckDBPyConnection, results: list[UploadResult], parts: dict[str, list[Part]]) -> None:
+    """Step 4 for the whole round, in one transaction: one merge statement per dataset. Fills
+    each result's ``files``."""
+    by_id = {r.upload.upload_id: r for r in results}
+    for r in results:
+        r.files = [FileResult(sf, 0, None, None) for sf in r.report.files if sf.fatal]
     con.execute("BEGIN TRANSACTION")
     try:
         for dataset_parts in parts.values():
-            for part, result in zip(dataset_parts, merge_dataset(con, dataset_parts[0].staged.dataset,
+            for part, merged in zip(dataset_parts, merge_dataset(con, dataset_parts[0].staged.dataset,
                                                                  dataset_parts)):
-                results[part.upload_id].append(result)
-        record_ops(con, [UploadRecord(u, decisions[u["upload_id"]][0], decisions[u["upload_id"]][1:],
-                                      results[u["upload_id"]], reports[u["upload_id"]].errors) for u in uploads])
+                by_id[part.upload_id].files.append(merged)
+        record_ops(con, results)
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
@@ -209,7 +204,7 @@ def _csv_bytes(path: Path) -> int:
         return sum(info.file_size for info in zf.infolist())
 
 
-def _rounds(fetched: list[tuple[dict, Path]], max_bytes: int) -> list[list[tuple[dict, Path]]]:
+def _rounds(fetched: list[Fetched], max_bytes: int) -> list[list[Fetched]]:
     """Consecutive groups of uploads whose CSVs total at most ``max_bytes`` (an upload larger
     than that is a group of its own): one staging database at a time, so memory is bounded by
     the budget, not by how much a batch happens to hold.
@@ -217,19 +212,19 @@ def _rounds(fetched: list[tuple[dict, Path]], max_bytes: int) -> list[list[tuple
     Suspects (uploads in flight when a run died with ``suspect`` of them in flight) come last,
     in groups of at most half that many: a death is bisected down to the one upload that causes
     it, which is then alone in flight and charged; the innocent half finishes meanwhile."""
-    normal = [item for item in fetched if not item[0]["suspect"]]
-    suspects = sorted((item for item in fetched if item[0]["suspect"]), key=lambda item: item[0]["suspect"])
+    normal = [item for item in fetched if not item.upload.suspect]
+    suspects = sorted((item for item in fetched if item.upload.suspect), key=lambda item: item.upload.suspect)
     rounds = _pack(normal, max_bytes, len(normal))
-    for level, group in groupby(suspects, key=lambda item: item[0]["suspect"]):
+    for level, group in groupby(suspects, key=lambda item: item.upload.suspect):
         rounds += _pack(list(group), max_bytes, max(1, level // 2))
     return rounds
 
 
-def _pack(items: list[tuple[dict, Path]], max_bytes: int, max_count: int) -> list[list[tuple[dict, Path]]]:
-    rounds: list[list[tuple[dict, Path]]] = []
+def _pack(items: list[Fetched], max_bytes: int, max_count: int) -> list[list[Fetched]]:
+    rounds: list[list[Fetched]] = []
     size = 0
     for item in items:
-        n = _csv_bytes(item[1])
+        n = _csv_bytes(item.path)
         if not rounds or size + n > max_bytes or len(rounds[-1]) >= max_count:
             rounds.append([])
             size = 0
@@ -245,105 +240,102 @@ def _clock() -> tuple[float, float]:
     return time.perf_counter(), usage.ru_utime + usage.ru_stime
 
 
-def _process_round(fetched: list[tuple[dict, Path]], cfg: hqms_config.Config, registry: Registry,
-                   store: ObjectStore, keyring: Keyring, run_id: str, work: Path) -> list[Outcome]:
+def _process_round(round_: Round, batch: Batch) -> list[Outcome]:
     """Steps 3–6 for fetched and vaulted uploads: one staging database, one GX checkpoint, one
     warehouse transaction."""
+    cfg, work = batch.cfg, round_.work
     started = _clock()
-    uploads = [u for u, _ in fetched]
     with open_stage(work / "duckdb_tmp", memory_limit=cfg.duckdb_memory_limit,
                     threads=cfg.duckdb_threads) as stage:
-        reports = validate_many(stage, [(u["upload_id"], path, u["org_code"]) for u, path in fetched], work,
-                                docs_dir=cfg.gx_docs_dir / run_id, run_id=run_id,
-                                received={u["upload_id"]: datetime.fromisoformat(u["received_at"])
-                                          .astimezone(hqms_config.CHINA_TZ).date() for u in uploads})
+        reports = validate_many(stage, [(f.upload.upload_id, f.path, f.upload.org_code) for f in round_.items],
+                                work, docs_dir=cfg.gx_docs_dir / round_.round_id, run_id=round_.round_id,
+                                received={f.upload.upload_id: f.upload.received_day for f in round_.items})
         validated = _clock()
         # staging numbers rows by insertion order; from here on no step depends on row order,
         # and without it DuckDB builds and writes tables in parallel (merge ≈ 2× faster)
         stage.con.execute("SET preserve_insertion_order = false")
-        decisions = {u["upload_id"]: decide_status(reports[u["upload_id"]]) for u in uploads}
-        parts = _parts(uploads, reports)
-        prepare(stage.con, keyring, parts)
+        results: list[UploadResult] = []
+        for f in round_.items:
+            report = reports[f.upload.upload_id]
+            status, msg_zh, msg_en = decide_status(report)
+            results.append(UploadResult(f.upload, report, status, (msg_zh, msg_en)))
+        parts = _parts(results)
+        prepare(stage.con, batch.keyring, parts)
         prepared = _clock()
         attach_warehouse(stage.con, cfg)
         try:
-            _merge_batch(stage.con, uploads, reports, decisions, parts)
+            _merge_round(stage.con, results, parts)
         finally:
             detach_warehouse(stage.con)
     merged = _clock()
     outcomes: list[Outcome] = []
-    for upload in uploads:
-        uid = upload["upload_id"]
-        report = reports[uid]
-        status, msg_zh, msg_en = decisions[uid]
-        registry.replace_errors(uid, report.errors)
-        registry.set_status(uid, status, message_zh=msg_zh, message_en=msg_en,
-                            record_count=report.record_count, conforming_count=report.conforming_count)
-        _delete_landing(store, cfg, upload)
-        n_err = sum(1 for e in report.errors if e.severity == "error")
-        outcomes.append(Outcome(uid, upload["stream"], status, report.record_count, report.conforming_count, n_err))
+    for r in results:
+        uid = r.upload.upload_id
+        batch.registry.replace_errors(uid, r.report.errors)
+        batch.registry.set_status(uid, r.status, message_zh=r.message[0], message_en=r.message[1],
+                                  record_count=r.report.record_count,
+                                  conforming_count=r.report.conforming_count)
+        _delete_landing(batch.store, cfg, r.upload)
+        outcomes.append(Outcome(uid, r.upload.stream, r.status, r.report.record_count,
+                                r.report.conforming_count, r.error_count))
     done = _clock()
     steps = zip(("stage+validate", "keyed crypto", "de-identify+merge", "record"),
                 (started, validated, prepared, merged), (validated, prepared, merged, done))
-    log.info("round %s: %d uploads, %d records; %s (wall s / CPU s)", run_id, len(outcomes),
+    log.info("round %s: %d uploads, %d records; %s (wall s / CPU s)", round_.round_id, len(outcomes),
              sum(o.record_count for o in outcomes),
              ", ".join(f"{name} {b[0] - a[0]:.1f}/{b[1] - a[1]:.1f}" for name, a, b in steps))
     return outcomes
 
 
-def _delete_landing(store: ObjectStore, cfg: hqms_config.Config, upload: dict) -> None:
+def _delete_landing(store: ObjectStore, cfg: hqms_config.Config, upload: Upload) -> None:
     """Step 6. The outcome is recorded already: a store that fails now (an outage) must not make
     a processed upload look unfinished; :func:`hqms.ingest.run.sweep_landing` removes it later."""
     try:
-        store.delete(cfg.buckets["landing"], upload["object_key"])
+        store.delete(cfg.buckets["landing"], upload.object_key)
     except ObjectStoreUnavailable:
         log.warning("upload %s is recorded; its landing object stays until the next sweep (S3 unavailable)",
-                    upload["upload_id"])
+                    upload.upload_id)
 
 
-def _process_isolated(round_: list[tuple[dict, Path]], cfg: hqms_config.Config, registry: Registry,
-                      store: ObjectStore, keyring: Keyring, round_id: str, work: Path,
-                      left: dict[str, Reason]) -> list[Outcome]:
+def _process_isolated(round_: Round, batch: Batch, left: dict[str, Reason]) -> list[Outcome]:
     """A round, and if it fails, each of its uploads as a round of its own: one upload that
     breaks the ingest must not hold back the others. The round's files (decoded CSVs, spill)
     are removed first, whatever happened — a round that filled the disk must not leave the
     uploads run alone without room. An upload that fails alone is handed back charged with its
     reason (``left``); :meth:`Registry.release` marks it ``failed`` after ``HQMS_MAX_ATTEMPTS``."""
-    ids = [u["upload_id"] for u, _ in round_]
-    registry.set_in_flight(ids, True)
+    ids = round_.upload_ids
+    work = round_.work
+    batch.registry.set_in_flight(ids, True)
     try:
-        return _process_round(round_, cfg, registry, store, keyring, round_id, work)
+        return _process_round(round_, batch)
     except Exception as exc:  # noqa: BLE001 — isolate whatever broke, report it, go on
-        registry.set_in_flight(ids, False)
-        if len(round_) == 1:
+        batch.registry.set_in_flight(ids, False)
+        if len(ids) == 1:
             uid = ids[0]
             left[uid] = lone_failure(uid, work, exc, csv_bytes=_csv_bytes(work.parent / f"{uid}.zip"))
             return []
-        log_failure(f"round {round_id} failed; processing its {len(round_)} uploads one at a time", exc)
+        log_failure(f"round {round_.round_id} failed; processing its {len(ids)} uploads one at a time", exc)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     outcomes: list[Outcome] = []
-    for n, item in enumerate(round_):
-        outcomes += _process_isolated([item], cfg, registry, store, keyring, f"{round_id}.u{n + 1}",
-                                      work.with_name(f"{work.name}.u{n + 1}"), left)
+    for n, item in enumerate(round_.items):
+        outcomes += _process_isolated(Round(f"{round_.round_id}.u{n + 1}", [item],
+                                            work.with_name(f"{work.name}.u{n + 1}")), batch, left)
     return outcomes
 
 
-def _process_in(work: Path, uploads: list[dict], cfg: hqms_config.Config, registry: Registry,
-                store: ObjectStore, run_id: str) -> tuple[list[Outcome], dict[str, Reason]]:
+def _process_in(work: Path, uploads: list[Upload], batch: Batch) -> tuple[list[Outcome], dict[str, Reason]]:
     """Steps 1–6 for a batch, its plaintext in ``work``: (outcomes, ids handed back)."""
     quality.preload()
     started = time.perf_counter()
-    keyring = load_keyring(cfg)
-    fetched, left = _fetch_all(uploads, store, cfg, keyring, work, registry)
-    log.info("batch %s: %d uploads fetched and vaulted in %.1f s", run_id, len(fetched),
+    fetched, left = _fetch_all(uploads, batch, work)
+    log.info("batch %s: %d uploads fetched and vaulted in %.1f s", batch.run_id, len(fetched),
              time.perf_counter() - started)
-    rounds = _rounds(fetched, cfg.batch_max_bytes)
+    rounds = _rounds(fetched, batch.cfg.batch_max_bytes)
     outcomes: list[Outcome] = []
-    for n, round_ in enumerate(rounds):
-        round_id = run_id if len(rounds) == 1 else f"{run_id}.{n + 1}"
-        outcomes += _process_isolated(round_, cfg, registry, store, keyring, round_id, work / f"round{n + 1}",
-                                      left)
+    for n, items in enumerate(rounds):
+        round_id = batch.run_id if len(rounds) == 1 else f"{batch.run_id}.{n + 1}"
+        outcomes += _process_isolated(Round(round_id, items, work / f"round{n + 1}"), batch, left)
     return outcomes, left
 
 
@@ -386,11 +378,13 @@ def process_batch(upload_ids: list[str], cfg: hqms_config.Config | None = None) 
     run_id = f"{upload_ids[0]}+{len(upload_ids) - 1}"
     with run_folder(cfg, run_id) as work:
         owner = run_owner(work)
-        uploads = registry.acquire(upload_ids, owner, owner_alive, cfg.max_attempts)
+        uploads = [Upload.from_row(row) for row in registry.acquire(upload_ids, owner, owner_alive,
+                                                                     cfg.max_attempts)]
         if not uploads:
             return []
         with _heartbeat(registry, owner, cfg.claim_lease_seconds):
-            outcomes, left = _process_in(work, uploads, cfg, registry, store, run_id)
+            batch = Batch(cfg, registry, store, load_keyring(cfg), run_id)
+            outcomes, left = _process_in(work, uploads, batch)
             handed_back = registry.release(left, cfg.max_attempts) if left else []
     if handed_back:
         failed = [u["upload_id"] for u in handed_back if u["status"] == "failed"]

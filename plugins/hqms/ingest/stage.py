@@ -40,6 +40,7 @@ from hqms.intake.zipcheck import data_entries, entry_basename
 from hqms.registry import ErrorRecord, looks_identifying, mask_value, redact_identifiers
 from hqms.rules import ident, label_en, label_zh
 from hqms.spec import Dataset, dataset_for_filename, datasets, header_key
+from hqms.sqltext import literal
 
 #: Header spellings exporters add that carry no data (Java serialisation artefacts).
 KNOWN_JUNK_HEADERS = {"SERIALVERSIONUID"}
@@ -215,7 +216,7 @@ def _repeated_headers(con: duckdb.DuckDBPyConnection, ds: Dataset, names: list[s
     if not codes:
         return []
     cond = " AND ".join(
-        f'upper("{c}") IN ({", ".join(_sql_str(a) for a, code in aliases.items() if code == c)})' for c in codes)
+        f'upper("{c}") IN ({", ".join(literal(a) for a, code in aliases.items() if code == c)})' for c in codes)
     return con.execute(f"SELECT _src, _row FROM {staging_table(ds)} WHERE {cond}").fetchall()
 
 
@@ -315,10 +316,6 @@ def _read_header(utf8_path: Path) -> tuple[list[str], tuple[str, str] | None]:
     return fields, None
 
 
-def _sql_str(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
 #: Cells that mean "no value": empty, and the null markers other exporters write (``NULL`` /
 #: ``null`` / ``Null`` from SQL Server and Oracle tools, ``\N`` from MySQL dumps), quoted or
 #: not. Such a marker is never a real value, and pseudonymising it would merge records. DuckDB's
@@ -349,9 +346,9 @@ def _trimmed(expr: str, full: bool) -> str:
 
 
 def _csv_options(names: list[str]) -> str:
-    columns = "{" + ", ".join(f"{_sql_str(n)}: 'VARCHAR'" for n in names) + "}"
+    columns = "{" + ", ".join(f"{literal(n)}: 'VARCHAR'" for n in names) + "}"
     return (f"delim=',', quote='\"', escape='\"', header=true, auto_detect=false, "
-            f"columns={columns}, parallel=true, nullstr=[{', '.join(map(_sql_str, NULL_MARKERS))}]")
+            f"columns={columns}, parallel=true, nullstr=[{', '.join(map(literal, NULL_MARKERS))}]")
 
 
 def _create_tables(con: duckdb.DuckDBPyConnection, datasets: list[Dataset]) -> None:
@@ -373,7 +370,7 @@ def _insert(con: duckdb.DuckDBPyConnection, ds: Dataset, names: list[str],
     present = set(names)
 
     def per_file(values: Iterator[str]) -> str:
-        return "[" + ", ".join(map(_sql_str, values)) + "][r.file_index::BIGINT + 1]"
+        return "[" + ", ".join(map(literal, values)) + "][r.file_index::BIGINT + 1]"
 
     cols = [f"{per_file(sf.src for sf, _ in files)} AS _src", f"{row_expr} AS _row",
             f"{per_file(sf.uploader_org for sf, _ in files)} AS _uploader_org"]
@@ -671,8 +668,3 @@ def _count(con: duckdb.DuckDBPyConnection, staged: list[StagedFile]) -> None:
         if sf.record_count == 0:
             sf.errors.append(_file_error(sf.file_name, "empty_file", "文件没有数据行",
                                          "the file has a header but no data rows", severity="warning"))
-
-
-def stage_zip(zip_path: Path, org_code: str, con: duckdb.DuckDBPyConnection, work: Path) -> list[StagedFile]:
-    """Stage one zip (see :func:`stage_uploads`)."""
-    return stage_uploads(con, [("upload", zip_path, org_code)], work)["upload"]

@@ -18,7 +18,8 @@ from hqms import config
 from hqms.ingest.hints import FAILURE_HINTS, outside_period, value_note
 from hqms.ingest.stage import FILES_TABLE, StagedFile, stage_uploads
 from hqms.registry import ErrorRecord, shown_value
-from hqms.rules import Check, compile_checks, literal, typed_expr
+from hqms.rules import Check, compile_checks, typed_expr
+from hqms.sqltext import literal
 from hqms.spec import Dataset
 from hqms.stagedb import StageDB, open_stage
 

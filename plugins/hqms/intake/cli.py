@@ -1,6 +1,6 @@
 """``hqms submit``, ``hqms uploads`` and ``hqms errors``: the upload page and its record list.
 
-Text output follows the national upload page (seed 000): the record list's columns 文件名,
+Text output follows the national upload page (《发热门诊医疗服务监测系统数据对接 用户操作说明》): the record list's columns 文件名,
 上传时间, 上传用户, 处理状态, 错误信息, 数据包记录数, 接口标准达标数, and an error list a data manager
 can work through (file, row, column, rule, message, masked value). ``--json`` gives the same
 data to programs; ``hqms errors --csv`` writes UTF-8 with BOM so Excel opens it correctly.

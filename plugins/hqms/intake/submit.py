@@ -29,8 +29,6 @@ from hqms.objectstore import ObjectStore, ObjectStoreUnavailable
 from hqms.registry import AlreadyAccepted, ErrorRecord, Registry, make_upload_id, redact_identifiers
 from hqms.validators import canonical_code, medical_org_code_valid
 
-#: Received dates (key layout, "uploaded on" in reports) are China Standard Time.
-
 
 @dataclass(frozen=True)
 class SubmitResult:

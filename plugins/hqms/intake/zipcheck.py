@@ -1,6 +1,6 @@
 """The upload page's zip rules, checked before a single byte lands.
 
-The national system accepts "a zip of CSV files, at most 20 MB, named by prefix" (seed 000,
+The national system accepts "a zip of CSV files, at most 20 MB, named by prefix" (《发热门诊医疗服务监测系统数据对接 用户操作说明》,
 §3.5.2). We add the checks any service unpacking untrusted archives needs: real zip, CRCs good,
 no encryption, no path tricks (zip slip), no symlinks, no nested archives, no duplicate names,
 and zip-bomb limits on declared sizes *and* while streaming. The path rules cover every name a
