@@ -1,7 +1,7 @@
 """Accounts, roles, sessions, API tokens and the audit log of the hospital service.
 
 Seed 000 §3.1: the web page and the front-end machine (前置机) use **the same account and
-password**; seed 002 names three account levels (national, provincial, institution), seed 004
+password**; 《流感医疗服务监测 工作说明》 names three account levels (national, provincial, institution), 川卫办医政便函〔2025〕2号
 has provincial and city administrators watching their hospitals. Roles here:
 
 ===================  ==========================================  ===========================

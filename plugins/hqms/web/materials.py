@@ -1,4 +1,4 @@
-"""资料下载: the data pack hospitals download (seed 000 §3.3), generated from the spec.
+"""资料下载: the data pack hospitals download (《发热门诊医疗服务监测系统数据对接 用户操作说明》 §3.3), generated from the spec.
 
 Seed 000 lists the pack's contents: 工作说明, 接口标准 (an ``.xlsx``), 上传文件模板 (templates). We
 build each from :mod:`hqms.spec` on request, so what hospitals download is always what intake

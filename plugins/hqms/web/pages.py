@@ -1,4 +1,4 @@
-"""The server-rendered pages (Chinese, seed 000's wording): 登录, 上传发热门诊病例 with
+"""The server-rendered pages (Chinese, the wording of 《发热门诊医疗服务监测系统数据对接 用户操作说明》): 登录, 上传发热门诊病例 with
 上传记录情况, the upload error list, 资料下载, and the administrators' pages.
 
 Every handler starts from :func:`_user` (logged in, initial password changed) and reads data only

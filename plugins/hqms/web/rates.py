@@ -8,7 +8,7 @@ and sees one whole build.
 
 Scope is the administrator's GB/T 2260 prefix against the marts' ``city_code`` (the hospital
 registry's), so hospitals that never sent anything count as expected and not reported — the
-whole point of the figures (seed 004). A national administrator or operator has no prefix.
+whole point of the figures (川卫办医政便函〔2025〕2号). A national administrator or operator has no prefix.
 Rates are over periods whose deadline has passed (``due``), as in ``submission_daily_by_region``.
 """
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Receiving an upload over HTTP without ever holding the body in memory.
 
 The web page and the API post the zip as ``multipart/form-data`` (field ``file``). Two limits
-guard the 20 MB rule (seed 000: "zip文件不能超过20M") before intake's own check sees the file:
+guard the 20 MB rule (《发热门诊医疗服务监测系统数据对接 用户操作说明》: "zip文件不能超过20M") before intake's own check sees the file:
 
 1. a ``Content-Length`` above the limit (plus room for the form's other fields) is refused
    before a byte of the body is read;

@@ -1,7 +1,7 @@
 """What the web page and the API share: taking an upload, and the views of records and errors.
 
 One code path for both, so the browser and the front-end machine get the same rules and the
-same answers (seed 000 §3.1: one account for both). Intake itself is
+same answers (《发热门诊医疗服务监测系统数据对接 用户操作说明》 §3.1: one account for both). Intake itself is
 :func:`hqms.intake.submit.submit`, unchanged: the zip rules, the ``unknown_org`` check, landing
 and the registry record all happen there.
 """
@@ -108,7 +108,7 @@ def status_label(row: dict) -> str:
 
 
 def upload_view(row: dict) -> dict:
-    """One upload record as pages and the API show it (seed 000's columns)."""
+    """One upload record as pages and the API show it (the columns of 《发热门诊医疗服务监测系统数据对接 用户操作说明》)."""
     return {
         "upload_id": row["upload_id"], "file_name": row["file_name"],
         "received_at": row["received_at"], "received_local": local_time(row["received_at"]),
