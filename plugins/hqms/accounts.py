@@ -1,6 +1,6 @@
 """Accounts, roles, sessions, API tokens and the audit log of the hospital service.
 
-Seed 000 §3.1: the web page and the front-end machine (前置机) use **the same account and
+《发热门诊医疗服务监测系统数据对接 用户操作说明》 §3.1: the web page and the front-end machine (前置机) use **the same account and
 password**; 《流感医疗服务监测 工作说明》 names three account levels (national, provincial, institution), 川卫办医政便函〔2025〕2号
 has provincial and city administrators watching their hospitals. Roles here:
 

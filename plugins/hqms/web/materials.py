@@ -1,6 +1,6 @@
 """资料下载: the data pack hospitals download (《发热门诊医疗服务监测系统数据对接 用户操作说明》 §3.3), generated from the spec.
 
-Seed 000 lists the pack's contents: 工作说明, 接口标准 (an ``.xlsx``), 上传文件模板 (templates). We
+《发热门诊医疗服务监测系统数据对接 用户操作说明》 lists the pack's contents: 工作说明, 接口标准 (an ``.xlsx``), 上传文件模板 (templates). We
 build each from :mod:`hqms.spec` on request, so what hospitals download is always what intake
 checks: the standard's sheets list every column with its code, name, type, format, length,
 whether it is required and its value set; each template is the file's header row, in GBK with

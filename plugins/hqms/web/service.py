@@ -89,7 +89,7 @@ def local_time(iso_utc: str | None) -> str:
 
 
 def has_error_list(row: dict) -> bool:
-    """Seed 000: the link shows when 接口标准达标数 differs from 数据包记录数 — and for refusals
+    """《发热门诊医疗服务监测系统数据对接 用户操作说明》: the link shows when 接口标准达标数 differs from 数据包记录数 — and for refusals
     (their reason is in the list)."""
     if row["status"] == "rejected":
         return True
@@ -98,7 +98,7 @@ def has_error_list(row: dict) -> bool:
 
 
 def status_label(row: dict) -> str:
-    """处理状态 as the upload page shows it. Seed 000 shows 处理完成 for every processed upload and
+    """处理状态 as the upload page shows it. 《发热门诊医疗服务监测系统数据对接 用户操作说明》 shows 处理完成 for every processed upload and
     lets the 错误信息 link tell the partial ones; we keep the seed's word and add which it is."""
     if row["status"] == "partially_accepted":
         return "处理完成（部分达标）"
