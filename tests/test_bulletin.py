@@ -19,7 +19,7 @@ import pytest
 
 from hqms import config as hqms_config
 from hqms.bulletin import render, weeks
-from hqms.cli import UserError
+from hqms.errors import UserError
 from hqms.marts import publish
 
 import test_dbt_marts as synthetic

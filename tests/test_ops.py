@@ -8,7 +8,7 @@ import pytest
 
 from conftest import csv_bytes, make_zip
 from hqms import config, crypto, keys, ops, vault
-from hqms.cli import UserError
+from hqms.errors import UserError
 from hqms.intake.zipcheck import sha256_file
 from hqms.registry import Registry
 

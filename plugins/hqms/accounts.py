@@ -659,7 +659,7 @@ def _user_errors(func):
     """AccountError → the CLI's UserError (exit 2, no traceback)."""
     @functools.wraps(func)
     def run(args: argparse.Namespace) -> int:
-        from hqms.cli import UserError
+        from hqms.errors import UserError
 
         try:
             return func(args)

@@ -10,6 +10,7 @@ import argparse
 import importlib
 import sys
 
+from hqms.errors import UserError
 from hqms.textsafe import printable
 
 #: Modules that contribute sub-commands, in help order.
@@ -35,10 +36,6 @@ COMMAND_MODULES = (
     "hqms.alerts",
     "hqms.ops",
 )
-
-
-class UserError(Exception):
-    """A problem the user can fix; printed without a traceback, exit code 2."""
 
 
 def _escaped(text: str) -> str:

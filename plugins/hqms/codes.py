@@ -107,7 +107,7 @@ def _tables() -> list[tuple[str, str, int]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hqms.cli import UserError
+    from hqms.errors import UserError
 
     if not args.table:
         rows: list = _tables()

@@ -312,7 +312,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hqms.cli import UserError
+    from hqms.errors import UserError
 
     cfg = config.load()
     if not cfg.embedded_s3:

@@ -11,7 +11,7 @@ import csv
 from pathlib import Path
 
 from hqms import config as hqms_config
-from hqms.cli import UserError
+from hqms.errors import UserError
 from hqms.validators import canonical_code, medical_org_code_valid
 
 COLUMNS = ("org_code", "org_code9", "uscc", "licence_no", "name", "province_code", "city_code",

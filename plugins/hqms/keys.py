@@ -35,7 +35,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from hqms import config, crypto
-from hqms.cli import UserError
+from hqms.errors import UserError
 
 log = logging.getLogger(__name__)
 

@@ -376,7 +376,7 @@ def describe(rows: list[dict[str, object]], cfg: hqms_config.Config) -> str:
 
 
 def _cli_up(args: argparse.Namespace) -> int:
-    from hqms.cli import UserError
+    from hqms.errors import UserError
 
     cfg = hqms_config.load()
     try:

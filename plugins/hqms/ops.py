@@ -18,7 +18,7 @@ from datetime import date
 from pathlib import Path
 
 from hqms import config
-from hqms.cli import UserError
+from hqms.errors import UserError
 from hqms.workdir import run_folder
 
 #: States an upload can be reprocessed from: it was landed once (so the vault holds it).

@@ -393,7 +393,7 @@ def run_tables(stage: StageDB, tables: list[tuple[str, Dataset]], *, docs_dir: P
 # ---------------------------------------------------------------- CLI
 
 def _cmd_suites(args: argparse.Namespace) -> int:
-    from hqms.cli import UserError
+    from hqms.errors import UserError
 
     suites_dir = Path(args.dir)
     if args.check:

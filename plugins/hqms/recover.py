@@ -86,7 +86,7 @@ def _warehouse_rows(cfg: config.Config, ids: list[str]) -> tuple[dict[str, dict]
     """``ops.uploads`` rows and error lists of ``ids`` from the warehouse (read-only)."""
     import duckdb
 
-    from hqms.cli import UserError
+    from hqms.errors import UserError
 
     if not ids or not cfg.warehouse_path.exists():
         return {}, {}

@@ -49,7 +49,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from hqms import config, identifiers
-from hqms.cli import UserError
+from hqms.errors import UserError
 from hqms.validators import id_card_valid
 
 STATUSES = ("landed", "processing", "processed", "partially_accepted", "rejected", "duplicate", "failed")
@@ -260,7 +260,7 @@ def _engine(url: str) -> Engine:
 class RegistryCorrupt(UserError):
     """The registry database cannot be read (garbage bytes, a truncated or damaged file).
 
-    A :class:`~hqms.cli.UserError`: the CLI prints it without a traceback (exit 2) and an Airflow
+    A :class:`~hqms.errors.UserError`: the CLI prints it without a traceback (exit 2) and an Airflow
     task fails with it as its message."""
 
     def __init__(self, url: str, exc: BaseException) -> None:

@@ -142,7 +142,7 @@ def _exclusive(path: Path) -> Iterator[None]:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            from hqms.cli import UserError
+            from hqms.errors import UserError
 
             raise UserError(f"another front-end process is watching this folder ({path.parent})"
                             " / 已有前置机进程在监控该目录") from None
@@ -421,7 +421,7 @@ def _api_channel(cfg: config.Config, org_code: str):
     """The API client when ``HQMS_SERVER_URL`` is set (its token must belong to ``org_code``)."""
     if not cfg.server_url:
         return None
-    from hqms.cli import UserError
+    from hqms.errors import UserError
     from hqms.tran_api import ApiChannel, ServerUnavailable
 
     api = ApiChannel.from_config(cfg)  # a refused token stops here (ServerRefused: a UserError)
@@ -492,7 +492,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hqms.cli import UserError
+    from hqms.errors import UserError
     from hqms.validators import medical_org_code_valid
 
     if not args.dir.is_dir():

@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 
 from hqms import config
-from hqms.cli import UserError
+from hqms.errors import UserError
 from hqms.objectstore import ObjectStoreUnavailable
 from hqms.registry import ACCEPTED
 

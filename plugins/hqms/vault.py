@@ -27,7 +27,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from hqms import config, crypto
-from hqms.cli import UserError
+from hqms.errors import UserError
 from hqms.keys import Keyring, load_keyring
 from hqms.objectstore import ObjectStore
 

@@ -15,7 +15,7 @@ from typing import Any
 import duckdb
 
 from hqms.bulletin.weeks import EpiWeek
-from hqms.cli import UserError
+from hqms.errors import UserError
 from hqms.marts.summary import plain
 
 #: (key, table, column, 中文名, kind) — headline figures, country × week, with week-on-week change

@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from hqms.cli import UserError
+from hqms.errors import UserError
 
 SEASON_FIRST_WEEK = 14
 _LABEL = re.compile(r"^(\d{4})-?W(\d{1,2})$", re.IGNORECASE)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import hqms.generate
 from hqms import config, spec
-from hqms.cli import UserError
+from hqms.errors import UserError
 from hqms.generate.writer import ENCODINGS
 
 

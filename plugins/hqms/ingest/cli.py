@@ -36,7 +36,7 @@ def bootstrap_local(cfg: hqms_config.Config) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from hqms import airflow_env, live
-    from hqms.cli import UserError
+    from hqms.errors import UserError
 
     cfg = hqms_config.load()
     if live.scheduler_running(cfg):
@@ -54,7 +54,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def _ingest(args: argparse.Namespace) -> int:
     """Operators' path: process one upload that is landed (or held by a dead run) right now."""
-    from hqms.cli import UserError
+    from hqms.errors import UserError
     from hqms.ingest.process import process_upload
     from hqms.keys import load_keyring
     from hqms.registry import Registry

@@ -89,7 +89,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def parse_time(text: str, what: str) -> datetime:
     """ISO date or date-time; without a zone it is China time (what hospitals mean)."""
-    from hqms.cli import UserError
+    from hqms.errors import UserError
 
     try:
         if len(text) == 10:
@@ -114,7 +114,7 @@ def china_time(iso_utc: str) -> str:
 # --- submit ---------------------------------------------------------------------------------------
 
 def run_submit(args: argparse.Namespace) -> int:
-    from hqms.cli import UserError
+    from hqms.errors import UserError
     from hqms.intake import submit as intake
     from hqms.intake.zipcheck import ZipRejected
 
@@ -227,7 +227,7 @@ def _upload_json(r: dict) -> dict:
 # --- errors ---------------------------------------------------------------------------------------
 
 def run_errors(args: argparse.Namespace) -> int:
-    from hqms.cli import UserError
+    from hqms.errors import UserError
     from hqms.registry import Registry
 
     registry = Registry.from_config()
@@ -376,7 +376,7 @@ def _print_table(rows: list[tuple[str, ...]], out: TextIO) -> None:
 # --- policy ---------------------------------------------------------------------------------------
 
 def run_policy(args: argparse.Namespace) -> int:
-    from hqms.cli import UserError
+    from hqms.errors import UserError
     from hqms.intake.policy import render
 
     try:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from hqms.cli import UserError
+from hqms.errors import UserError
 
 
 def register(sub: argparse._SubParsersAction) -> None:

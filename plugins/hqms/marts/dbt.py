@@ -20,7 +20,7 @@ from pathlib import Path
 
 from hqms import config as hqms_config
 from hqms import warehouse_attach
-from hqms.cli import UserError
+from hqms.errors import UserError
 
 PROJECT_DIR = hqms_config.REPO_ROOT / "dbt_project"
 

@@ -35,7 +35,7 @@ import yaml
 
 from hqms import config as hqms_config
 from hqms import warehouse_attach
-from hqms.cli import UserError
+from hqms.errors import UserError
 from hqms.marts.dbt import PROJECT_DIR
 from hqms.marts.suppression import SMALL_CELL, RowTotal, SuppressionResult, SuppressionSpec, suppress
 

@@ -12,7 +12,7 @@ from typing import Any
 import duckdb
 
 from hqms import config as hqms_config
-from hqms.cli import UserError
+from hqms.errors import UserError
 from hqms.marts.publish import SNAPSHOT_NAME
 
 #: (label, SQL over one mart) — each returns a single row of named values.
