@@ -180,7 +180,7 @@ def test_every_free_text_column_is_redacted_by_the_warehouse_sql() -> None:
     install_redaction(con)
     for ds, wc in columns:
         sample = rng.sample(cases, 40) + [(t, t) for t in ORDINARY]
-        rows = pa.table({wc.source.code: [t for t, _ in sample], "kept": [k for _, k in sample]})
+        rows = pa.table({wc.source.code: [t for t, _ in sample], "kept": [k for _, k in sample]})  # noqa: F841 — DuckDB reads it by name below
         con.execute("CREATE OR REPLACE TABLE s AS SELECT * FROM rows")
         expr = deidentify._expr(wc, ds, None)
         wrong = con.execute(f"SELECT \"{wc.source.code}\", {expr}, kept FROM s WHERE {expr} IS DISTINCT FROM kept").fetchall()

@@ -64,7 +64,7 @@ def _counted(cfg: hqms_config.Config) -> dict[date, int]:
 
 
 def test_a_corrected_resend_replaces_its_part_and_clears_the_months_it_left(
-        built: hqms_config.Config, tmp_path: Path) -> None:  # noqa: F811
+        built: hqms_config.Config, tmp_path: Path) -> None:
     cfg = _copy(built, tmp_path)
     rng = random.Random(1010)
     march = [datetime(2025, 3, day, 9, 30) for day in range(1, 11)]

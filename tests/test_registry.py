@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from hqms import config
 from hqms.validators import make_id_card
 from hqms.registry import (AlreadyAccepted, ErrorRecord, Registry, looks_identifying, make_upload_id, mask_value,
                            redact_identifiers, shown_value)

@@ -160,7 +160,7 @@ class _PrintableFormatter(logging.Formatter):
     are not ours, and a name holding a line break forged run-log lines, an ESC sequence acted
     on the operator's terminal."""
 
-    def formatMessage(self, record: logging.LogRecord) -> str:
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 — logging.Formatter's name
         return printable(super().formatMessage(record))
 
 

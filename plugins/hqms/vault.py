@@ -206,7 +206,7 @@ def find_manifest(store: ObjectStore, cfg: config.Config, upload_id: str) -> str
         from hqms.registry import Registry
 
         upload = Registry.from_config(cfg).get(upload_id)
-    except Exception as exc:  # the registry is a shortcut, not a requirement
+    except Exception as exc:  # noqa: BLE001 — the registry is a shortcut, not a requirement
         log.debug("vault: registry lookup of %s failed (%s); listing the bucket", upload_id, exc)
         upload = None
     if upload and upload.get("stream"):

@@ -124,8 +124,8 @@ def collect(snapshot: Path, week: EpiWeek, *, warehouse: Path | None = None) -> 
             WHERE a.period_type = 'week' AND a.region_level IN ('country', 'flu_region')
               AND w.season IN ({', '.join('?' * len(seasons))}) AND w.week_start <= ?
             ORDER BY a.region_level, a.region_code, w.season, w.season_week""", [*seasons, week.start])
-        season_weeks = f"""
-            FROM marts.{{table}} a JOIN marts.dim_epi_week w ON w.week_label = a.period_label
+        season_weeks = """
+            FROM marts.{table} a JOIN marts.dim_epi_week w ON w.week_label = a.period_label
             WHERE a.period_type = 'week' AND a.region_level = 'country' AND w.season = ? AND w.week_start <= ?
             ORDER BY w.week_start"""
         positivity = _rows(con, "SELECT a.period_label AS week, w.season_week, a.flu_tested, a.positivity_a, "

@@ -349,7 +349,7 @@ def _heartbeat(registry: Registry, owner: str, lease_seconds: int) -> Iterator[N
         while not stop.wait(max(1.0, lease_seconds / 4)):
             try:
                 registry.heartbeat(owner)
-            except Exception:  # noqa: BLE001 — a missed beat is retried; the lease allows three
+            except Exception:  # a missed beat is retried; the lease allows three
                 log.warning("heartbeat of %s failed; trying again", owner, exc_info=True)
 
     thread = threading.Thread(target=beat, name="hqms-heartbeat", daemon=True)

@@ -16,7 +16,7 @@ FILES = frozenset({"/", "/index.html", "/manifest.json", "/catalog.json"})
 
 
 class _DocsHandler(SimpleHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+    def do_GET(self) -> None:  # http.server's naming
         if self.path.split("?", 1)[0] not in FILES:
             self.send_error(404)
             return
