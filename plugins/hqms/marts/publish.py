@@ -23,9 +23,11 @@ total is declared in the dbt YAML, so the documentation and this code read one d
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import stat
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -145,27 +147,41 @@ def _attach_warehouse(con: duckdb.DuckDBPyConnection, cfg: hqms_config.Config) -
         raise UserError(str(exc)) from exc
 
 
-def _make_read_only(path: Path) -> None:
-    path.chmod(stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
-
-
-def write_exports(cfg: hqms_config.Config, specs: list[MartSpec], published_at: str
-                  ) -> tuple[Path, list[tuple[MartSpec, SuppressionResult, Path]]]:
-    """Suppressed copies of the published tables: the snapshot file and one Parquet file each.
-
-    Marts not built yet are left out (the daily DAG may publish before the first monthly build).
-    """
+@contextlib.contextmanager
+def _new_snapshot(cfg: hqms_config.Config, name: str, mode: int) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A snapshot file under ``marts_dir`` written through a temporary file: the body fills
+    ``marts`` from the attached warehouse (``wh``); then it is checkpointed, given ``mode`` and
+    renamed over the previous one, so a reader sees the old file or the new one, never half."""
     cfg.marts_dir.mkdir(parents=True, exist_ok=True)
-    parquet_dir = cfg.marts_dir / "parquet"
-    parquet_dir.mkdir(exist_ok=True)
-    final = cfg.marts_dir / SNAPSHOT_NAME
-    tmp = cfg.marts_dir / f".{SNAPSHOT_NAME}.{os.getpid()}.tmp"
+    tmp = cfg.marts_dir / f".{name}.{os.getpid()}.tmp"
     tmp.unlink(missing_ok=True)
-    written: list[tuple[MartSpec, SuppressionResult, Path]] = []
     con = duckdb.connect(str(tmp))
     try:
         _attach_warehouse(con, cfg)
         con.execute("CREATE SCHEMA marts")
+        yield con
+        con.execute("DETACH wh")
+        con.execute("CHECKPOINT")
+    except BaseException:
+        con.close()
+        tmp.unlink(missing_ok=True)
+        raise
+    con.close()
+    tmp.chmod(mode)
+    os.replace(tmp, cfg.marts_dir / name)
+
+
+def write_exports(cfg: hqms_config.Config, specs: list[MartSpec], published_at: str
+                  ) -> tuple[Path, list[tuple[MartSpec, SuppressionResult, Path]]]:
+    """Suppressed copies of the published tables: the snapshot file (readable by everyone: the
+    analysts') and one Parquet file each.
+
+    Marts not built yet are left out (the daily DAG may publish before the first monthly build).
+    """
+    parquet_dir = cfg.marts_dir / "parquet"
+    written: list[tuple[MartSpec, SuppressionResult, Path]] = []
+    with _new_snapshot(cfg, SNAPSHOT_NAME, stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH) as con:
+        parquet_dir.mkdir(exist_ok=True)
         for spec in specs:
             columns = _table_columns(con, spec.name)
             if not columns:  # not built yet (e.g. monthly marts before the first monthly build)
@@ -185,43 +201,19 @@ def write_exports(cfg: hqms_config.Config, specs: list[MartSpec], published_at: 
             con.execute(f"COMMENT ON COLUMN marts.publish_info.{column} IS {_literal(text)}")
         con.executemany("INSERT INTO marts.publish_info VALUES (?, ?, ?, ?, CAST(? AS TIMESTAMPTZ))",
                         [[s.name, o.rows, o.rows_with_masks, SMALL_CELL, published_at] for s, o, _ in written])
-        con.execute("DETACH wh")
-        con.execute("CHECKPOINT")
-    except BaseException:
-        con.close()
-        tmp.unlink(missing_ok=True)
-        raise
-    con.close()
-    _make_read_only(tmp)
-    os.replace(tmp, final)
-    return final, written
+    return cfg.marts_dir / SNAPSHOT_NAME, written
 
 
 def write_admin_snapshot(cfg: hqms_config.Config) -> Path:
-    """The administrators' snapshot (:data:`ADMIN_SNAPSHOT_NAME`): exact copies of the
-    hospital-level marts built so far and the hospital list, written and renamed atomically."""
+    """The administrators' snapshot (:data:`ADMIN_SNAPSHOT_NAME`, the owner's alone): exact copies
+    of the hospital-level marts built so far and the hospital list."""
     specs = [s for s in catalog() if s.name == "hospitals"] + catalog(audience=ADMIN_AUDIENCE)
-    final = cfg.marts_dir / ADMIN_SNAPSHOT_NAME
-    tmp = cfg.marts_dir / f".{ADMIN_SNAPSHOT_NAME}.{os.getpid()}.tmp"
-    tmp.unlink(missing_ok=True)
-    con = duckdb.connect(str(tmp))
-    try:
-        _attach_warehouse(con, cfg)
-        con.execute("CREATE SCHEMA marts")
+    with _new_snapshot(cfg, ADMIN_SNAPSHOT_NAME, stat.S_IRUSR) as con:
         for spec in specs:
             if _table_columns(con, spec.name):
                 con.execute(f"CREATE TABLE marts.{spec.name} AS SELECT * FROM wh.marts.{spec.name}")
                 _comment(con, spec, suppressed=False)
-        con.execute("DETACH wh")
-        con.execute("CHECKPOINT")
-    except BaseException:
-        con.close()
-        tmp.unlink(missing_ok=True)
-        raise
-    con.close()
-    tmp.chmod(stat.S_IRUSR)
-    os.replace(tmp, final)
-    return final
+    return cfg.marts_dir / ADMIN_SNAPSHOT_NAME
 
 
 def publish(cfg: hqms_config.Config | None = None, *, upload: bool = True) -> PublishResult:
