@@ -92,7 +92,7 @@ def _screenshot(html: Path, png: Path) -> dict:
 
     png.parent.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=render.CHROMIUM)
+        browser = p.chromium.launch(executable_path=str(hqms_config.load().chromium_path))
         try:
             page = browser.new_page(viewport={"width": 820, "height": 1000})
             page.goto(html.resolve().as_uri())
