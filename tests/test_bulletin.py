@@ -92,7 +92,7 @@ def _screenshot(html: Path, png: Path) -> dict:
 
     png.parent.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=render.CHROMIUM)
+        browser = p.chromium.launch(executable_path=str(hqms_config.load().chromium_path))
         try:
             page = browser.new_page(viewport={"width": 820, "height": 1000})
             page.goto(html.resolve().as_uri())
@@ -180,3 +180,27 @@ def test_the_dag_task_builds_a_closed_week_once(published: hqms_config.Config, s
     assert keys == {"bulletin/2025-W02/bulletin.html", "bulletin/2025-W02/bulletin.pdf",
                     "admin/bulletin/2025-W02/bulletin-admin.html", "admin/bulletin/2025-W02/bulletin-admin.pdf"}
     assert render.build_due(cfg, today=date(2025, 1, 15)) == []  # once
+
+
+@pytest.mark.slow
+def test_the_admin_variant_builds_while_a_writer_holds_the_warehouse(published: hqms_config.Config,
+                                                                     tmp_path: Path) -> None:
+    """An ingest (another process) holding DuckDB's write lock does not stop the administrators'
+    variant: it reads the administrators' snapshot, never the live warehouse."""
+    import subprocess
+    import sys
+
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import duckdb, sys, time; con = duckdb.connect(sys.argv[1]); "
+         "con.execute('BEGIN; CREATE TABLE IF NOT EXISTS main.lock_probe (x INT)'); print('held', flush=True); "
+         "time.sleep(120)", str(published.warehouse_path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        with pytest.raises(duckdb.IOException):  # the situation: the warehouse file is locked
+            duckdb.connect(str(published.warehouse_path), read_only=True).close()
+        admin = render.build(weeks.parse_week("2025-W02"), published, admin=True, upload=False, pdf=False,
+                             out_dir=tmp_path)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert admin.variant == "admin" and "医院上报及时性" in admin.html.read_text(encoding="utf-8")

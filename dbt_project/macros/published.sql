@@ -26,7 +26,8 @@
 
 {% macro area_period_rollup(relation, date_column, counts, sums=[], periods=['day', 'week', 'month'], keys=[]) -%}
     {#- One row per (period_type, period, area[, keys]) with hospitals (distinct org_code), every
-        column of `counts` summed as BIGINT and every column of `sums` (money) as DECIMAL(18,2). -#}
+        column of `counts` summed as BIGINT and every column of `sums` (money) as DECIMAL(18,2);
+        a sum stays NULL when none of its inputs has a value (absent, not zero: docs/marts.md). -#}
     with base as (
         select
             s.*,
@@ -63,7 +64,7 @@
             {{ hqms.sum_int('b.' ~ m) }} as {{ m }},
             {%- endfor %}
             {%- for m in sums %}
-            cast(coalesce(sum(b.{{ m }}), 0) as decimal(18, 2)) as {{ m }},
+            cast(sum(b.{{ m }}) as decimal(18, 2)) as {{ m }},
             {%- endfor %}
             true as _rolled
         from base as b

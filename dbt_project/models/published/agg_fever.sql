@@ -3,7 +3,8 @@
     plus the influenza-diagnosed visits of pub_fever_hospital_day, summed by
     hqms.area_period_rollup, with positivity, the flu-like share and the load per hospital. -#}
 {%- set counts = ['visits', 'first_visits', 'referrals', 'observation_stays', 'flu_tested',
-                  'flu_positive', 'flu_a_positive', 'flu_b_positive', 'flu_like_visits',
+                  'flu_positive', 'flu_a_positive', 'flu_b_positive', 'flu_a_only', 'flu_b_only',
+                  'flu_ab_both', 'flu_untyped_positive', 'flu_like_visits',
                   'age_0_4', 'age_5_14', 'age_15_24', 'age_25_59', 'age_60_plus', 'age_unknown',
                   'male', 'female', 'sex_unknown'] %}
 with rolled as (

@@ -4,7 +4,8 @@
     pub_outpatient_hospital_day summed by hqms.area_period_rollup. -#}
 {%- set chapters = hqms.icd10_chapters() %}
 {%- set counts = ['visits', 'emergency_visits', 'revisits', 'infusion_visits', 'chronic_special_visits',
-                  'triage_level_1', 'triage_level_2', 'triage_level_3', 'triage_level_4'] %}
+                  'triage_level_1', 'triage_level_2', 'triage_level_3', 'triage_level_4',
+                  'antibiotic_cost_pages'] %}
 {%- for chapter in chapters %}{% do counts.append('dx_' ~ (chapter | lower)) %}{% endfor %}
 {%- do counts.append('dx_unknown') %}
 with rolled as (

@@ -3,8 +3,10 @@
 Every number comes from one query over a published table (agg_flu, agg_fever, agg_reporting,
 dim_epi_week), so the bulletin equals the marts by construction and a test re-checks it. A value
 suppressed in the snapshot stays None here and is printed as "<5*" (see docs/marts.md). The
-administrators' variant adds the reporting heat map (hospital × day), read from the warehouse's
-hospital-level submission_daily, which is not published to analysts.
+administrators' variant adds the reporting heat map (hospital × day), read from the hospital-level
+submission_daily of the administrators' snapshot (publish.ADMIN_SNAPSHOT_NAME), which is not
+published to analysts. It never opens the live warehouse: while an ingest or a dbt build holds
+DuckDB's write lock, a read-only connection to the warehouse file fails, the snapshot does not.
 """
 from __future__ import annotations
 
@@ -100,8 +102,8 @@ def _headline(con: duckdb.DuckDBPyConnection, key: str, table: str, column: str,
     return Headline(key, label, kind, value, previous, reported, previous_reported)
 
 
-def collect(snapshot: Path, week: EpiWeek, *, warehouse: Path | None = None) -> Figures:
-    """All figures of the bulletin for ``week``; ``warehouse`` given → administrators' variant."""
+def collect(snapshot: Path, week: EpiWeek, *, admin_snapshot: Path | None = None) -> Figures:
+    """All figures of the bulletin for ``week``; ``admin_snapshot`` given → administrators' variant."""
     if not snapshot.exists():
         raise UserError(f"no published snapshot at {snapshot}; run `hqms marts build` and `hqms marts publish`")
     con = duckdb.connect(str(snapshot), read_only=True)
@@ -144,19 +146,19 @@ def collect(snapshot: Path, week: EpiWeek, *, warehouse: Path | None = None) -> 
     finally:
         con.close()
     figures = Figures(week.label, week.start.isoformat(), week.end.isoformat(), week.season,
-                      "admin" if warehouse else "public", headlines, reporting, curves, positivity, ages,
+                      "admin" if admin_snapshot else "public", headlines, reporting, curves, positivity, ages,
                       severe, fever_load)
-    if warehouse is not None:
-        figures.heatmap = reporting_heatmap(warehouse, week)
+    if admin_snapshot is not None:
+        figures.heatmap = reporting_heatmap(admin_snapshot, week)
     return figures
 
 
-def reporting_heatmap(warehouse: Path, week: EpiWeek) -> list[dict]:
-    """Hospital × day of the week, per daily stream: 按时 / 迟报 / 未报 / 未到期 (submission_daily)."""
-    try:
-        con = duckdb.connect(str(warehouse), read_only=True)
-    except duckdb.IOException as exc:
-        raise UserError(f"warehouse {warehouse} is in use by a writer; retry later ({exc})") from exc
+def reporting_heatmap(admin_snapshot: Path, week: EpiWeek) -> list[dict]:
+    """Hospital × day of the week, per daily stream: 按时 / 迟报 / 未报 / 未到期 (submission_daily
+    of the administrators' snapshot)."""
+    if not admin_snapshot.exists():
+        raise UserError(f"no administrators' snapshot at {admin_snapshot}; run `hqms marts publish`")
+    con = duckdb.connect(str(admin_snapshot), read_only=True)
     try:
         return _rows(con, """
             SELECT CASE s.stream WHEN 'flu' THEN '流感监测' WHEN 'fever' THEN '发热门诊' ELSE s.stream END AS stream,

@@ -19,7 +19,7 @@ from hqms import config as hqms_config
 from hqms.bulletin import charts
 from hqms.bulletin.figures import Figures, collect
 from hqms.bulletin.weeks import EpiWeek, last_closed_week
-from hqms.marts.publish import SNAPSHOT_NAME
+from hqms.marts.publish import ADMIN_SNAPSHOT_NAME, SNAPSHOT_NAME
 
 TEMPLATE = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined).from_string("""\
 <!doctype html>
@@ -122,7 +122,8 @@ def build(week: EpiWeek, cfg: hqms_config.Config | None = None, *, admin: bool =
     the marts bucket: ``bulletin/<week>/`` for everyone, ``admin/bulletin/<week>/`` for the
     administrators' variant (hospital-level: the bucket policy keeps ``admin/`` from analysts)."""
     cfg = cfg or hqms_config.load()
-    figures = collect(cfg.marts_dir / SNAPSHOT_NAME, week, warehouse=cfg.warehouse_path if admin else None)
+    figures = collect(cfg.marts_dir / SNAPSHOT_NAME, week,
+                      admin_snapshot=cfg.marts_dir / ADMIN_SNAPSHOT_NAME if admin else None)
     folder = out_dir or cfg.marts_dir / "bulletin" / week.label
     folder.mkdir(parents=True, exist_ok=True)
     name = "bulletin-admin" if admin else "bulletin"
