@@ -90,18 +90,24 @@ def serial(tmp_path_factory: pytest.TempPathFactory, resend_week) -> dict[str, l
         return home.serial()
 
 
+def _second_waits_for_the_first(home: IngestHome, held_code: str):
+    """The newer half's batch inside its merge (``held_code``); the older half's batch started
+    only then fetches, vaults, stages, validates and computes its keyed crypto while the first
+    holds the warehouse, and then waits for the write lock, its uploads not merged."""
+    first, second, older, newer = home.two_workers(held_code, other_after_merge=True)
+    _wait_for(lambda: _blocked_on_flock(second.pid) or second.poll() is not None,
+              "the second batch never reached the write lock")
+    assert second.poll() is None, "the second batch merged while the first held the warehouse"
+    assert {Registry.from_config().get(i)["status"] for i in older} == {"processing"}
+    return first, second, older, newer
+
+
 @pytest.mark.slow
 def test_the_second_batch_stages_while_the_first_merges_then_merges_after_it(tmp_path: Path, resend_week,
                                                                              serial) -> None:
     with IngestHome(tmp_path, resend_week) as home:
-        holder, other, older, newer = home.two_workers(WORKER_HOLDS_ITS_MERGE, other_after_merge=True)
-        # the other batch was started only now: it fetches, vaults, stages, validates and
-        # computes its keyed crypto while the first holds the warehouse, then waits for the lock
-        _wait_for(lambda: _blocked_on_flock(other.pid) or other.poll() is not None,
-                  "the second batch never reached the write lock")
-        assert other.poll() is None, "the second batch merged while the first held the warehouse"
+        holder, other, older, newer = _second_waits_for_the_first(home, WORKER_HOLDS_ITS_MERGE)
         registry = Registry.from_config()
-        assert {registry.get(i)["status"] for i in older} == {"processing"}
         (tmp_path / "held.in_merge.go").touch()
         assert [holder.wait(timeout=900), other.wait(timeout=900)] == [0, 0]
         assert {registry.get(i)["status"] for i in older + newer} <= set(TERMINAL)
@@ -112,9 +118,7 @@ def test_the_second_batch_stages_while_the_first_merges_then_merges_after_it(tmp
 def test_a_batch_killed_in_its_merge_frees_the_warehouse_and_is_completed_next(tmp_path: Path, resend_week,
                                                                                serial) -> None:
     with IngestHome(tmp_path, resend_week) as home:
-        victim, other, _, second = home.two_workers(WORKER_STOPS_IN_MERGE, other_after_merge=True)
-        _wait_for(lambda: _blocked_on_flock(other.pid) or other.poll() is not None,
-                  "the second batch never reached the write lock")
+        victim, other, _, second = _second_waits_for_the_first(home, WORKER_STOPS_IN_MERGE)
         victim.send_signal(signal.SIGKILL)
         victim.wait()
         # the kernel dropped the dead merge's flock and DuckDB's file lock: the other merges

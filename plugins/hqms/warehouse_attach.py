@@ -227,20 +227,26 @@ def _file_lock(cfg: hqms_config.Config, mode: int, who: str) -> Iterator[None]:
     path = lock_path(cfg)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    exclusive = mode == fcntl.LOCK_EX
     try:
         try:
             fcntl.flock(fd, mode | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+            # a writer names itself in the file while it holds the lock; readers do not
+            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "readers"
             log.info("%s (pid %d) waits for the warehouse write lock %s, held by %s", who, os.getpid(),
                      path, holder)
             started = time.monotonic()
             fcntl.flock(fd, mode)
             log.info("%s got the warehouse write lock after %.1f s", who, time.monotonic() - started)
-        if mode == fcntl.LOCK_EX:
+        if exclusive:
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"{who} (pid {os.getpid()})\n".encode(), 0)
-        yield
+        try:
+            yield
+        finally:
+            if exclusive:
+                os.ftruncate(fd, 0)
     finally:
         os.close(fd)  # releases the flock
 
@@ -260,8 +266,11 @@ def write_lock(cfg: hqms_config.Config, who: str = "a warehouse writer", *,
       ``hqms_warehouse`` pool.
 
     Re-entrant within a thread."""
+    if marts_only and is_lake(cfg):
+        yield
+        return
     depth = getattr(_depth, "n", 0)
-    if depth or (marts_only and is_lake(cfg)):
+    if depth:
         _depth.n = depth + 1
         try:
             yield
