@@ -94,6 +94,7 @@ PROCESS = r"""
 import json, logging, sys
 logging.basicConfig(filename=sys.argv[2], level=logging.WARNING, format='%(asctime)s %(process)d %(message)s')
 logging.getLogger('hqms.ingest').setLevel(logging.INFO)
+logging.getLogger('hqms.warehouse_attach').setLevel(logging.INFO)  # who waits for the write lock
 from hqms.ingest.run import process
 for batch in json.load(open(sys.argv[1])):
     process(batch)
