@@ -5,6 +5,7 @@ warehouse with one and with several concurrent ingest workers.
     .venv/bin/python bench/outpatient_bench.py                          # 2 M pages, 300 hospitals
     .venv/bin/python bench/outpatient_bench.py --pages 200000 --keep    # a day-time size; keep the set
     .venv/bin/python bench/outpatient_bench.py --pages 200000 --reuse --lake --workers 1,2
+    .venv/bin/python bench/outpatient_bench.py --pages 40000 --hospitals 24 --workers 1,2 --no-marts
 
 The shape is a provincial month: every hospital uploads ONE zip holding its month of visits
 (``hqms generate --streams outpatient``; the generator's volume is scaled so the month holds
@@ -23,9 +24,11 @@ Steps (fresh HQMS_HOME under --work per measured run, embedded S3 server):
 5. ``hqms marts build --select monthly`` (dbt, seeds + staging + outpatient and submission
    marts, data tests) on the warehouse the ingest wrote.
 
-With ``--lake`` the same is repeated on a DuckLake warehouse (PostgreSQL catalog from
-``pgserver`` under --work, Parquet data in the home's embedded S3) for each worker count of
-``--workers``; the DuckDB-file warehouse admits one writer, so it is measured with one.
+Both warehouses are measured for each worker count of ``--workers``: the DuckDB file (its
+merges take turns on the file's write lock, everything else of a batch runs beside them) and,
+with ``--lake``, a DuckLake warehouse (PostgreSQL catalog from ``pgserver`` under --work,
+Parquet data in the home's embedded S3; its merges take turns on the catalog's advisory lock).
+The load average before and after is printed: the machine may be shared.
 """
 from __future__ import annotations
 
@@ -91,6 +94,7 @@ PROCESS = r"""
 import json, logging, sys
 logging.basicConfig(filename=sys.argv[2], level=logging.WARNING, format='%(asctime)s %(process)d %(message)s')
 logging.getLogger('hqms.ingest').setLevel(logging.INFO)
+logging.getLogger('hqms.warehouse_attach').setLevel(logging.INFO)  # who waits for the write lock
 from hqms.ingest.run import process
 for batch in json.load(open(sys.argv[1])):
     process(batch)
@@ -264,7 +268,7 @@ def main() -> int:
     ap.add_argument("--reuse", action="store_true", help="reuse a month generated earlier with the same sizes")
     ap.add_argument("--batches", type=int, default=4, help="ingest batches the month is claimed in")
     ap.add_argument("--lake", action="store_true", help="also measure on a DuckLake warehouse (pgserver + S3)")
-    ap.add_argument("--workers", default="1,2", help="concurrent ingest workers on the lake (default 1,2)")
+    ap.add_argument("--workers", default="1,2", help="concurrent ingest workers, file and lake (default 1,2)")
     ap.add_argument("--no-file", action="store_true", help="skip the DuckDB-file warehouse run")
     ap.add_argument("--no-marts", action="store_true", help="skip the marts builds")
     args = ap.parse_args()
@@ -282,12 +286,14 @@ def main() -> int:
     fast = _timed_child(env, FAST_READ.replace("CSV_DIR", str(csv_dir)), args.work / "floor.log")
 
     runs: list[Run] = []
+    worker_counts = [int(w) for w in args.workers.split(",")]
+    load = os.getloadavg()
     if not args.no_file:
-        runs.append(_measured_run(args, env, gen, "file-1", 1, None))
+        runs += [_measured_run(args, env, gen, f"file-{workers}", workers, None) for workers in worker_counts]
     if args.lake:
         server, host = _pg_server(args)
         try:
-            for workers in (int(w) for w in args.workers.split(",")):
+            for workers in worker_counts:
                 dbname = f"lake_{workers}_{int(time.time())}"  # a fresh catalog per run
                 server.psql(f"CREATE DATABASE {dbname};")
                 runs.append(_measured_run(args, env, gen, f"lake-{workers}", workers,
@@ -295,6 +301,8 @@ def main() -> int:
         finally:
             server.cleanup()
     _report(args, records, raw, summary, floor, fast, runs)
+    print("load average (1, 5, 15 min) before the runs {:.1f} {:.1f} {:.1f}, after {:.1f} {:.1f} {:.1f}".format(
+        *load, *os.getloadavg()))
     if not args.keep:
         for path in (gen, csv_dir, args.work / "dataset.json"):
             shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
@@ -322,11 +330,13 @@ def _report(args: argparse.Namespace, records: int, raw: int, summary: dict, flo
     for run in runs:
         if run.marts:
             line(f"monthly marts build, {run.label}", run.marts.wall, run.marts.peak_mb, run.marts.cpu)
-    base = runs[0].ingest.wall if runs else None
     for run in runs:
+        # each run beside the first run on the same warehouse kind (file-1 for file-2, …)
+        base = next(r for r in runs if r.label.split("-")[0] == run.label.split("-")[0])
         print(f"{run.label}: {run.rows:,} rows in dw.mzsy, {run.uploads} uploads processed; ingest / floor "
-              f"{run.ingest.wall / floor.wall:.1f}x" + (f"; vs {runs[0].label} {base / run.ingest.wall:.2f}x the speed"
-                                                       if base and run is not runs[0] else ""))
+              f"{run.ingest.wall / floor.wall:.1f}x" + (f"; vs {base.label} {base.ingest.wall / run.ingest.wall:.2f}x "
+                                                       f"the speed for {run.ingest.cpu / base.ingest.cpu:.2f}x the CPU"
+                                                       if run is not base else ""))
     print(f"measured {datetime.now().isoformat(timespec='seconds')} on {os.cpu_count()} cores")
 
 

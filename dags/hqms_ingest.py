@@ -2,8 +2,9 @@
 
 Thin on purpose: the work is in ``hqms.ingest.run``; nothing heavy is imported at parse time.
 One mapped task per batch of uploads (validating many small uploads together is what keeps
-Great Expectations' per-table cost down); the warehouse writers share the one-slot ``hqms_warehouse`` pool
-with the dbt builds, so DuckDB's single-writer lock is never fought over. Each stream's Asset is
+Great Expectations' per-table cost down); the batches run ``HQMS_INGEST_WORKERS`` at a time (pool
+``hqms_ingest``) and hold the warehouse only for their merges, which take turns on its write lock
+(``hqms.warehouse_attach.write_lock``) with each other and with the dbt builds. Each stream's Asset is
 updated when at least one of its uploads was merged; the marts DAGs are scheduled on them.
 """
 from __future__ import annotations
@@ -17,7 +18,7 @@ from hqms import config
 from hqms.alerts import on_failure_callback
 from hqms.assets import STREAM_ASSETS
 
-WAREHOUSE_POOL = "hqms_warehouse"
+INGEST_POOL = "hqms_ingest"
 
 
 @dag(
@@ -39,7 +40,7 @@ def hqms_ingest() -> None:
 
         return claim()
 
-    @task(pool=WAREHOUSE_POOL, map_index_template="{{ task.op_kwargs['upload_ids'][0] }}")
+    @task(pool=INGEST_POOL, map_index_template="{{ task.op_kwargs['upload_ids'][0] }}")
     def process(upload_ids: list[str]) -> list[dict]:
         from hqms.ingest.run import process
 

@@ -1,9 +1,10 @@
 """hqms_marts_daily and hqms_marts_monthly: dbt build on the warehouse, then publish for analysts.
 
 Thin on purpose: the work is in ``hqms.marts`` (imported inside the tasks, so parsing this file
-stays cheap). Both DAGs run dbt in the one-slot ``hqms_warehouse`` pool shared with the ingest
-merges, so a build never fights an ingest for DuckDB's single-writer lock; publishing reads the
-warehouse (read-only) and therefore takes the same slot.
+stays cheap). Both DAGs run dbt in the one-slot ``hqms_warehouse`` pool (two builds at once
+would re-create the same views); each build also takes the warehouse's write lock, so it waits
+for an ingest merge and the merges wait for it (``hqms.warehouse_attach.write_lock``).
+Publishing reads the warehouse under the lock's shared side, in the same pool.
 
 * hqms_marts_daily — when the flu or the fever Asset is updated by the ingest, and every day at
   02:30 China Standard Time as a safety net (a day without uploads still gets its submission

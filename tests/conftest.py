@@ -12,17 +12,23 @@
 ``pg_url``      a fresh, empty database on it for one test (SQLAlchemy URL, psycopg2).
 ``registry_url`` the registry database of one test, parametrised: SQLite file and PostgreSQL
                 (production parity: claims, SKIP LOCKED, partial unique index, masking).
+``resend_week`` two hospitals' week of uploads with the 7-day re-send, and keys, for
+                ``IngestHome``: a home whose ingest workers run as child processes.
 """
 from __future__ import annotations
 
 import contextlib
 import csv
 import io
+import json
 import os
 import shutil
 import stat
 import struct
+import subprocess
+import sys
 import tempfile
+import time
 import uuid
 import zipfile
 from collections.abc import Callable, Iterator
@@ -348,3 +354,152 @@ def generated_upload(out: Path, stream: str, start: str, days: int, seed: int,
     plan = next(csv.DictReader((out / "upload_plan.csv").open(encoding="utf-8")))
     provision_hospitals(plan["org_code"])
     return plan, out / plan["zip"]
+
+
+# --- two ingest workers in child processes against one warehouse (tests/test_lake.py,
+# tests/test_write_lock.py) --------------------------------------------------------------------
+
+WORKER_CLAIM = ("import json, sys\nfrom hqms.ingest.run import claim\n"
+                "json.dump(claim(), open(sys.argv[1], 'w'))\n")
+WORKER_PROCESS = ("import json, sys\nfrom hqms.ingest.run import process\n"
+                  "for batch in json.load(open(sys.argv[1])):\n    process(batch)\n")
+WORKER_PROCESS_ALL = "from hqms.ingest.run import claim, process\nfor b in claim():\n    process(b)\n"
+_IN_MERGE = ("import json, sys, time\nfrom pathlib import Path\nimport hqms.ingest.process as p\n"
+             "real = p.record_ops\n"
+             "def record_ops(con, records):\n"
+             "    real(con, records)\n"
+             "    Path(sys.argv[2]).touch()\n"
+             "{wait}"
+             "p.record_ops = record_ops\n"
+             "from hqms.ingest.run import process\n"
+             "for batch in json.load(open(sys.argv[1])):\n    process(batch)\n")
+#: A worker that stops inside its merge transaction — every dw and ops statement done, COMMIT
+#: not yet — says so with a marker file and waits to be killed.
+WORKER_STOPS_IN_MERGE = _IN_MERGE.format(wait="    time.sleep(600)\n")
+#: A worker that keeps its merge transaction open — every dw and ops statement done — until
+#: the test lets it commit (file ``<marker>.go``), so another worker's merge overlaps it.
+WORKER_HOLDS_ITS_MERGE = _IN_MERGE.format(wait="    go = Path(sys.argv[2] + '.go')\n"
+                                               "    while not go.exists():\n"
+                                               "        time.sleep(0.05)\n")
+
+
+@pytest.fixture(scope="module")
+def resend_week(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(generated uploads, a keys folder every home shares): two hospitals' week of flu uploads
+    with the 7-day re-send (so later uploads replace earlier ones' records) and fever packages."""
+    from hqms.cli import main as hqms
+
+    root = tmp_path_factory.mktemp("resend_week")
+    with pytest.MonkeyPatch.context() as mp:
+        _clear_hqms_env(mp)
+        mp.setenv("HQMS_HOME", str(root / "keyhome"))
+        mp.setenv("HQMS_KEYS_DIR", str(root / "keys"))
+        assert hqms(["generate", "--hospitals", "2", "--start", "2025-01-06", "--days", "5", "--seed", "3",
+                     "--streams", "flu,fever", "--out", str(root / "gen"), "--quiet"]) == 0
+        assert hqms(["keys", "init"]) == 0
+    return root / "gen", root / "keys"
+
+
+class IngestHome:
+    """One fresh home (embedded S3, registry, the warehouse ``warehouse_env`` names) whose ingest
+    runs in child processes; same uploads and keys every time. Use as a context manager: the
+    test process sees the home's HQMS_* settings inside it."""
+
+    def __init__(self, root: Path, uploads: tuple[Path, Path], **warehouse_env: str) -> None:
+        self.root, (self.gen, keys) = root, uploads
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("HQMS_")}
+        self.env.update(HQMS_HOME=str(root / "home"), HQMS_KEYS_DIR=str(keys), **warehouse_env)
+
+    def __enter__(self) -> IngestHome:
+        self._old = {k: os.environ.get(k) for k in self.env if k.startswith("HQMS_")}
+        os.environ.update({k: v for k, v in self.env.items() if k.startswith("HQMS_")})
+        return self
+
+    def __exit__(self, *exc) -> None:
+        embedded_s3.stop(config.load())
+        for k, v in self._old.items():
+            if v is None:
+                del os.environ[k]
+            else:
+                os.environ[k] = v
+
+    def submit_all(self) -> list[str]:
+        from datetime import datetime
+
+        from hqms.intake.submit import submit
+
+        provision_plan(self.gen / "upload_plan.csv")
+        with (self.gen / "upload_plan.csv").open(encoding="utf-8") as fh:
+            return [submit(self.gen / r["zip"], r["org_code"], r["uploader"],
+                           received_at=datetime.fromisoformat(r["planned_received_at"])).upload_id
+                    for r in csv.DictReader(fh)]
+
+    def child(self, code: str, *args: str, **env: str) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-c", code, *args], env={**self.env, **env},
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def claim(self, batches: int, n: int) -> list[list[str]]:
+        out = self.root / "batches.json"
+        size = str(-(-n // batches))
+        assert self.child(WORKER_CLAIM, str(out), HQMS_BATCH_MAX_UPLOADS=size).wait(timeout=120) == 0
+        return json.loads(out.read_text())
+
+    def worker(self, batches: list[list[str]], name: str, code: str = WORKER_PROCESS) -> subprocess.Popen:
+        share = self.root / f"{name}.json"
+        share.write_text(json.dumps(batches))
+        return self.child(code, str(share), str(self.root / f"{name}.in_merge"))
+
+    def two_workers(self, held_code: str, *, other_after_merge: bool = False
+                    ) -> tuple[subprocess.Popen, subprocess.Popen, list[str], list[str]]:
+        """Submit everything, claim it in an older and a newer half, start the newer half's
+        worker running ``held_code`` and the older half's plainly (at once, or only once the
+        first is in its merge: ``other_after_merge``); return once the first is inside its merge
+        transaction: (held worker, other worker, older ids, newer ids)."""
+        older, newer = self.claim(2, len(self.submit_all()))
+        held = self.worker([newer], "held", held_code)
+        other = None if other_after_merge else self.worker([older], "other")
+        deadline = time.monotonic() + 600
+        while not (self.root / "held.in_merge").exists():
+            assert held.poll() is None and time.monotonic() < deadline, "the worker never reached its merge"
+            time.sleep(0.05)
+        return held, other or self.worker([older], "other"), older, newer
+
+    def result(self) -> dict[str, list[tuple]]:
+        """Every dw row and ops record, upload ids replaced by the upload's file name (ids differ
+        between homes) and without what differs by nature: load times and the SM4-GCM
+        ciphertext (a fresh nonce each time)."""
+        from hqms import warehouse_attach
+        from hqms.registry import TERMINAL, Registry
+
+        statuses = {u["status"] for u in Registry.from_config().list_uploads()}
+        assert statuses <= set(TERMINAL), statuses
+        con = warehouse_attach.connect(config.load(), read_only=True)
+        try:
+            out = {}
+            for table in ("flu", "fever", "drug", "lab", "examine"):
+                cols = [c for (c,) in con.execute(
+                    "SELECT column_name FROM information_schema.columns WHERE table_catalog = 'warehouse' "
+                    "AND table_schema = 'dw' AND table_name = ? ORDER BY ordinal_position", [table]).fetchall()
+                        if c not in ("_upload_id", "_loaded_at") and not c.endswith("_enc")]
+                out[table] = con.execute(
+                    f"SELECT u.file_name, {', '.join(f't.{c}' for c in cols)} FROM dw.{table} t "
+                    "JOIN ops.uploads u ON u.upload_id = t._upload_id ORDER BY ALL").fetchall()
+            out["uploads"] = con.execute(
+                "SELECT * EXCLUDE (upload_id, processed_at) FROM ops.uploads ORDER BY ALL").fetchall()
+            for table in ("upload_files", "upload_errors"):
+                out[table] = con.execute(f"SELECT u.file_name, t.* EXCLUDE (upload_id) FROM ops.{table} t "
+                                         "JOIN ops.uploads u USING (upload_id) ORDER BY ALL").fetchall()
+            keys = con.execute("SELECT count(*), count(DISTINCT _nk) FROM dw.flu").fetchone()
+            assert keys[0] == keys[1], "a natural key is in the warehouse twice"
+            return out
+        finally:
+            con.close()
+
+    def serial(self) -> dict[str, list[tuple]]:
+        """One worker, every upload in claim order: what concurrent runs must equal."""
+        ids = self.submit_all()
+        assert self.child(WORKER_PROCESS_ALL).wait(timeout=900) == 0
+        result = self.result()
+        assert len(result["uploads"]) == len(ids) >= 10
+        assert result["flu"] and result["fever"]
+        return result

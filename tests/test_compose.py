@@ -228,13 +228,17 @@ def test_every_required_variable_is_in_env_example(compose: dict, env_example: d
         interpolate("${POSTGRES_PASSWORD:?set it}", {})
 
 
-def test_warehouse_pool_matches_the_code() -> None:
+def test_pools_match_the_code(monkeypatch: pytest.MonkeyPatch) -> None:
     init = (ROOT / "deploy" / "airflow" / "init.sh").read_text(encoding="utf-8")
-    match = re.search(r"^airflow pools set (\S+) (\d+) ", init, re.M)
-    assert match, "airflow-init does not create the warehouse pool"
-    assert (match.group(1), match.group(2)) == airflow_env.WAREHOUSE_POOL[:2]
-    ingest_dag = (ROOT / "dags" / "hqms_ingest.py").read_text(encoding="utf-8")
-    assert f'WAREHOUSE_POOL = "{match.group(1)}"' in ingest_dag
+    pools = dict(re.findall(r"^airflow pools set (\S+) (\S+) ", init, re.M))
+    assert pools.get(airflow_env.WAREHOUSE_POOL[0]) == airflow_env.WAREHOUSE_POOL[1]
+    # the ingest pool's size is the compose setting HQMS_INGEST_WORKERS, default as in the code
+    assert pools.get(airflow_env.INGEST_POOL) == '"${HQMS_INGEST_WORKERS:-2}"'
+    monkeypatch.delenv("HQMS_INGEST_WORKERS", raising=False)
+    default = config.load().ingest_workers
+    assert "HQMS_INGEST_WORKERS: ${HQMS_INGEST_WORKERS:-%d}" % default in (ROOT / "docker-compose.yml").read_text()
+    assert f'WAREHOUSE_POOL = "{airflow_env.WAREHOUSE_POOL[0]}"' in (ROOT / "dags" / "hqms_marts.py").read_text()
+    assert f'INGEST_POOL = "{airflow_env.INGEST_POOL}"' in (ROOT / "dags" / "hqms_ingest.py").read_text()
 
 
 def test_entrypoint_scripts_exist_and_parse(compose: dict) -> None:

@@ -52,7 +52,7 @@ def test_every_setting_is_printed_and_secrets_are_masked(hqms_home: Path, monkey
         if name in SECRETS:
             values[name] = SECRETS[name]
         elif name.endswith(("_BYTES", "_SECONDS", "_ATTEMPTS", "_UPLOADS", "_MINUTES", "_PORT", "_RATIO", "_KEEP",
-                            "_THREADS")):
+                            "_THREADS", "_WORKERS")):
             values[name] = str(40000 + n)
         elif name in ("HQMS_S3_SECURE",):
             values[name] = "true"

@@ -57,5 +57,5 @@ print(json.dumps(info))
     info = _airflow_python(code, tmp_path)
     assert info["errors"] == {}
     assert "hqms_ingest" in info["dags"]
-    assert info["process_pool"] == "hqms_warehouse"
+    assert info["process_pool"] == "hqms_ingest"  # only the merge holds the warehouse (its write lock)
     assert info["outlets"] == ["hqms_dw_fever", "hqms_dw_flu", "hqms_dw_outpatient"]

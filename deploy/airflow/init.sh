@@ -13,9 +13,11 @@ if ! airflow users list --output plain | awk '{print $2}' | grep -qx "${AIRFLOW_
     --firstname HQMS --lastname Admin
 fi
 
-# The DuckDB warehouse admits one writing process: ingest merges and dbt builds share this pool.
-# Name and size must equal hqms.airflow_env.WAREHOUSE_POOL (tests/test_compose.py checks it).
-airflow pools set hqms_warehouse 1 "DuckDB warehouse writers (ingest merges, dbt builds): one at a time"
+# The marts builds and publishing run one at a time; ingest batches HQMS_INGEST_WORKERS at a time,
+# holding the warehouse only for their merges (its write lock). Names and sizes must equal
+# hqms.airflow_env.WAREHOUSE_POOL and ingest_pool (tests/test_compose.py checks it).
+airflow pools set hqms_warehouse 1 "marts builds and publishing: one at a time"
+airflow pools set hqms_ingest "${HQMS_INGEST_WORKERS:-2}" "ingest batches at once (HQMS_INGEST_WORKERS); their merges take turns on the warehouse write lock"
 
 # Connections for operators and providers (the pipeline itself reads HQMS_* variables).
 # Deleted and re-added so a changed password in .env takes effect on the next start.

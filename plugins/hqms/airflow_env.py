@@ -25,11 +25,12 @@ import sqlalchemy as sa
 
 from hqms import config as hqms_config
 
-WAREHOUSE_POOL = ("hqms_warehouse", "1", "DuckDB warehouse writers (ingest merges, dbt builds): one at a time")
+WAREHOUSE_POOL = ("hqms_warehouse", "1", "marts builds and publishing: one at a time")
+INGEST_POOL = "hqms_ingest"
 #: The SimpleAuthManager user of the embedded default (password: :func:`admin_password`).
 ADMIN_USER = "admin"
 #: Task slots of the LocalExecutor: Airflow's default 32 workers is far beyond a 2-core machine
-#: whose warehouse writers take turns in a one-slot pool anyway.
+#: (``HQMS_INGEST_WORKERS`` ingest batches, one marts task, the light tasks beside them).
 PARALLELISM = 4
 #: Seconds without a heartbeat before Airflow calls a component unhealthy (Airflow: 30).
 HEALTH_THRESHOLD_S = 120
@@ -146,10 +147,17 @@ def airflow(cfg: hqms_config.Config, *args: str, log_name: str | None = None) ->
                               text=True)
 
 
+def ingest_pool(cfg: hqms_config.Config) -> tuple[str, str, str]:
+    """The ingest batches' pool: ``HQMS_INGEST_WORKERS`` slots; only their merges take turns
+    (:func:`hqms.warehouse_attach.write_lock`)."""
+    return (INGEST_POOL, str(cfg.ingest_workers),
+            "ingest batches at once (HQMS_INGEST_WORKERS); their merges take turns on the warehouse write lock")
+
+
 def prepare(cfg: hqms_config.Config) -> None:
-    """Write ``airflow.cfg``, migrate the metadata DB and create the warehouse pool (idempotent)."""
+    """Write ``airflow.cfg``, migrate the metadata DB and create the pools (idempotent)."""
     write_config(cfg)
-    for args in (("db", "migrate"), ("pools", "set", *WAREHOUSE_POOL)):
+    for args in (("db", "migrate"), ("pools", "set", *WAREHOUSE_POOL), ("pools", "set", *ingest_pool(cfg))):
         done = airflow(cfg, *args, log_name="airflow-setup.log")
         if done.returncode != 0:
             raise RuntimeError(f"airflow {' '.join(args)} failed; see {cfg.log_dir / 'airflow-setup.log'}")

@@ -174,6 +174,11 @@ class Config:
     #: this many bytes of CSV at a time (DuckDB holds staged text at ≈ 6x its CSV size).
     batch_max_uploads: int
     batch_max_bytes: int
+    #: Ingest batches that run at once (slots of the Airflow pool ``hqms_ingest``): each holds
+    #: the warehouse only for its merge, so the others fetch, stage and validate meanwhile.
+    #: Memory grows with it: each batch stages up to ``batch_max_bytes`` within
+    #: ``duckdb_memory_limit`` (docs/scaling.md).
+    ingest_workers: int
     #: The live scheduler starts ``hqms_ingest`` this often (its DAG schedule).
     ingest_interval_minutes: int
     alerts: AlertSettings
@@ -272,6 +277,7 @@ class Config:
             "max_attempts": self.max_attempts,
             "claim_lease_seconds": self.claim_lease_seconds,
             "batch": {"max_uploads": self.batch_max_uploads, "max_bytes": self.batch_max_bytes},
+            "ingest_workers": self.ingest_workers,
             "ingest_interval_minutes": self.ingest_interval_minutes,
             "alerts": self.alerts.as_dict(mask_secrets),
             "web": {
@@ -358,6 +364,7 @@ def load() -> Config:
         claim_lease_seconds=int(_env("HQMS_CLAIM_LEASE_SECONDS", "300")),
         batch_max_uploads=int(_env("HQMS_BATCH_MAX_UPLOADS", "200")),
         batch_max_bytes=int(_env("HQMS_BATCH_MAX_BYTES", str(128 * 1024 * 1024))),
+        ingest_workers=max(1, int(_env("HQMS_INGEST_WORKERS", "2"))),
         ingest_interval_minutes=int(_env("HQMS_INGEST_INTERVAL_MINUTES", "10")),
         alerts=AlertSettings.from_env(os.environ),
         web_secret_key=_env("HQMS_WEB_SECRET_KEY"),

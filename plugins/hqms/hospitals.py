@@ -38,17 +38,20 @@ def read_registry(path: Path) -> list[tuple[str, ...]]:
 
 def load(path: Path, cfg: hqms_config.Config | None = None) -> int:
     """Replace ``ref.hospitals`` with the file's rows; returns the number loaded."""
+    from hqms import warehouse_attach
     from hqms.ingest.process import open_warehouse
 
     rows = read_registry(path)
-    con = open_warehouse(cfg or hqms_config.load())
-    try:
-        con.execute("BEGIN TRANSACTION")
-        con.execute("DELETE FROM ref.hospitals")
-        con.executemany(f"INSERT INTO ref.hospitals VALUES ({', '.join('?' * len(COLUMNS))})", rows)
-        con.execute("COMMIT")
-    finally:
-        con.close()
+    cfg = cfg or hqms_config.load()
+    with warehouse_attach.write_lock(cfg, "hqms hospitals load"):
+        con = open_warehouse(cfg)
+        try:
+            con.execute("BEGIN TRANSACTION")
+            con.execute("DELETE FROM ref.hospitals")
+            con.executemany(f"INSERT INTO ref.hospitals VALUES ({', '.join('?' * len(COLUMNS))})", rows)
+            con.execute("COMMIT")
+        finally:
+            con.close()
     return len(rows)
 
 

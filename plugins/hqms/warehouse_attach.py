@@ -3,7 +3,8 @@
 ``HQMS_WAREHOUSE`` is either
 
 * a DuckDB file path — the embedded default: one writing process at a time (DuckDB's file
-  lock), so Airflow's one-slot ``hqms_warehouse`` pool serialises the writers; or
+  lock); the writers take turns on :func:`write_lock` (an ``flock`` beside the file) and hold
+  it only while they have the file attached — an ingest batch for its merge alone; or
 * ``ducklake:postgres:<libpq conninfo>`` — a DuckLake: the catalog (snapshots, schemas, file
   lists) in PostgreSQL, the rows as Parquet under ``HQMS_WAREHOUSE_DATA_PATH`` — an
   ``s3://bucket/prefix/`` in the configured object store (the embedded server or MinIO) or a
@@ -18,8 +19,15 @@ macros kept per connection — must be decided in one place.
 """
 from __future__ import annotations
 
+import fcntl
 import importlib.util
+import logging
+import os
 import re
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import duckdb
@@ -39,6 +47,8 @@ EXTENSION_PACKAGES = {
 SECRET = "hqms_lake_s3"
 #: PostgreSQL advisory-lock key of the lake's merge lock (any constant; "HQMS" in ASCII).
 MERGE_LOCK_KEY = 0x48514D53
+
+log = logging.getLogger(__name__)
 
 
 class WarehouseUnavailable(RuntimeError):
@@ -200,24 +210,109 @@ def merge_lock(cfg: hqms_config.Config) -> duckdb.DuckDBPyConnection:
     return lock
 
 
-#: merge connection (id) → the connection holding its merge lock (:func:`open_for_merge`).
-_held: dict[int, duckdb.DuckDBPyConnection] = {}
+def lock_path(cfg: hqms_config.Config) -> Path:
+    """The DuckDB file's write-lock file: ``<warehouse>.lock`` beside it."""
+    return cfg.warehouse_path.with_name(cfg.warehouse_path.name + ".lock")
 
 
-def open_for_merge(con: duckdb.DuckDBPyConnection, cfg: hqms_config.Config) -> None:
-    """Attach the warehouse to ``con`` (a staging connection) as its default catalog, for one
-    merge: on a lake, after taking the merge lock (released by :func:`close_for_merge`); a
-    DuckDB file is exclusive by its own lock."""
-    lock = merge_lock(cfg) if is_lake(cfg) else None
+#: How deep this thread is inside :func:`write_lock` / :func:`read_lock` (re-entry is free:
+#: ``hqms marts build`` holds the lock and prepares the warehouse through :func:`connect`).
+_depth = threading.local()
+
+
+@contextmanager
+def _file_lock(cfg: hqms_config.Config, mode: int, who: str) -> Iterator[None]:
+    """``flock`` on :func:`lock_path`: waited for (logged, naming the holder), and released by
+    the kernel when the holder's process ends however it ends — a kill -9 frees it at once."""
+    path = lock_path(cfg)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    exclusive = mode == fcntl.LOCK_EX
     try:
+        try:
+            fcntl.flock(fd, mode | fcntl.LOCK_NB)
+        except BlockingIOError:
+            # a writer names itself in the file while it holds the lock; readers do not
+            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "readers"
+            log.info("%s (pid %d) waits for the warehouse write lock %s, held by %s", who, os.getpid(),
+                     path, holder)
+            started = time.monotonic()
+            fcntl.flock(fd, mode)
+            log.info("%s got the warehouse write lock after %.1f s", who, time.monotonic() - started)
+        if exclusive:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{who} (pid {os.getpid()})\n".encode(), 0)
+        try:
+            yield
+        finally:
+            if exclusive:
+                os.ftruncate(fd, 0)
+    finally:
+        os.close(fd)  # releases the flock
+
+
+@contextmanager
+def write_lock(cfg: hqms_config.Config, who: str = "a warehouse writer", *,
+               marts_only: bool = False) -> Iterator[None]:
+    """Hold the warehouse's write lock for the block — every writer takes it, and only while it
+    has the warehouse attached, so everything else an ingest batch does (fetching, vaulting,
+    staging, validation, keyed crypto) runs while another batch merges.
+
+    * DuckDB file: an exclusive ``flock`` on ``<warehouse>.lock`` (0600). DuckDB's own file lock
+      would refuse a second writer with an error; this one queues it.
+    * DuckLake: the catalog's advisory lock (:func:`merge_lock`). A writer of marts only
+      (``marts_only``: dbt) does not take it there: its commits touch no table a merge writes,
+      and DuckLake commits them side by side; two dbt builds still take turns in the one-slot
+      ``hqms_warehouse`` pool.
+
+    Re-entrant within a thread."""
+    if marts_only and is_lake(cfg):
+        yield
+        return
+    depth = getattr(_depth, "n", 0)
+    if depth:
+        _depth.n = depth + 1
+        try:
+            yield
+        finally:
+            _depth.n = depth
+        return
+    with ExitStack() as stack:
+        if is_lake(cfg):
+            stack.callback(merge_lock(cfg).close)
+        else:
+            stack.enter_context(_file_lock(cfg, fcntl.LOCK_EX, who))
+        _depth.n = 1
+        try:
+            yield
+        finally:
+            _depth.n = 0
+
+
+@contextmanager
+def read_lock(cfg: hqms_config.Config, who: str = "a warehouse reader") -> Iterator[None]:
+    """For readers that must not fail while a writer holds a DuckDB file (DuckDB refuses even a
+    read-only attach then): a shared ``flock``, so readers wait for the writer and not for each
+    other. A lake's readers read a snapshot and need nothing."""
+    if getattr(_depth, "n", 0) or is_lake(cfg):
+        yield
+        return
+    with _file_lock(cfg, fcntl.LOCK_SH, who):
+        yield
+
+
+#: merge connection (id) → what holds its write lock (:func:`open_for_merge`).
+_held: dict[int, ExitStack] = {}
+
+
+def open_for_merge(con: duckdb.DuckDBPyConnection, cfg: hqms_config.Config, who: str = "an ingest merge") -> None:
+    """Attach the warehouse to ``con`` (a staging connection) as its default catalog, for one
+    merge, after taking the :func:`write_lock` (released by :func:`close_for_merge`)."""
+    with ExitStack() as stack:
+        stack.enter_context(write_lock(cfg, who))
         attach(con, cfg)
         use(con, cfg)
-    except BaseException:
-        if lock is not None:
-            lock.close()
-        raise
-    if lock is not None:
-        _held[id(con)] = lock
+        _held[id(con)] = stack.pop_all()
 
 
 def close_for_merge(con: duckdb.DuckDBPyConnection, alias: str = "warehouse") -> None:
@@ -226,27 +321,28 @@ def close_for_merge(con: duckdb.DuckDBPyConnection, alias: str = "warehouse") ->
         con.execute("USE memory")
         con.execute(f"DETACH {alias}")
     finally:
-        lock = _held.pop(id(con), None)
-        if lock is not None:
-            lock.close()
+        held = _held.pop(id(con), None)
+        if held is not None:
+            held.close()
 
 
 def connect(cfg: hqms_config.Config, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
     """A connection whose default catalog is the warehouse (``warehouse``); schema and macros
     in place when writable (on a lake, created under the merge lock: two first attaches would
-    both create the tables)."""
+    both create the tables).
+
+    A writer of a DuckDB file holds the file until it closes the connection: open it inside
+    ``with write_lock(cfg):``, and close it there."""
     con = duckdb.connect()
-    lock = merge_lock(cfg) if is_lake(cfg) and not read_only else None
     try:
-        attach(con, cfg, read_only=read_only)
         if read_only:
+            attach(con, cfg, read_only=True)
             con.execute("USE warehouse")
         else:
-            use(con, cfg)
+            with write_lock(cfg):
+                attach(con, cfg)
+                use(con, cfg)
     except BaseException:
         con.close()
         raise
-    finally:
-        if lock is not None:
-            lock.close()
     return con

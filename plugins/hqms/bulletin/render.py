@@ -16,6 +16,7 @@ from pathlib import Path
 import jinja2
 
 from hqms import config as hqms_config
+from hqms import warehouse_attach
 from hqms.bulletin import charts
 from hqms.bulletin.figures import Figures, collect
 from hqms.bulletin.weeks import EpiWeek, last_closed_week
@@ -176,4 +177,6 @@ def build_due(cfg: hqms_config.Config | None = None, today: date | None = None) 
     store = ObjectStore.from_config(cfg)
     if store.stat(cfg.buckets["marts"], f"bulletin/{week.label}/bulletin.html") is not None or not has_data(cfg, week):
         return []
-    return [build(week, cfg), build(week, cfg, admin=True)]
+    public = build(week, cfg)
+    with warehouse_attach.read_lock(cfg, "weekly bulletin"):  # the administrators' one reads the warehouse
+        return [public, build(week, cfg, admin=True)]

@@ -12,8 +12,8 @@ Per upload, in this order, and why:
 4. compute the round's pseudonyms and ciphertext (once per distinct identifier), attach the
    warehouse and de-identify and merge the conforming rows of the whole round plus the uploads'
    ops rows in ONE warehouse transaction, one statement per dataset, newest version per natural
-   key winning (the ``hqms_warehouse`` pool serialises ingest tasks; the warehouse file is
-   locked only for this step);
+   key winning — the only step that holds the warehouse's write lock
+   (:func:`hqms.warehouse_attach.write_lock`): the steps before it run while another batch merges;
 5. record the outcome (status, counts, every error) in the registry;
 6. delete the plaintext landing object; the staging database goes when the batch is done.
 
@@ -114,16 +114,6 @@ def open_warehouse(cfg: hqms_config.Config) -> duckdb.DuckDBPyConnection:
     con.execute(f"SET threads = {cfg.duckdb_threads}")
     con.execute(f"SET temp_directory = '{cfg.work_dir / 'duckdb_tmp'}'")
     return con
-
-
-def attach_warehouse(con: duckdb.DuckDBPyConnection, cfg: hqms_config.Config) -> None:
-    """Make the warehouse file the default catalog of ``con`` (a staging connection), schema
-    and macros in place; :data:`hqms.ingest.merge.STAGE` still names the staged tables."""
-    warehouse_attach.open_for_merge(con, cfg)
-
-
-def detach_warehouse(con: duckdb.DuckDBPyConnection) -> None:
-    warehouse_attach.close_for_merge(con)
 
 
 def _fetch(upload: Upload, batch: Batch, work: Path) -> Path:
@@ -262,11 +252,11 @@ def _process_round(round_: Round, batch: Batch) -> list[Outcome]:
         parts = _parts(results)
         prepare(stage.con, batch.keyring, parts)
         prepared = _clock()
-        attach_warehouse(stage.con, cfg)
+        warehouse_attach.open_for_merge(stage.con, cfg, f"ingest round {round_.round_id}")
         try:
             _merge_round(stage.con, results, parts)
         finally:
-            detach_warehouse(stage.con)
+            warehouse_attach.close_for_merge(stage.con)
     merged = _clock()
     outcomes: list[Outcome] = []
     for r in results:

@@ -94,9 +94,11 @@ def run(args: list[str], cfg: hqms_config.Config | None = None, *, echo: bool = 
     results_file = target_dir(cfg) / "run_results.json"
     results_file.unlink(missing_ok=True)
     command = [sys.executable, "-c", "from dbt.cli.main import cli; cli()", *args]
-    proc = subprocess.run(command, cwd=PROJECT_DIR, env=dbt_env(cfg), text=True,
-                          stdout=None if echo else subprocess.PIPE,
-                          stderr=subprocess.STDOUT if not echo else None, check=False)
+    # dbt opens the warehouse for writing: a DuckDB file takes one writer, an ingest merge may hold it
+    with warehouse_attach.write_lock(cfg, f"dbt {args[0]}", marts_only=True):
+        proc = subprocess.run(command, cwd=PROJECT_DIR, env=dbt_env(cfg), text=True,
+                              stdout=None if echo else subprocess.PIPE,
+                              stderr=subprocess.STDOUT if not echo else None, check=False)
     results: list[dict] = []
     if results_file.exists():
         results = json.loads(results_file.read_text(encoding="utf-8")).get("results", [])

@@ -222,8 +222,10 @@ def publish(cfg: hqms_config.Config | None = None, *, upload: bool = True) -> Pu
     cfg = cfg or hqms_config.load()
     specs = catalog()
     published_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    snapshot, written = write_exports(cfg, specs, published_at)
-    write_admin_snapshot(cfg)
+    # a DuckDB file refuses even read-only attaches while an ingest merges: wait for it
+    with warehouse_attach.read_lock(cfg, "marts publish"):
+        snapshot, written = write_exports(cfg, specs, published_at)
+        write_admin_snapshot(cfg)
     store = None
     bucket = cfg.buckets["marts"]
     if upload:
