@@ -116,6 +116,7 @@ def test_a_damaged_header_is_reported_and_the_batch_goes_on(home, capsys):
                  "--streams", "flu", "--out", str(gen), "--quiet"]) == 0
     assert hqms(["keys", "init"]) == 0
     plan = list(csv.DictReader((gen / "upload_plan.csv").open(encoding="utf-8")))
+    provision_plan(gen / "upload_plan.csv")
     damaged = home / "damaged.zip"
     with zipfile.ZipFile(gen / plan[1]["zip"]) as zin, zipfile.ZipFile(damaged, "w", zipfile.ZIP_DEFLATED) as zout:
         for info in zin.infolist():

@@ -30,6 +30,7 @@ from hqms import config, embedded_s3
 from hqms.accounts import Accounts
 from hqms.cli import main as hqms
 from hqms.intake.submit import submit
+from hqms.marts.publish import ADMIN_SNAPSHOT_NAME
 from hqms.registry import Registry
 
 pytestmark = pytest.mark.slow
@@ -51,7 +52,7 @@ def _ingest() -> None:
 
 
 def _submission_rows(cfg: config.Config) -> list[tuple]:
-    con = duckdb.connect(str(cfg.marts_dir / "hqms_marts.duckdb"), read_only=True)
+    con = duckdb.connect(str(cfg.marts_dir / ADMIN_SNAPSHOT_NAME), read_only=True)
     try:
         return con.execute(SUBMISSION).fetchall()
     finally:
@@ -197,7 +198,7 @@ def test_city_administrator_sees_only_their_hospitals(world, browser) -> None:
     _login(page, base, "city_admin", "admin-")
     assert page.url.endswith("/admin")
     _shot(page, "admin-03-rates")
-    con = duckdb.connect(str(cfg.marts_dir / "hqms_marts.duckdb"), read_only=True)
+    con = duckdb.connect(str(cfg.marts_dir / ADMIN_SNAPSHOT_NAME), read_only=True)
     mine = {(str(p), s): (e, r) for s, p, e, r in con.execute(
         "SELECT stream, report_date, count(*) FILTER (WHERE due), count(*) FILTER (WHERE due AND received) "
         "FROM marts.submission_daily WHERE city_code = ? GROUP BY ALL", [city]).fetchall()}
