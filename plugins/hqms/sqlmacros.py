@@ -65,6 +65,15 @@ def canonical_sql(expr: str) -> str:
     return f"translate(trim({expr}, {literal(v.BLANKS)}), {literal(lower)}, {literal(lower.upper())})"
 
 
+def _on_canonical(macro: str) -> str:
+    """``macro`` applied to the canonical form of ``s``, computed once per row. A macro's argument
+    is substituted as text, so ``macro(hqms_canonical_code(s))`` repeats the canonicalisation at
+    every use of the parameter (≈ 20 in the identity-card check); in a WHERE clause DuckDB then
+    evaluates each copy (measured 1.0–1.3 s instead of 0.1 s for 37 k identity-card numbers).
+    A one-element list lambda binds the canonical value once."""
+    return f"list_transform([hqms_canonical_code(s)], lambda c: {macro}(c))[1]"
+
+
 def _id15_to_body17(s: str) -> str:
     return f"(substr({s}, 1, 6) || '19' || substr({s}, 7, 9))"
 
@@ -90,24 +99,24 @@ _MACROS: tuple[tuple[str, str, str], ...] = (
   WHEN {_match('s', v.ID15_PATTERN)} THEN {_in_provinces('s')}
     AND {_birth_ok("hqms_parse_date('19' || substr(s, 7, 6), 'YYYYMMDD')")}
   ELSE false END"""),
-    ("hqms_id_card_ok", "s", "hqms_id_card_canonical_ok(hqms_canonical_code(s))"),
+    ("hqms_id_card_ok", "s", _on_canonical("hqms_id_card_canonical_ok")),
     ("hqms_normalise_id_card_canonical", "s", f"""CASE WHEN hqms_id_card_canonical_ok(s) THEN
   CASE WHEN length(s) = 18 THEN s
   ELSE {_id15_to_body17('s')} || hqms_id_check_char({_id15_to_body17('s')}) END END"""),
-    ("hqms_normalise_id_card", "s", "hqms_normalise_id_card_canonical(hqms_canonical_code(s))"),
+    ("hqms_normalise_id_card", "s", _on_canonical("hqms_normalise_id_card_canonical")),
     ("hqms_org_code_canonical_ok", "s", f"""CASE WHEN s IS NULL THEN NULL
   WHEN {_match('s', v.ORG_PATTERN)} THEN hqms_org_check_char(s) = right(s, 1)
   ELSE false END"""),
-    ("hqms_org_code_ok", "s", "hqms_org_code_canonical_ok(hqms_canonical_code(s))"),
+    ("hqms_org_code_ok", "s", _on_canonical("hqms_org_code_canonical_ok")),
     ("hqms_uscc_canonical_ok", "s", f"""CASE WHEN s IS NULL THEN NULL
   WHEN {_match('s', v.USCC_PATTERN)} THEN hqms_uscc_check_char(s) = substr(s, 18, 1)
     AND hqms_org_code_canonical_ok(substr(s, 9, 9))
   ELSE false END"""),
-    ("hqms_uscc_ok", "s", "hqms_uscc_canonical_ok(hqms_canonical_code(s))"),
+    ("hqms_uscc_ok", "s", _on_canonical("hqms_uscc_canonical_ok")),
     ("hqms_medical_org_code_canonical_ok", "s", f"""CASE WHEN s IS NULL THEN NULL
   WHEN {_match('s', v.MEDICAL_ORG_PATTERN)} THEN hqms_org_code_canonical_ok(substr(s, 1, 9))
   ELSE false END"""),
-    ("hqms_medical_org_code_ok", "s", "hqms_medical_org_code_canonical_ok(hqms_canonical_code(s))"),
+    ("hqms_medical_org_code_ok", "s", _on_canonical("hqms_medical_org_code_canonical_ok")),
     ("hqms_icd10_ok", "s", _match("s", v.ICD10_PATTERN)),
     ("hqms_icd9cm3_ok", "s", _match("s", v.ICD9CM3_PATTERN)),
     ("hqms_mobile_ok", "s", _match("s", v.MOBILE_PATTERN)),
