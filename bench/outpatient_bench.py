@@ -139,7 +139,7 @@ def _scale_for(pages: int, hospitals: int, month: date, seed: int) -> float:
     return pages / per_scale
 
 
-def _generate(args: argparse.Namespace, env: dict[str, str]) -> tuple[dict, Path, int]:
+def generate_month(args: argparse.Namespace, env: dict[str, str]) -> tuple[dict, Path, int]:
     """The month's uploads and their CSVs as UTF-8 (generated, or reused when they match)."""
     gen, csv_dir = args.work / "gen", args.work / "csv"
     wanted = {"pages": args.pages, "hospitals": args.hospitals, "month": args.month.isoformat(), "seed": args.seed}
@@ -163,7 +163,7 @@ def _generate(args: argparse.Namespace, env: dict[str, str]) -> tuple[dict, Path
     return summary, csv_dir, raw
 
 
-def _submit(env: dict[str, str], gen: Path) -> int:
+def submit_month(env: dict[str, str], gen: Path) -> int:
     code = ("import csv\nfrom datetime import datetime\nfrom pathlib import Path\n"
             "from hqms.intake.submit import submit\n"
             "from hqms import config\nfrom hqms.demo import provision_accounts\n"
@@ -203,7 +203,7 @@ def _ingest(env: dict[str, str], work: Path, workers: int) -> Timing:
     return Timing(wall, peak, cpu)
 
 
-def _warehouse_rows(env: dict[str, str]) -> tuple[int, int]:
+def warehouse_rows(env: dict[str, str]) -> tuple[int, int]:
     """(dw.mzsy rows, processed uploads in ops.uploads): the run's result, read back."""
     code = ("from hqms import config, warehouse_attach as wa\n"
             "con = wa.connect(config.load(), read_only=True)\n"
@@ -232,7 +232,7 @@ def _measured_run(args: argparse.Namespace, base_env: dict[str, str], gen: Path,
         env.update(HQMS_WAREHOUSE=lake, HQMS_WAREHOUSE_DATA_PATH=f"s3://hqms-lake/{label}/")
     _hqms(env, "keys", "init")
     try:
-        n = _submit(env, gen)
+        n = submit_month(env, gen)
         env["HQMS_BATCH_MAX_UPLOADS"] = str(max(1, math.ceil(n / args.batches)))
         work = home / "bench"
         work.mkdir()
@@ -240,7 +240,7 @@ def _measured_run(args: argparse.Namespace, base_env: dict[str, str], gen: Path,
         marts = None
         if not args.no_marts:
             marts = _timed_child(env, MARTS, work / "marts.log")
-        rows, uploads = _warehouse_rows(env)
+        rows, uploads = warehouse_rows(env)
         shutil.copy(work / "ingest.log", args.work / f"ingest-{label}.log")  # the home goes at the end
         print(f"  {label}: ingest {ingest.wall:.1f} s, {rows:,} rows of {uploads} processed uploads"
               + (f", marts {marts.wall:.1f} s" if marts else ""))
@@ -249,7 +249,7 @@ def _measured_run(args: argparse.Namespace, base_env: dict[str, str], gen: Path,
         _hqms(env, "s3", "stop")
 
 
-def _pg_server(args: argparse.Namespace) -> tuple[object, str]:
+def pg_server(args: argparse.Namespace) -> tuple[object, str]:
     """A PostgreSQL server (pgserver) under --work, and the socket folder to reach it by."""
     import pgserver
 
@@ -277,7 +277,7 @@ def main() -> int:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HQMS_")}
     env["HQMS_HOME"] = str(args.work / "home-gen")
 
-    summary, csv_dir, raw = _generate(args, env)
+    summary, csv_dir, raw = generate_month(args, env)
     records = summary["totals"]["records"]
     gen = args.work / "gen"
     floor = _timed_child(env, FLOOR.replace("FLOOR_DB", str(args.work / "floor.duckdb"))
@@ -291,7 +291,7 @@ def main() -> int:
     if not args.no_file:
         runs += [_measured_run(args, env, gen, f"file-{workers}", workers, None) for workers in worker_counts]
     if args.lake:
-        server, host = _pg_server(args)
+        server, host = pg_server(args)
         try:
             for workers in worker_counts:
                 dbname = f"lake_{workers}_{int(time.time())}"  # a fresh catalog per run
