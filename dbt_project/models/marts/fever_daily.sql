@@ -1,11 +1,5 @@
 -- depends_on: {{ ref('stg_fever') }}, {{ ref('stg_lab') }}
-{{ config(
-    materialized='incremental',
-    incremental_strategy='replace_periods',
-    unique_key=['visit_date'],
-    on_schema_change='fail',
-    tags=['daily'],
-) }}
+{{ config(materialized='incremental', unique_key=['visit_date'], tags=['daily']) }}
 {#- One row per (visit_date, org_code): what a hospital's fever clinic saw that day.
     Incremental like flu_daily: dates touched by fever_ or lab_ rows loaded since the last build,
     and the dates re-sent visits moved away from (P7506 is not part of their key). A touched date
