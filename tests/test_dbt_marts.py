@@ -394,7 +394,7 @@ WITH v AS (
            bool_or(status = 'positive' AND type = 'B') AS b
     FROM r GROUP BY ALL
 )
-SELECT CAST(v.visit_time AS DATE) AS visit_date, v._org_code AS org_code, count(*) AS visits,
+SELECT CAST(v.visit_time AS DATE) AS report_date, v._org_code AS org_code, count(*) AS visits,
        count(*) FILTER (WHERE first_visit = '1') AS first_visits,
        count(*) FILTER (WHERE referred = '1') AS referrals,
        count(*) FILTER (WHERE observation_stay = '1') AS observation_stays,
@@ -410,7 +410,7 @@ SELECT CAST(v.visit_time AS DATE) AS visit_date, v._org_code AS org_code, count(
 FROM v LEFT JOIN t ON t._org_code = v._org_code AND t.opd_visit_serial_pid = v.opd_visit_serial_pid
 GROUP BY ALL
 """
-FEVER_MART = """SELECT visit_date, org_code, visits, first_visits, referrals, observation_stays, flu_tested,
+FEVER_MART = """SELECT report_date, org_code, visits, first_visits, referrals, observation_stays, flu_tested,
        flu_positive, flu_undetermined, flu_pending, flu_a_only, flu_b_only, flu_ab_both, flu_untyped_positive,
        male, female FROM marts.fever_daily"""
 

@@ -7,7 +7,7 @@
     epidemiological weeks as well as months. -#}
 {%- set chapters = hqms.icd10_chapters() %}
 select
-    cast(v.visit_time as date) as visit_date,
+    cast(v.visit_time as date) as report_date,
     v.org_code,
     h.province_code,
     h.city_code,
