@@ -449,6 +449,19 @@ def test_publish_catalog_is_the_analysts_set() -> None:
     # a rate is suppressed with its numerator too: rate × denominator would give it back
     assert opd.derived["infusion_rate"] == ("visits", "infusion_visits")
     assert specs["agg_flu"].columns["cases"] and specs["agg_flu"].description
+    # shared columns are dbt doc blocks (models/published/agg_columns.md), resolved as dbt does
+    assert specs["agg_fever"].columns["period_type"].startswith("day | week")
+    assert not [c for s in specs.values() for c in (s.description, *s.columns.values()) if "{{" in c]
+
+
+def test_each_model_has_its_yaml_beside_its_sql() -> None:
+    """One YAML per model, beside its SQL, holding that model's description, tests and unit tests."""
+    sql = {p.with_suffix(".yml") for p in publish.MODELS_DIR.rglob("*.sql")}
+    assert set(publish.MODELS_DIR.rglob("*.yml")) == sql | {sources.SOURCES_FILE}
+    for path in sql:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+        assert [m["name"] for m in doc["models"]] == [path.stem], path
+        assert {u["model"] for u in doc.get("unit_tests") or []} <= {path.stem}, path
 
 
 def test_docs_describe_every_published_mart_and_column() -> None:
