@@ -394,7 +394,7 @@ WITH v AS (
            bool_or(status = 'positive' AND type = 'B') AS b
     FROM r GROUP BY ALL
 )
-SELECT CAST(v.visit_time AS DATE) AS visit_date, v._org_code AS org_code, count(*) AS visits,
+SELECT CAST(v.visit_time AS DATE) AS report_date, v._org_code AS org_code, count(*) AS visits,
        count(*) FILTER (WHERE first_visit = '1') AS first_visits,
        count(*) FILTER (WHERE referred = '1') AS referrals,
        count(*) FILTER (WHERE observation_stay = '1') AS observation_stays,
@@ -410,7 +410,7 @@ SELECT CAST(v.visit_time AS DATE) AS visit_date, v._org_code AS org_code, count(
 FROM v LEFT JOIN t ON t._org_code = v._org_code AND t.opd_visit_serial_pid = v.opd_visit_serial_pid
 GROUP BY ALL
 """
-FEVER_MART = """SELECT visit_date, org_code, visits, first_visits, referrals, observation_stays, flu_tested,
+FEVER_MART = """SELECT report_date, org_code, visits, first_visits, referrals, observation_stays, flu_tested,
        flu_positive, flu_undetermined, flu_pending, flu_a_only, flu_b_only, flu_ab_both, flu_untyped_positive,
        male, female FROM marts.fever_daily"""
 
@@ -449,6 +449,19 @@ def test_publish_catalog_is_the_analysts_set() -> None:
     # a rate is suppressed with its numerator too: rate × denominator would give it back
     assert opd.derived["infusion_rate"] == ("visits", "infusion_visits")
     assert specs["agg_flu"].columns["cases"] and specs["agg_flu"].description
+    # shared columns are dbt doc blocks (models/published/agg_columns.md), resolved as dbt does
+    assert specs["agg_fever"].columns["period_type"].startswith("day | week")
+    assert not [c for s in specs.values() for c in (s.description, *s.columns.values()) if "{{" in c]
+
+
+def test_each_model_has_its_yaml_beside_its_sql() -> None:
+    """One YAML per model, beside its SQL, holding that model's description, tests and unit tests."""
+    sql = {p.with_suffix(".yml") for p in publish.MODELS_DIR.rglob("*.sql")}
+    assert set(publish.MODELS_DIR.rglob("*.yml")) == sql | {sources.SOURCES_FILE}
+    for path in sql:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+        assert [m["name"] for m in doc["models"]] == [path.stem], path
+        assert {u["model"] for u in doc.get("unit_tests") or []} <= {path.stem}, path
 
 
 def test_docs_describe_every_published_mart_and_column() -> None:

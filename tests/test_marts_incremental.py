@@ -99,11 +99,11 @@ def test_submission_daily_fills_days_when_the_range_grows_backwards(built: hqms_
 
 #: fever visits per (date, hospital) straight from dw.fever (latest version of each record)
 FEVER_VISITS = """
-SELECT CAST(visit_time AS DATE) AS visit_date, _org_code AS org_code, count(*) AS visits
+SELECT CAST(visit_time AS DATE) AS report_date, _org_code AS org_code, count(*) AS visits
 FROM (SELECT * FROM dw.fever QUALIFY row_number() OVER (PARTITION BY _org_code, _nk ORDER BY _received_at DESC) = 1)
 GROUP BY ALL"""
 FEVER_ROLLUP = """
-SELECT visit_date, level AS region_level,
+SELECT report_date, level AS region_level,
        CASE level WHEN 'province' THEN province_code ELSE city_code END AS region_code,
        count(DISTINCT org_code) AS hospitals, sum(visits) AS visits
 FROM marts.fever_daily, (VALUES ('province'), ('city')) AS l(level)
@@ -121,7 +121,7 @@ def test_fever_daily_drops_a_date_whose_only_visit_moved_away(built: hqms_config
              referred="2", observation_stay="2")
     _write(cfg, rows)
     dbt.build("daily", cfg=cfg)
-    before = _query(cfg, f"SELECT org_code, visits FROM marts.fever_daily WHERE visit_date = DATE '{alone}'")
+    before = _query(cfg, f"SELECT org_code, visits FROM marts.fever_daily WHERE report_date = DATE '{alone}'")
     assert before == [(org, 1)]
 
     # The re-send corrects P7506 to the day before: the merge replaces the row (same P7000) and
@@ -133,11 +133,11 @@ def test_fever_daily_drops_a_date_whose_only_visit_moved_away(built: hqms_config
            ("INSERT INTO ops.moved_periods VALUES ('fever', ?, ?, ?)", [org, alone, resent]))
     dbt.build("daily", cfg=cfg)
 
-    assert _query(cfg, f"SELECT visit_date, org_code, visits FROM marts.fever_daily "
-                       f"WHERE visit_date IN (DATE '{alone}', DATE '{moved_to}')") == [(moved_to, org, 1)]
-    assert _query(cfg, f"SELECT count(*) FROM marts.fever_daily_by_region WHERE visit_date = DATE '{alone}'") == [(0,)]
-    assert _differences(cfg, "SELECT visit_date, org_code, visits FROM marts.fever_daily", FEVER_VISITS) == []
-    assert _differences(cfg, """SELECT visit_date, region_level, region_code, hospitals, visits
+    assert _query(cfg, f"SELECT report_date, org_code, visits FROM marts.fever_daily "
+                       f"WHERE report_date IN (DATE '{alone}', DATE '{moved_to}')") == [(moved_to, org, 1)]
+    assert _query(cfg, f"SELECT count(*) FROM marts.fever_daily_by_region WHERE report_date = DATE '{alone}'") == [(0,)]
+    assert _differences(cfg, "SELECT report_date, org_code, visits FROM marts.fever_daily", FEVER_VISITS) == []
+    assert _differences(cfg, """SELECT report_date, region_level, region_code, hospitals, visits
                                 FROM marts.fever_daily_by_region""", FEVER_ROLLUP) == []
 
 

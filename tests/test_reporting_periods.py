@@ -11,8 +11,9 @@ The warehouse holds ``test_dbt_marts``' synthetic rows (outpatient January 2025,
 * H3 ``mzsy_2026-10.csv`` holding 5 late September pages: October;
 * H4 ``mzsy_202701.csv`` (a future month) and H5 ``mzsy_206210.csv`` (a typo year): no period.
 
-The dbt unit tests in ``dbt_project/models/intermediate/unit_tests_reporting_periods.yml`` pin
-each rule; this checks that they hold together on the warehouse's own types and names.
+The dbt unit tests beside the models (``stg_upload_files.yml``, ``int_upload_periods.yml``,
+``int_submission_status.yml``, ``submission_*.yml`` in ``dbt_project/models/``) pin each rule;
+this checks that they hold together on the warehouse's own types and names.
 """
 from __future__ import annotations
 

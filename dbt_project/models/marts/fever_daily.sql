@@ -1,19 +1,13 @@
 -- depends_on: {{ ref('stg_fever') }}, {{ ref('stg_lab') }}
-{{ config(
-    materialized='incremental',
-    incremental_strategy='replace_periods',
-    unique_key=['visit_date'],
-    on_schema_change='fail',
-    tags=['daily'],
-) }}
-{#- One row per (visit_date, org_code): what a hospital's fever clinic saw that day.
+{{ config(materialized='incremental', unique_key=['report_date'], tags=['daily']) }}
+{#- One row per (report_date, org_code): what a hospital's fever clinic saw that day.
     Incremental like flu_daily: dates touched by fever_ or lab_ rows loaded since the last build,
     and the dates re-sent visits moved away from (P7506 is not part of their key). A touched date
     left with no visit at all gets a tombstone, so replace_periods clears it (macros/incremental.sql). -#}
 with
 {% if is_incremental() %}
 touched as (
-    select visit_date from {{ ref('stg_fever') }} where _loaded_at > {{ hqms.rebuild_since() }}
+    select visit_date as report_date from {{ ref('stg_fever') }} where _loaded_at > {{ hqms.rebuild_since() }}
     union
     select visit_date from {{ ref('stg_lab') }} where _loaded_at > {{ hqms.rebuild_since() }}
     union
@@ -25,13 +19,13 @@ touched as (
 visits as (
     select * from {{ ref('int_fever_visits') }}
     {% if is_incremental() %}
-    where visit_date in (select visit_date from touched)
+    where visit_date in (select report_date from touched)
     {% endif %}
 ),
 
 daily as (
     select
-        v.visit_date,
+        v.visit_date as report_date,
         v.org_code,
         h.province_code,
         h.city_code,
@@ -61,5 +55,5 @@ daily as (
 
 select * from daily
 {% if is_incremental() %}
-{{ hqms.tombstones('daily', 'visit_date', 'select visit_date from touched') }}
+{{ hqms.tombstones('daily', 'report_date', 'select report_date from touched') }}
 {% endif %}

@@ -1,11 +1,5 @@
 -- depends_on: {{ ref('stg_flu') }}, {{ ref('stg_lis') }}, {{ ref('stg_pdr') }}
-{{ config(
-    materialized='incremental',
-    incremental_strategy='replace_periods',
-    unique_key=['report_date'],
-    on_schema_change='fail',
-    tags=['daily'],
-) }}
+{{ config(materialized='incremental', unique_key=['report_date'], tags=['daily']) }}
 {#- One row per (report_date, org_code): flu visits and cases of the day at one hospital.
     Incremental: a run recomputes only the report dates touched by flu_, lis_ or pdr_ rows loaded
     since the previous build (minus the lookback), whole dates at a time (replace_periods; a touched

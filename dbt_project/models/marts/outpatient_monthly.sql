@@ -1,12 +1,6 @@
 -- depends_on: {{ ref('stg_outpatient') }}
 -- depends_on: {{ ref('int_file_versions') }}
-{{ config(
-    materialized='incremental',
-    incremental_strategy='replace_periods',
-    unique_key=['month'],
-    on_schema_change='fail',
-    tags=['monthly'],
-) }}
+{{ config(materialized='incremental', unique_key=['month'], tags=['monthly']) }}
 {#- One row per (month, org_code): the hospital's outpatient information pages of the month.
     Incremental: months touched by mzsy_ rows loaded since the last build (minus the lookback) and
     the months of the earlier versions of the files they re-send (macros/resent_files.sql),

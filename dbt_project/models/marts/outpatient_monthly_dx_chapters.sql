@@ -1,12 +1,6 @@
 -- depends_on: {{ ref('stg_outpatient') }}
 -- depends_on: {{ ref('int_file_versions') }}
-{{ config(
-    materialized='incremental',
-    incremental_strategy='replace_periods',
-    unique_key=['month'],
-    on_schema_change='fail',
-    tags=['monthly'],
-) }}
+{{ config(materialized='incremental', unique_key=['month'], tags=['monthly']) }}
 {#- One row per (month, org_code, ICD-10 chapter of the principal diagnosis): visits and rank
     (1 = the hospital's most frequent chapter that month; ties broken by chapter order).
     Incremental like outpatient_monthly (months replaced whole, tombstones: macros/incremental.sql). -#}

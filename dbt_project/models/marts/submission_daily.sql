@@ -1,11 +1,5 @@
 -- depends_on: {{ ref('int_upload_periods') }}
-{{ config(
-    materialized='incremental',
-    incremental_strategy='replace_periods',
-    unique_key=['report_date'],
-    on_schema_change='fail',
-    tags=['daily'],
-) }}
+{{ config(materialized='incremental', unique_key=['report_date'], tags=['daily']) }}
 {#- Daily streams (flu, fever): one row per (registry hospital, report_date, stream).
     Incremental: report dates of uploads processed since the last build (minus the lookback),
     every day of a stream's range the mart does not have yet, and every day that was not yet due

@@ -1,10 +1,5 @@
 -- depends_on: {{ ref('submission_daily') }}
-{{ config(
-    materialized='incremental',
-    incremental_strategy='replace_periods',
-    unique_key=['report_date'],
-    tags=['daily'],
-) }}
+{{ config(materialized='incremental', unique_key=['report_date'], tags=['daily']) }}
 {#- submission_daily rolled up to city and province. Incremental on the dates just rebuilt there,
     and on the dates it no longer has (emptied: cleared here by a tombstone; macros/incremental.sql). -#}
 {% if is_incremental() %}

@@ -8,7 +8,7 @@
                   'age_0_4', 'age_5_14', 'age_15_24', 'age_25_59', 'age_60_plus', 'age_unknown',
                   'male', 'female', 'sex_unknown'] %}
 with rolled as (
-    {{ hqms.area_period_rollup(ref('pub_fever_hospital_day'), 'visit_date', counts) }}
+    {{ hqms.area_period_rollup(ref('pub_fever_hospital_day'), 'report_date', counts) }}
 )
 
 select

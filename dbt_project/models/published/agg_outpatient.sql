@@ -9,7 +9,7 @@
 {%- for chapter in chapters %}{% do counts.append('dx_' ~ (chapter | lower)) %}{% endfor %}
 {%- do counts.append('dx_unknown') %}
 with rolled as (
-    {{ hqms.area_period_rollup(ref('pub_outpatient_hospital_day'), 'visit_date', counts,
+    {{ hqms.area_period_rollup(ref('pub_outpatient_hospital_day'), 'report_date', counts,
                                sums=['total_cost', 'self_pay_cost', 'antibiotic_cost']) }}
 )
 

@@ -7,7 +7,7 @@ with visits as (
 ),
 
 flu_like as (
-    select v.visit_date, v.org_code, count(*) as flu_like_visits
+    select v.visit_date as report_date, v.org_code, count(*) as flu_like_visits
     from visits as v
     where exists (
         select 1 from {{ ref('flu_icd10') }} as i where {{ hqms.starts_with_ci('v.opd_dx_code', 'i.code_prefix') }}
@@ -19,4 +19,4 @@ select
     f.*,
     cast(coalesce(fl.flu_like_visits, 0) as {{ dbt.type_bigint() }}) as flu_like_visits
 from {{ ref('fever_daily') }} as f
-left join flu_like as fl on fl.visit_date = f.visit_date and fl.org_code = f.org_code
+left join flu_like as fl on fl.report_date = f.report_date and fl.org_code = f.org_code

@@ -1,13 +1,13 @@
 -- depends_on: {{ ref('icd10_chapters') }}
 {{ config(tags=['monthly'], schema='intermediate', materialized='table') }}
-{#- Outpatient pages per (visit day, hospital): the counts and costs of outpatient_monthly, and
+{#- Outpatient pages per (report_date: the day of JZSJ, hospital): the counts and costs of outpatient_monthly, and
     one count per ICD-10 chapter of the principal diagnosis (dx_i … dx_xxii, dx_unknown; the
     chapters come from the icd10_chapters seed). antibiotic_cost is NULL, not 0, on a day no page
     reports KJYWF, with antibiotic_cost_pages counting the pages that do (as in outpatient_monthly). The day grain lets the pages roll up to
     epidemiological weeks as well as months. -#}
 {%- set chapters = hqms.icd10_chapters() %}
 select
-    cast(v.visit_time as date) as visit_date,
+    cast(v.visit_time as date) as report_date,
     v.org_code,
     h.province_code,
     h.city_code,

@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import stat
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -91,29 +92,49 @@ class PublishResult:
         return asdict(self)
 
 
-def _spec(model: dict) -> MartSpec:
+#: ``'{{ doc("name") }}'`` in a description, and the ``{% docs name %}…{% enddocs %}`` blocks of the
+#: models folder's Markdown files it names (dbt's doc blocks: columns several models share)
+_DOC_REF = re.compile(r"""\{\{\s*doc\(\s*["'](\w+)["']\s*\)\s*\}\}""")
+_DOC_BLOCK = re.compile(r"\{%-?\s*docs\s+(\w+)\s*-?%\}(.*?)\{%-?\s*enddocs\s*-?%\}", re.S)
+
+
+def doc_blocks(models_dir: Path = MODELS_DIR) -> dict[str, str]:
+    """Every doc block under ``models_dir`` by name, as dbt reads them for ``doc()``."""
+    return {m[1]: m[2].strip() for path in sorted(models_dir.rglob("*.md"))
+            for m in _DOC_BLOCK.finditer(path.read_text(encoding="utf-8"))}
+
+
+def _description(text: object, docs: dict[str, str]) -> str:
+    """A description as dbt renders it (doc() references resolved), on one line."""
+    resolved = _DOC_REF.sub(lambda m: docs[m[1]], str(text or ""))
+    return " ".join(resolved.split())
+
+
+def _spec(model: dict, docs: dict[str, str]) -> MartSpec:
     meta = (model.get("config") or {}).get("meta") or {}
     counts, derived, columns = [], {}, {}
     for col in model.get("columns") or []:
         col_meta = (col.get("config") or {}).get("meta") or {}
-        columns[col["name"]] = " ".join(str(col.get("description") or "").split())
+        columns[col["name"]] = _description(col.get("description"), docs)
         if col_meta.get("small_cell") == "count":
             counts.append(col["name"])
         if base := col_meta.get("small_cell_base"):
             derived[col["name"]] = tuple([base] if isinstance(base, str) else base)
     totals = tuple(RowTotal(r["total"], tuple(r["parts"])) for r in meta.get("row_totals") or [])
     return MartSpec(model["name"], SuppressionSpec(tuple(counts), derived, totals),
-                    " ".join(str(model.get("description") or "").split()), columns)
+                    _description(model.get("description"), docs), columns)
 
 
 def catalog(models_dir: Path = MODELS_DIR, audience: str = AUDIENCE) -> list[MartSpec]:
-    """Models with ``config.meta.publish: <audience>`` in the dbt YAML, in file order."""
+    """Models with ``config.meta.publish: <audience>`` in the dbt YAML (one file per model,
+    beside its SQL), in path order."""
     specs: list[MartSpec] = []
+    docs = doc_blocks(models_dir)
     for path in sorted(models_dir.rglob("*.yml")):
         doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         for model in doc.get("models") or []:
             if ((model.get("config") or {}).get("meta") or {}).get("publish") == audience:
-                specs.append(_spec(model))
+                specs.append(_spec(model, docs))
     return specs
 
 

@@ -26,7 +26,7 @@ QUERIES: dict[str, str] = {
                sum(severe_cases) AS severe, sum(deaths) AS deaths
         FROM marts.flu_daily""",
     "fever_daily": """
-        SELECT min(visit_date) AS first_day, max(visit_date) AS last_day,
+        SELECT min(report_date) AS first_day, max(report_date) AS last_day,
                count(DISTINCT org_code) AS hospitals, sum(visits) AS visits,
                sum(observation_stays) AS observation, sum(flu_tested) AS flu_tested,
                sum(flu_positive) AS flu_positive
