@@ -99,7 +99,7 @@ def test_future_periods_add_no_month_and_november_is_not_yet_due(built: hqms_con
                      (date(2026, 11, 1), "44", False, 0, None, None), (date(2026, 11, 1), "51", False, 1, None, None)]
 
 
-def test_seed_004_catch_up_deadline_applies_to_january_2025(built: hqms_config.Config) -> None:
+def test_sichuan_2025_catch_up_deadline_applies_to_january_2025(built: hqms_config.Config) -> None:
     january = _query(built, """
         SELECT DISTINCT deadline_local, on_time = received FROM marts.submission_monthly
         WHERE month = DATE '2025-01-01'""")
