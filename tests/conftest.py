@@ -1,5 +1,8 @@
 """Shared fixtures: an isolated HQMS_HOME and a real S3 server (rclone) on loopback.
 
+The tests choose the embedded S3 store (``HQMS_S3_ENDPOINT=embedded``) for the whole session and
+every process they start: an unset variable is no store at all (the configuration fails closed).
+
 ``hqms_home``   fresh HQMS_HOME for one test; every other HQMS_* variable is removed so nothing
                 leaks in from the developer's shell (external S3, registry URL, warehouse ...).
 ``s3_store``    the embedded rclone server of that home, as an ``ObjectStore``; stopped afterwards.
@@ -40,15 +43,21 @@ from hqms import config, embedded_s3, spec, validators
 from hqms.objectstore import ObjectStore
 
 
+#: Set here, before any test runs, so homes made without the fixtures choose it as well.
+os.environ["HQMS_S3_ENDPOINT"] = config.EMBEDDED_S3
+
+
 def _clear_hqms_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only the tests' own choice is left: HQMS_S3_ENDPOINT=embedded."""
     for name in list(os.environ):
         if name.startswith("HQMS_"):
             monkeypatch.delenv(name)
+    monkeypatch.setenv("HQMS_S3_ENDPOINT", config.EMBEDDED_S3)
 
 
 @pytest.fixture
 def hqms_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A temporary HQMS_HOME (embedded S3 mode: all HQMS_S3_* unset)."""
+    """A temporary HQMS_HOME on its embedded S3 store (HQMS_S3_ENDPOINT=embedded, no other HQMS_*)."""
     _clear_hqms_env(monkeypatch)
     home = tmp_path / "hqms_home"
     home.mkdir()
@@ -408,7 +417,8 @@ class IngestHome:
     def __init__(self, root: Path, uploads: tuple[Path, Path], **warehouse_env: str) -> None:
         self.root, (self.gen, keys) = root, uploads
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("HQMS_")}
-        self.env.update(HQMS_HOME=str(root / "home"), HQMS_KEYS_DIR=str(keys), **warehouse_env)
+        self.env.update(HQMS_HOME=str(root / "home"), HQMS_S3_ENDPOINT=config.EMBEDDED_S3, HQMS_KEYS_DIR=str(keys),
+                        **warehouse_env)
 
     def __enter__(self) -> IngestHome:
         self._old = {k: os.environ.get(k) for k in self.env if k.startswith("HQMS_")}

@@ -83,6 +83,7 @@ def submit(path: Path, org_code: str, uploader: str, *, stream: str | None = Non
     """
     uploader = checked_uploader(uploader)
     cfg = cfg or config.load()
+    cfg.require_s3()  # no store configured: refuse before anything is recorded
     org_code = canonical_code(org_code)  # one hospital, one key prefix, whatever case it typed
     path = Path(path)
     name = redact_identifiers(upload_name or path.name)
