@@ -16,7 +16,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from web_helpers import org_in_region, use_home
+from conftest import use_home
+from web_helpers import org_in_region
 
 from hqms import config, embedded_s3, spec
 from hqms.accounts import Accounts
