@@ -204,12 +204,12 @@ def generate_day(out: Path, seed: int) -> dict:
     return {"dir": out, "org": plan["flu"]["org_code"], "zips": {s: out / "g" / r["zip"] for s, r in plan.items()}}
 
 
-def generate_plan(out: Path, *, hospitals: int, seed: int, streams: str = "flu") -> list[dict[str, str]]:
-    """One day (2025-01-06) of ``hqms generate`` into ``out``, the current home's demo keys and an
-    account per hospital; returns the rows of the upload plan."""
+def generate_plan(out: Path, *, hospitals: int, seed: int, streams: str = "flu", days: int = 1) -> list[dict[str, str]]:
+    """``days`` from 2025-01-06 of ``hqms generate`` into ``out``, the current home's demo keys and
+    an account per hospital; returns the rows of the upload plan."""
     from hqms.cli import main as hqms
 
-    assert hqms(["generate", "--hospitals", str(hospitals), "--start", "2025-01-06", "--days", "1",
+    assert hqms(["generate", "--hospitals", str(hospitals), "--start", "2025-01-06", "--days", str(days),
                  "--seed", str(seed), "--streams", streams, "--out", str(out), "--quiet"]) == 0
     assert hqms(["keys", "init"]) == 0
     provision_plan(out / "upload_plan.csv")

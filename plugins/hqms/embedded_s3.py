@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import fcntl
 import json
 import os
 import secrets
@@ -37,7 +36,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
 
@@ -45,6 +43,7 @@ import urllib3
 from minio import Minio
 
 from hqms import config
+from hqms.filelock import exclusive
 
 #: How long a fresh server may take to answer before start-up counts as failed.
 START_TIMEOUT_S = 15.0
@@ -113,16 +112,8 @@ def credentials(cfg: config.Config) -> tuple[str, str]:
     return data["access_key"], data["secret_key"]
 
 
-@contextlib.contextmanager
-def _locked(cfg: config.Config) -> Iterator[None]:
-    lock = _paths(cfg)["lock"]
-    lock.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    with lock.open("a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+def _locked(cfg: config.Config) -> contextlib.AbstractContextManager[None]:
+    return exclusive(_paths(cfg)["lock"])
 
 
 def _read_state(cfg: config.Config) -> dict | None:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import fcntl
 import json
 import os
 import subprocess
@@ -28,7 +27,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +35,7 @@ import psutil
 
 from hqms import airflow_env
 from hqms import config as hqms_config
+from hqms.filelock import exclusive
 
 #: Environment mark of every process of the live system (value: the home's path).
 MARK = "HQMS_LIVE_HOME"
@@ -105,16 +105,9 @@ def log_path(cfg: hqms_config.Config, name: str) -> Path:
     return cfg.log_dir / f"live-{name}.log"
 
 
-@contextlib.contextmanager
-def _locked(cfg: hqms_config.Config) -> Iterator[None]:
+def _locked(cfg: hqms_config.Config) -> contextlib.AbstractContextManager[None]:
     """One ``up``/``down`` of a home at a time."""
-    run_dir(cfg).mkdir(parents=True, exist_ok=True, mode=0o700)
-    with (run_dir(cfg) / "live.lock").open("a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    return exclusive(run_dir(cfg) / "live.lock")
 
 
 def _marked(proc: psutil.Process, home: Path) -> bool:
