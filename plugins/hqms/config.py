@@ -224,6 +224,7 @@ class Config:
 
     @property
     def s3_configured(self) -> bool:
+        """An S3 server is set, or this home's embedded store is chosen."""
         return self.s3_endpoint is not None or self.embedded_s3
 
     def s3_unset_fix(self) -> str:

@@ -7,7 +7,6 @@ Docker. It is a choice, never a fallback (:meth:`hqms.config.Config.require_s3`)
 ``hqms s3 start``) runs without an S3 setting. State lives under ``$HQMS_HOME/s3``:
 
 - ``chosen``           the local tooling's choice of this store (delete it to undo)
-
 - ``data/``            objects as plain files, one folder per bucket (persists across restarts);
                        landing zips are plaintext, so the tree is 0700 / files 0600 (umask 077)
 - ``credentials.json`` random access key / secret, generated once, mode 0600
