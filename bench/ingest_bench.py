@@ -115,6 +115,7 @@ def main() -> int:
     args.work.mkdir(parents=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("HQMS_")}
     env["HQMS_HOME"] = str(args.work / "home")
+    env["HQMS_S3_ENDPOINT"] = "embedded"  # the local choice of store: an unset one is refused
     gen = args.work / "gen"
 
     t = time.perf_counter()

@@ -276,6 +276,7 @@ def main() -> int:
     args.work.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("HQMS_")}
     env["HQMS_HOME"] = str(args.work / "home-gen")
+    env["HQMS_S3_ENDPOINT"] = "embedded"  # the local choice of store: an unset one is refused
 
     summary, csv_dir, raw = generate_month(args, env)
     records = summary["totals"]["records"]

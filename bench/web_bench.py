@@ -90,6 +90,7 @@ def main() -> int:
     home = Path(tempfile.mkdtemp(prefix="hqms-web-bench-"))
     env = {k: v for k, v in os.environ.items() if not k.startswith("HQMS_")}
     env["HQMS_HOME"] = str(home)
+    env["HQMS_S3_ENDPOINT"] = "embedded"  # the local choice of store: an unset one is refused
     os.environ.clear()
     os.environ.update(env)
     from hqms import config, embedded_s3

@@ -1,5 +1,8 @@
 """Shared fixtures: an isolated HQMS_HOME and a real S3 server (rclone) on loopback.
 
+The tests choose the embedded S3 store (``HQMS_S3_ENDPOINT=embedded``) for the whole session and
+every process they start: an unset variable is no store at all (the configuration fails closed).
+
 ``hqms_home``   fresh HQMS_HOME for one test; every other HQMS_* variable is removed so nothing
                 leaks in from the developer's shell (external S3, registry URL, warehouse ...).
 ``s3_store``    the embedded rclone server of that home, as an ``ObjectStore``; stopped afterwards.
@@ -40,19 +43,31 @@ from hqms import config, embedded_s3, spec, validators
 from hqms.objectstore import ObjectStore
 
 
-def _clear_hqms_env(monkeypatch: pytest.MonkeyPatch) -> None:
+#: Set here, before any test runs, so homes made without the fixtures choose it as well.
+os.environ["HQMS_S3_ENDPOINT"] = config.EMBEDDED_S3
+
+
+def clear_hqms_env(mp: pytest.MonkeyPatch) -> None:
+    """Remove every HQMS_* variable (nothing leaks in from the developer's shell) but the tests'
+    own choice of store: HQMS_S3_ENDPOINT=embedded."""
     for name in list(os.environ):
         if name.startswith("HQMS_"):
-            monkeypatch.delenv(name)
+            mp.delenv(name)
+    mp.setenv("HQMS_S3_ENDPOINT", config.EMBEDDED_S3)
+
+
+def use_home(mp: pytest.MonkeyPatch, home: Path) -> None:
+    """Point ``mp`` at ``home`` on its embedded store, every other HQMS_* variable removed."""
+    clear_hqms_env(mp)
+    mp.setenv("HQMS_HOME", str(home))
 
 
 @pytest.fixture
 def hqms_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A temporary HQMS_HOME (embedded S3 mode: all HQMS_S3_* unset)."""
-    _clear_hqms_env(monkeypatch)
+    """A temporary HQMS_HOME on its embedded S3 store (HQMS_S3_ENDPOINT=embedded, no other HQMS_*)."""
     home = tmp_path / "hqms_home"
     home.mkdir()
-    monkeypatch.setenv("HQMS_HOME", str(home))
+    use_home(monkeypatch, home)
     return home
 
 
@@ -72,8 +87,7 @@ def _shared_s3_config(tmp_path_factory: pytest.TempPathFactory) -> Iterator[conf
     """Configuration of the session-wide server's own home (server started, stopped at end)."""
     home = tmp_path_factory.mktemp("shared_s3_home")
     with pytest.MonkeyPatch.context() as mp:
-        _clear_hqms_env(mp)
-        mp.setenv("HQMS_HOME", str(home))
+        use_home(mp, home)
         cfg = config.load()
     embedded_s3.ensure_running(cfg)
     try:
@@ -188,6 +202,19 @@ def generate_day(out: Path, seed: int) -> dict:
                      "--streams", "flu,fever,outpatient", "--out", str(out / "g"), "--quiet"]) == 0
     plan = {r["stream"]: r for r in csv.DictReader((out / "g" / "upload_plan.csv").open(encoding="utf-8"))}
     return {"dir": out, "org": plan["flu"]["org_code"], "zips": {s: out / "g" / r["zip"] for s, r in plan.items()}}
+
+
+def generate_plan(out: Path, *, hospitals: int, seed: int, streams: str = "flu", days: int = 1) -> list[dict[str, str]]:
+    """``days`` from 2025-01-06 of ``hqms generate`` into ``out``, the current home's demo keys and
+    an account per hospital; returns the rows of the upload plan."""
+    from hqms.cli import main as hqms
+
+    assert hqms(["generate", "--hospitals", str(hospitals), "--start", "2025-01-06", "--days", str(days),
+                 "--seed", str(seed), "--streams", streams, "--out", str(out), "--quiet"]) == 0
+    assert hqms(["keys", "init"]) == 0
+    provision_plan(out / "upload_plan.csv")
+    with (out / "upload_plan.csv").open(encoding="utf-8", newline="") as fh:
+        return list(csv.DictReader(fh))
 
 
 def submit_plan(gen: Path) -> list[str]:
@@ -391,8 +418,7 @@ def resend_week(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
     root = tmp_path_factory.mktemp("resend_week")
     with pytest.MonkeyPatch.context() as mp:
-        _clear_hqms_env(mp)
-        mp.setenv("HQMS_HOME", str(root / "keyhome"))
+        use_home(mp, root / "keyhome")
         mp.setenv("HQMS_KEYS_DIR", str(root / "keys"))
         assert hqms(["generate", "--hospitals", "2", "--start", "2025-01-06", "--days", "5", "--seed", "3",
                      "--streams", "flu,fever", "--out", str(root / "gen"), "--quiet"]) == 0
@@ -408,7 +434,8 @@ class IngestHome:
     def __init__(self, root: Path, uploads: tuple[Path, Path], **warehouse_env: str) -> None:
         self.root, (self.gen, keys) = root, uploads
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("HQMS_")}
-        self.env.update(HQMS_HOME=str(root / "home"), HQMS_KEYS_DIR=str(keys), **warehouse_env)
+        self.env.update(HQMS_HOME=str(root / "home"), HQMS_S3_ENDPOINT=config.EMBEDDED_S3, HQMS_KEYS_DIR=str(keys),
+                        **warehouse_env)
 
     def __enter__(self) -> IngestHome:
         self._old = {k: os.environ.get(k) for k in self.env if k.startswith("HQMS_")}

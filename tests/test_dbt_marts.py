@@ -14,7 +14,6 @@ drug records, fever-clinic visits with lab results, outpatient pages, uploads. T
 from __future__ import annotations
 
 import json
-import os
 import random
 import shutil
 import stat
@@ -28,6 +27,7 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from conftest import use_home
 
 from hqms import config as hqms_config
 from hqms.marts import dbt, publish, sources, summary
@@ -266,10 +266,7 @@ def populate(warehouse: Path, rows: Rows | None = None) -> None:
 
 def _config(home: Path) -> hqms_config.Config:
     with pytest.MonkeyPatch.context() as mp:
-        for name in list(os.environ):
-            if name.startswith("HQMS_"):
-                mp.delenv(name)
-        mp.setenv("HQMS_HOME", str(home))
+        use_home(mp, home)
         return hqms_config.load()
 
 

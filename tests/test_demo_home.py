@@ -6,6 +6,8 @@
 * Security: no key, secret or plaintext is readable by group or others, and no secret stands on
   any process's command line.
 * The main job says what it leaves running and how to stop it.
+* No configuration: the main job chooses its home's embedded S3 store, and later commands in a
+  shell without any setting follow that choice.
 """
 from __future__ import annotations
 
@@ -148,3 +150,15 @@ def test_main_job_says_what_still_runs_and_how_to_stop_it(demo) -> None:
     out = demo["stdout"]
     assert "still running" in out and "hqms down" in out
     assert re.search(r"s3\s+http://127\.0\.0\.1:\d+", out)
+
+
+@pytest.mark.slow
+def test_later_commands_follow_the_demos_store_without_a_setting(demo) -> None:
+    """README: after `bash scripts/demo.sh`, `hqms uploads`, `hqms serve` … work in a fresh shell:
+    the main job recorded its choice of the embedded store in the home."""
+    assert "HQMS_S3_ENDPOINT" not in demo["env"]
+    assert (demo["home"] / "s3" / "chosen").is_file()
+    done = subprocess.run([str(BIN / "hqms"), "doctor", "--json"], cwd=demo["cwd"], env=demo["env"],
+                          capture_output=True, text=True, timeout=300)
+    checks = {c["name"]: c for c in json.loads(done.stdout)}
+    assert (checks["config"]["status"], checks["s3"]["status"]) == ("OK", "OK"), checks

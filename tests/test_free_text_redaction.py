@@ -2,7 +2,6 @@
 warehouse or the upload records in plain text."""
 from __future__ import annotations
 
-import csv
 import random
 import unicodedata
 import zipfile
@@ -14,7 +13,6 @@ import pyarrow as pa
 import pytest
 
 from hqms import config
-from hqms.cli import main as hqms
 from hqms.ingest.run import claim, process
 from hqms.intake.submit import submit
 from hqms.identifiers import PLAIN_RANGES, REDACTED, SQL_GUARD, redact
@@ -24,7 +22,7 @@ from hqms.registry import Registry, looks_identifying, mask_value, shown_value
 from hqms.spec import datasets
 from hqms.validators import make_id_card
 from hqms.warehouse import table_columns
-from conftest import edit_csv_in_zip, provision_plan
+from conftest import edit_csv_in_zip, generate_plan
 
 ID_NUMBER = "11010519491231002X"   # valid check character
 PHONE = "13912345678"
@@ -32,11 +30,7 @@ PHONE = "13912345678"
 
 def test_identifiers_in_free_text_and_file_names_are_redacted(s3_store, tmp_path: Path) -> None:
     gen = tmp_path / "gen"
-    assert hqms(["generate", "--hospitals", "1", "--start", "2025-01-06", "--days", "1", "--seed", "3",
-                 "--streams", "flu", "--out", str(gen), "--quiet"]) == 0
-    assert hqms(["keys", "init"]) == 0
-    plan = next(csv.DictReader((gen / "upload_plan.csv").open(encoding="utf-8")))
-    provision_plan(gen / "upload_plan.csv")
+    [plan] = generate_plan(gen, hospitals=1, seed=3)
 
     def type_identifiers(rows: list[list[str]]) -> None:
         at = rows[0].index("P8003")

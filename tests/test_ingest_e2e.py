@@ -37,7 +37,7 @@ PERSONAL = {"P4": "name", "P13": "id_number", "P802": "phone", "P7502": "visit c
 
 def _env(home: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HQMS_", "AIRFLOW"))}
-    env["HQMS_HOME"] = str(home)
+    env.update(HQMS_HOME=str(home), HQMS_S3_ENDPOINT=config.EMBEDDED_S3)
     return env
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from conftest import submit_plan
+from conftest import clear_hqms_env, submit_plan
 from hqms import config, embedded_s3
 from hqms.cli import main as hqms
 from hqms.registry import Registry
@@ -66,8 +66,7 @@ for batch in claim():
 
 @pytest.fixture
 def clean_env(tmp_path, monkeypatch):
-    for name in [k for k in os.environ if k.startswith("HQMS_")]:
-        monkeypatch.delenv(name)
+    clear_hqms_env(monkeypatch)
     yield tmp_path
 
 

@@ -3,14 +3,13 @@ several ingest workers at once: the result equals one worker's, also when a work
 (kill -9) inside its merge transaction and the next run completes its uploads."""
 from __future__ import annotations
 
-import os
 import signal
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import (WORKER_HOLDS_ITS_MERGE, WORKER_PROCESS_ALL, WORKER_STOPS_IN_MERGE, IngestHome)
+from conftest import (WORKER_HOLDS_ITS_MERGE, WORKER_PROCESS_ALL, WORKER_STOPS_IN_MERGE, IngestHome, use_home)
 from hqms import config, warehouse_attach
 from hqms.registry import TERMINAL, Registry
 
@@ -82,10 +81,8 @@ def test_a_worker_killed_in_its_merge_is_completed_by_the_next_run(tmp_path: Pat
 
 def test_a_missing_catalog_database_is_a_clear_error_without_the_password(tmp_path: Path, pg,
                                                                           monkeypatch) -> None:
-    for name in [k for k in os.environ if k.startswith("HQMS_")]:
-        monkeypatch.delenv(name)
+    use_home(monkeypatch, tmp_path / "home")
     socket = pg.get_postmaster_info().socket_dir
-    monkeypatch.setenv("HQMS_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("HQMS_WAREHOUSE", f"ducklake:postgres:dbname=no_such_lake host={socket} user=postgres "
                                          "password=not-for-logs")
     monkeypatch.setenv("HQMS_WAREHOUSE_DATA_PATH", str(tmp_path / "lake"))

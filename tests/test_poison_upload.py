@@ -2,14 +2,12 @@
 and must end in a recorded state (``failed``) instead of being retried for ever."""
 from __future__ import annotations
 
-import csv
 import logging
-import os
 from datetime import datetime
 from pathlib import Path
 
 import pytest
-from conftest import provision_plan
+from conftest import generate_plan, submit_plan, use_home
 
 from hqms import config, embedded_s3
 from hqms.cli import main as hqms
@@ -27,9 +25,7 @@ NAME = "张" + "三"
 
 @pytest.fixture
 def home(tmp_path, monkeypatch):
-    for name in [k for k in os.environ if k.startswith("HQMS_")]:
-        monkeypatch.delenv(name)
-    monkeypatch.setenv("HQMS_HOME", str(tmp_path / "home"))
+    use_home(monkeypatch, tmp_path / "home")
     monkeypatch.setenv("HQMS_STALE_CLAIM_SECONDS", "0")
     monkeypatch.setenv("HQMS_MAX_ATTEMPTS", "2")
     yield tmp_path
@@ -37,17 +33,9 @@ def home(tmp_path, monkeypatch):
 
 
 def _submit(tmp_path: Path) -> list[str]:
-    from hqms.intake.submit import submit
-
     gen = tmp_path / "gen"
-    assert hqms(["generate", "--hospitals", "3", "--start", "2025-01-06", "--days", "1", "--seed", "5",
-                 "--streams", "flu", "--out", str(gen), "--quiet"]) == 0
-    assert hqms(["keys", "init"]) == 0
-    provision_plan(gen / "upload_plan.csv")
-    with (gen / "upload_plan.csv").open(encoding="utf-8") as fh:
-        return [submit(gen / r["zip"], r["org_code"], r["uploader"],
-                       received_at=datetime.fromisoformat(r["planned_received_at"])).upload_id
-                for r in csv.DictReader(fh)]
+    generate_plan(gen, hospitals=3, seed=5)
+    return submit_plan(gen)
 
 
 def test_a_poison_upload_is_isolated_then_marked_failed(home, monkeypatch, caplog):
@@ -112,11 +100,7 @@ def test_a_damaged_header_is_reported_and_the_batch_goes_on(home, capsys):
     from hqms.intake.submit import submit
 
     gen = home / "gen"
-    assert hqms(["generate", "--hospitals", "3", "--start", "2025-01-06", "--days", "1", "--seed", "5",
-                 "--streams", "flu", "--out", str(gen), "--quiet"]) == 0
-    assert hqms(["keys", "init"]) == 0
-    plan = list(csv.DictReader((gen / "upload_plan.csv").open(encoding="utf-8")))
-    provision_plan(gen / "upload_plan.csv")
+    plan = generate_plan(gen, hospitals=3, seed=5)
     damaged = home / "damaged.zip"
     with zipfile.ZipFile(gen / plan[1]["zip"]) as zin, zipfile.ZipFile(damaged, "w", zipfile.ZIP_DEFLATED) as zout:
         for info in zin.infolist():

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import submit_plan
+from conftest import generate_plan, submit_plan
 from hqms import config, doctor
 from hqms import registry as registry_module
 from hqms.cli import main as hqms
@@ -43,9 +43,7 @@ def _lose_registry(cfg: config.Config) -> None:
 
 def test_a_lost_registry_is_noticed_and_rebuilt(s3_store, tmp_path, capsys, caplog, monkeypatch):
     gen = tmp_path / "gen"
-    assert hqms(["generate", "--hospitals", "2", "--start", "2025-01-06", "--days", "2", "--seed", "6",
-                 "--streams", "flu", "--out", str(gen), "--quiet"]) == 0
-    assert hqms(["keys", "init"]) == 0
+    generate_plan(gen, hospitals=2, seed=6, days=2)
     ids = submit_plan(gen)
     process(ids[:2])  # two processed (vault + warehouse), two still landed
     cfg = config.load()
@@ -98,9 +96,7 @@ def test_a_lost_registry_is_noticed_and_rebuilt(s3_store, tmp_path, capsys, capl
 
 def test_the_ingest_claim_step_alerts_on_orphans(s3_store, tmp_path, caplog, monkeypatch):
     gen = tmp_path / "gen"
-    assert hqms(["generate", "--hospitals", "1", "--start", "2025-01-06", "--days", "1", "--seed", "6",
-                 "--streams", "flu", "--out", str(gen), "--quiet"]) == 0
-    assert hqms(["keys", "init"]) == 0
+    generate_plan(gen, hospitals=1, seed=6)
     (uid,) = submit_plan(gen)
     cfg = config.load()
     _lose_registry(cfg)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from conftest import provision_plan
+from conftest import provision_plan, use_home
 
 from hqms import config, embedded_s3
 from hqms.cli import main as hqms
@@ -50,9 +50,7 @@ def _flu_keys(gen: Path) -> set[tuple[str, str, str, str]]:
 
 @pytest.fixture
 def home(tmp_path, monkeypatch):
-    for name in [k for k in os.environ if k.startswith("HQMS_")]:
-        monkeypatch.delenv(name)
-    monkeypatch.setenv("HQMS_HOME", str(tmp_path / "home"))
+    use_home(monkeypatch, tmp_path / "home")
     yield tmp_path
     embedded_s3.stop(config.load())
 

@@ -7,9 +7,8 @@ import logging
 
 import pytest
 
-from conftest import submit_plan
+from conftest import generate_plan, submit_plan
 from hqms import config, embedded_s3
-from hqms.cli import main as hqms
 from hqms.ingest.run import claim, process
 from hqms.objectstore import ObjectStore
 from hqms.registry import Registry
@@ -19,9 +18,7 @@ pytestmark = pytest.mark.slow
 
 def test_an_outage_while_recording_is_reported_truthfully(s3_store, tmp_path, monkeypatch, caplog):
     gen = tmp_path / "gen"
-    assert hqms(["generate", "--hospitals", "3", "--start", "2025-01-06", "--days", "1", "--seed", "8",
-                 "--streams", "flu", "--out", str(gen), "--quiet"]) == 0
-    assert hqms(["keys", "init"]) == 0
+    generate_plan(gen, hospitals=3, seed=8)
     ids = submit_plan(gen)
     cfg = config.load()
 

@@ -16,7 +16,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from web_helpers import org_in_region, use_home
+from conftest import use_home
+from web_helpers import org_in_region
 
 from hqms import config, embedded_s3, spec
 from hqms.accounts import Accounts
@@ -39,7 +40,7 @@ class Server:
     def __init__(self, home: Path) -> None:
         self.home, self.port, self.proc = home, _free_port(), None
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("HQMS_")}
-        self.env["HQMS_HOME"] = str(home)
+        self.env.update(HQMS_HOME=str(home), HQMS_S3_ENDPOINT=config.EMBEDDED_S3)
 
     @property
     def url(self) -> str:

@@ -24,7 +24,8 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from web_helpers import NEW_PASSWORD, serve, use_home
+from conftest import use_home
+from web_helpers import NEW_PASSWORD, serve
 
 from hqms import config, embedded_s3
 from hqms.accounts import Accounts

@@ -18,7 +18,8 @@ from pathlib import Path
 import httpx
 import pytest
 from conftest import csv_bytes, make_zip
-from web_helpers import PASSWORD, csrf_of, login, org_in_region, rss_sampler, serve, upload, use_home
+from conftest import use_home
+from web_helpers import PASSWORD, csrf_of, login, org_in_region, rss_sampler, serve, upload
 
 from hqms import config, embedded_s3
 from hqms.accounts import Accounts

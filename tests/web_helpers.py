@@ -45,14 +45,6 @@ def serve(log_dir: Path, env: dict[str, str] | None = None) -> Iterator[tuple[su
         proc.wait()
 
 
-def use_home(mp, home: Path) -> None:
-    """Point ``mp`` (a MonkeyPatch) at ``home`` with every other HQMS_* variable removed."""
-    for name in list(os.environ):
-        if name.startswith("HQMS_"):
-            mp.delenv(name)
-    mp.setenv("HQMS_HOME", str(home))
-
-
 def csrf_of(html: str) -> str:
     return CSRF.search(html).group(1)
 

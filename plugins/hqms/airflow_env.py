@@ -122,10 +122,13 @@ def _render(parser: configparser.ConfigParser) -> str:
 
 def airflow_env(cfg: hqms_config.Config) -> dict[str, str]:
     """Environment for airflow subprocesses: the Airflow home inside HQMS_HOME (whose generated
-    ``airflow.cfg`` says everything else) and this venv's binaries first on PATH."""
+    ``airflow.cfg`` says everything else) and this venv's binaries first on PATH. A home on its
+    embedded S3 store passes that choice on explicitly, so no task depends on finding it."""
     env = dict(os.environ)
     env.update({"HQMS_HOME": str(cfg.home), "AIRFLOW_HOME": str(cfg.airflow_home),
                 "AIRFLOW_CONFIG": str(cfg_path(cfg))})
+    if cfg.embedded_s3:
+        env["HQMS_S3_ENDPOINT"] = hqms_config.EMBEDDED_S3
     bin_dir = str(Path(sys.executable).parent)
     env["PATH"] = bin_dir + os.pathsep + env.get("PATH", "")
     return env

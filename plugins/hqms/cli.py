@@ -3,11 +3,17 @@
 Each sub-command lives in the module that does the work; that module exposes
 ``register(subparsers)`` which adds its parser and sets ``func``. Modules are imported only
 when listed here, so ``hqms --help`` stays fast.
+
+The synthetic-data tooling (``hqms generate`` and the main job that runs it, ``hqms demo``) is
+not part of the pipeline: no pipeline module imports the generator (tests/test_import_graph.py),
+the production image leaves ``hqms.generate`` out (``.dockerignore``), and its commands are
+registered only where the generator is installed.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import sys
 
 from hqms.errors import UserError
@@ -16,7 +22,6 @@ from hqms.textsafe import printable
 #: Modules that contribute sub-commands, in help order.
 COMMAND_MODULES = (
     "hqms.config_cli",
-    "hqms.generate.cli",
     "hqms.embedded_s3",
     "hqms.live",
     "hqms.intake.cli",
@@ -31,11 +36,12 @@ COMMAND_MODULES = (
     "hqms.keys",
     "hqms.marts.cli",
     "hqms.bulletin.cli",
-    "hqms.demo",
     "hqms.doctor",
     "hqms.alerts",
     "hqms.ops",
 )
+#: The synthetic-data tooling, listed after the pipeline's commands when the generator is there.
+TOOLING_MODULES = ("hqms.generate.cli", "hqms.demo")
 
 
 def _escaped(text: str) -> str:
@@ -53,7 +59,8 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="hqms", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in COMMAND_MODULES:
+    tooling = TOOLING_MODULES if importlib.util.find_spec("hqms.generate") else ()
+    for name in (*COMMAND_MODULES, *tooling):
         importlib.import_module(name).register(sub)
     return parser
 

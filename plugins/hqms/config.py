@@ -2,7 +2,10 @@
 
 Everything the pipeline keeps on local disk lives under ``HQMS_HOME`` so two homes never share
 state (embedded S3 data and its port, warehouse, keys, Airflow home, logs). Production points
-``HQMS_S3_ENDPOINT`` at MinIO; when it is unset the embedded S3 server (rclone) is used.
+``HQMS_S3_ENDPOINT`` at MinIO. The home's embedded S3 server (rclone) is a choice the local
+tooling makes (``HQMS_S3_ENDPOINT=embedded``, or the record ``hqms demo`` / ``hqms up`` /
+``hqms s3 start`` leave in the home), never a fallback: a process without either fails closed
+(:meth:`Config.require_s3`), so a host that lost its environment lands nothing in a private store.
 
 Every variable is documented in README.md ("Configuration"); ``hqms config --json`` prints the
 effective values with secrets masked.
@@ -16,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from hqms.errors import UserError
+
 #: Repository root (the package lives in ``<root>/plugins/hqms``); DAGs, dbt project and
 #: expectation suites are found relative to it.
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -27,6 +32,12 @@ DEFAULT_BUCKETS = {"landing": "hqms-landing", "vault": "hqms-vault", "marts": "h
 #: Default of ``HQMS_MAX_ZIP_BYTES``: the national upload page takes zips of at most 20 MB; the
 #: generator splits its zips at the same size (:class:`hqms.generate.run.Options`).
 MAX_ZIP_BYTES = 20 * 1024 * 1024
+#: ``HQMS_S3_ENDPOINT=embedded``: this home's own S3 server (rclone on loopback), for local use —
+#: the demo, the tests, the benches. Never implied by an unset variable (fail closed).
+EMBEDDED_S3 = "embedded"
+#: What a process without an object store says (``hqms doctor``'s config line, every refusal).
+S3_UNSET = ("HQMS_S3_ENDPOINT is not set: no object store is configured, nothing is landed or processed"
+            " / 未配置对象存储（HQMS_S3_ENDPOINT），不接收也不处理任何上传")
 
 
 def _env(name: str, default: str | None = None) -> str | None:
@@ -120,7 +131,9 @@ class Config:
     """One resolved configuration; build it with :func:`load`."""
 
     home: Path
-    s3_endpoint: str | None  # None → embedded rclone server under home
+    #: ``HQMS_S3_ENDPOINT`` as set: an S3 server (``host:port`` or URL), :data:`EMBEDDED_S3`, or
+    #: None (unset: the home's recorded choice decides, else nothing is configured).
+    s3_endpoint: str | None
     s3_access_key: str | None
     s3_secret_key: str | None
     s3_secure: bool
@@ -196,8 +209,35 @@ class Config:
 
     @property
     def embedded_s3(self) -> bool:
-        """True when no external endpoint is configured and the local rclone server serves S3."""
-        return self.s3_endpoint is None
+        """True when this home's rclone server is the object store: ``HQMS_S3_ENDPOINT=embedded``,
+        or the variable unset and the local tooling's choice recorded in the home. Looked up on
+        every call, because ``hqms demo`` / ``hqms up`` make the choice in the running process."""
+        if self.s3_endpoint is not None:
+            return self.s3_endpoint == EMBEDDED_S3
+        return self.embedded_s3_choice.exists()
+
+    @property
+    def embedded_s3_choice(self) -> Path:
+        """The record that this home uses its embedded S3 server, written by the local tooling
+        (:func:`hqms.embedded_s3.choose`); delete it to undo the choice."""
+        return self.embedded_s3_dir / "chosen"
+
+    @property
+    def s3_configured(self) -> bool:
+        """An S3 server is set, or this home's embedded store is chosen."""
+        return self.s3_endpoint is not None or self.embedded_s3
+
+    def s3_unset_fix(self) -> str:
+        """How to configure the store: the production setting, and the local choice."""
+        return ("set HQMS_S3_ENDPOINT to the S3 server (MinIO: host:port or URL, with HQMS_S3_ACCESS_KEY and "
+                f"HQMS_S3_SECRET_KEY); for local use choose {self.home}'s embedded store: "
+                f"HQMS_S3_ENDPOINT={EMBEDDED_S3}, or `hqms s3 start` (records the choice in {self.embedded_s3_choice})")
+
+    def require_s3(self) -> None:
+        """Fail closed: refuse (:class:`~hqms.errors.UserError`, exit 2) before anything is recorded,
+        landed or claimed when no object store is configured."""
+        if not self.s3_configured:
+            raise UserError(f"{S3_UNSET}; fix: {self.s3_unset_fix()}")
 
     @property
     def web_secret_key_file(self) -> Path:
@@ -241,7 +281,8 @@ class Config:
         return {
             "home": str(self.home),
             "s3": {
-                "endpoint": self.s3_endpoint or "embedded (rclone serve s3, started on demand)",
+                "endpoint": "embedded (rclone serve s3, started on demand)" if self.embedded_s3
+                else self.s3_endpoint or "not configured",
                 "embedded": self.embedded_s3,
                 "embedded_data_dir": str(self.embedded_s3_dir) if self.embedded_s3 else None,
                 "access_key": mask(self.s3_access_key),
@@ -310,6 +351,11 @@ def _mask_conninfo(conninfo: str | None) -> str | None:
     return " ".join("password=***" if part.startswith("password=") else part for part in conninfo.split())
 
 
+def _s3_endpoint(value: str | None) -> str | None:
+    """The setting, with the embedded choice spelled one way (``Embedded`` and `` embedded `` too)."""
+    return EMBEDDED_S3 if value is not None and value.strip().lower() == EMBEDDED_S3 else value
+
+
 def load() -> Config:
     """Resolve the configuration from the environment (cheap; call it where you need it)."""
     home = Path(_env("HQMS_HOME", str(Path.cwd() / ".hqms"))).expanduser().resolve()
@@ -328,7 +374,7 @@ def load() -> Config:
                   or f"sqlite:///{airflow_home / 'airflow.db'}")
     return Config(
         home=home,
-        s3_endpoint=_env("HQMS_S3_ENDPOINT"),
+        s3_endpoint=_s3_endpoint(_env("HQMS_S3_ENDPOINT")),
         s3_access_key=_env("HQMS_S3_ACCESS_KEY"),
         s3_secret_key=_env("HQMS_S3_SECRET_KEY"),
         s3_secure=_bool(_env("HQMS_S3_SECURE"), default=False),

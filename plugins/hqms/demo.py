@@ -34,12 +34,13 @@ def _step(text: str) -> float:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hqms import hospitals
+    from hqms import embedded_s3, hospitals
     from hqms.cli import main as hqms_main
     from hqms.ingest.cli import bootstrap_local
     from hqms.intake.submit import submit
 
     cfg = hqms_config.load()
+    embedded_s3.choose(cfg)  # the main job runs on the embedded default unless HQMS_S3_ENDPOINT says otherwise
     bootstrap_local(cfg)
 
     out = cfg.home / "demo" / f"seed{args.seed}-{args.hospitals}h-{args.start}-{args.days}d"

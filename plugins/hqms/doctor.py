@@ -51,7 +51,15 @@ class _Failed(Exception):
 
 # --------------------------------------------------------------------------- checks
 
+def _require_s3(cfg: config.Config) -> None:
+    """No object store configured: the pipeline refuses everything (fail closed); say which
+    setting is missing and how to choose the embedded store for local use."""
+    if not cfg.s3_configured:
+        raise _Failed(config.S3_UNSET, cfg.s3_unset_fix())
+
+
 def check_config(cfg: config.Config) -> Check:
+    _require_s3(cfg)
     if not cfg.embedded_s3 and not (cfg.s3_access_key and cfg.s3_secret_key):
         raise _Failed(f"HQMS_S3_ENDPOINT is {cfg.s3_endpoint} but the credentials are missing",
                       "set HQMS_S3_ACCESS_KEY and HQMS_S3_SECRET_KEY")
@@ -65,6 +73,7 @@ def _store(cfg: config.Config):
     from hqms import embedded_s3
     from hqms.objectstore import ObjectStore
 
+    _require_s3(cfg)
     if not cfg.embedded_s3:
         return ObjectStore.from_config(cfg, retries=0)
     if not (cfg.embedded_s3_dir / "credentials.json").exists():

@@ -1,8 +1,12 @@
-"""Embedded S3 server: ``rclone serve s3`` on loopback when ``HQMS_S3_ENDPOINT`` is unset.
+"""Embedded S3 server: ``rclone serve s3`` on loopback, for a home that chose it.
 
 A laptop or CI run gets a real S3 endpoint (the same SDK code path as production MinIO) without
-Docker. State lives under ``$HQMS_HOME/s3``:
+Docker. It is a choice, never a fallback (:meth:`hqms.config.Config.require_s3`):
+``HQMS_S3_ENDPOINT=embedded`` (tests, benches, Airflow tasks of such a home), or the record
+:func:`choose` leaves in the home when the local tooling (``hqms demo``, ``hqms up``,
+``hqms s3 start``) runs without an S3 setting. State lives under ``$HQMS_HOME/s3``:
 
+- ``chosen``           the local tooling's choice of this store (delete it to undo)
 - ``data/``            objects as plain files, one folder per bucket (persists across restarts);
                        landing zips are plaintext, so the tree is 0700 / files 0600 (umask 077)
 - ``credentials.json`` random access key / secret, generated once, mode 0600
@@ -20,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import fcntl
 import json
 import os
 import secrets
@@ -32,7 +35,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
 
@@ -40,6 +42,7 @@ import urllib3
 from minio import Minio
 
 from hqms import config
+from hqms.filelock import exclusive
 
 #: How long a fresh server may take to answer before start-up counts as failed.
 START_TIMEOUT_S = 15.0
@@ -108,16 +111,8 @@ def credentials(cfg: config.Config) -> tuple[str, str]:
     return data["access_key"], data["secret_key"]
 
 
-@contextlib.contextmanager
-def _locked(cfg: config.Config) -> Iterator[None]:
-    lock = _paths(cfg)["lock"]
-    lock.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    with lock.open("a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+def _locked(cfg: config.Config) -> contextlib.AbstractContextManager[None]:
+    return exclusive(_paths(cfg)["lock"])
 
 
 def _read_state(cfg: config.Config) -> dict | None:
@@ -234,6 +229,18 @@ def _start(cfg: config.Config, previous_port: int | None) -> Endpoint:
     raise EmbeddedS3Error(f"embedded S3 server failed to start: {last_error}")
 
 
+def choose(cfg: config.Config) -> None:
+    """The local tooling's choice: unless ``HQMS_S3_ENDPOINT`` names another server, this home
+    stores its uploads in its embedded server from now on, in every later process too (which is
+    what lets ``hqms serve`` or ``hqms run`` follow ``hqms demo`` without any setting)."""
+    if cfg.s3_endpoint not in (None, config.EMBEDDED_S3) or cfg.embedded_s3_choice.exists():
+        return
+    config.write_private(cfg.embedded_s3_choice,
+                         "This home stores uploads in its embedded S3 server (rclone, data/ beside this file):\n"
+                         "chosen by the local tooling (hqms demo, hqms up or hqms s3 start). Delete this file to undo;\n"
+                         "HQMS_S3_ENDPOINT, when set, wins over it.\n")
+
+
 def ensure_running(cfg: config.Config | None = None) -> Endpoint:
     """Reuse this home's live server (health-checked) or start one; returns endpoint + keys.
 
@@ -274,6 +281,8 @@ def _terminate(pid: int) -> None:
 def stop(cfg: config.Config | None = None) -> bool:
     """Stop this home's server; True when one was running. Data stays on disk."""
     cfg = cfg or config.load()
+    if not _paths(cfg)["server"].exists():
+        return False  # never started here (a home on another store stays without an s3/ folder)
     with _locked(cfg):
         state = _read_state(cfg)
         if not state or not state.get("pid"):
@@ -305,7 +314,7 @@ def status(cfg: config.Config | None = None) -> dict[str, object]:
 # --- CLI: hqms s3 start|stop|status -------------------------------------------------------------
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("s3", help="embedded S3 server (rclone) for this HQMS_HOME")
+    p = sub.add_parser("s3", help="embedded S3 server (rclone) for this HQMS_HOME; start also chooses it for the home")
     p.add_argument("action", choices=("start", "stop", "status"))
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=run)
@@ -315,11 +324,12 @@ def run(args: argparse.Namespace) -> int:
     from hqms.errors import UserError
 
     cfg = config.load()
-    if not cfg.embedded_s3:
+    if cfg.s3_endpoint not in (None, config.EMBEDDED_S3):
         raise UserError(f"HQMS_S3_ENDPOINT is set ({cfg.s3_endpoint}); the embedded server is "
                         "not used / 已配置外部 S3，未使用内置服务")
     try:
         if args.action == "start":
+            choose(cfg)
             ensure_running(cfg)
         elif args.action == "stop":
             stop(cfg)

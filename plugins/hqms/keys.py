@@ -22,20 +22,19 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import fcntl
 import json
 import logging
 import os
 import re
 import secrets
 import stat
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 from hqms import config, crypto
 from hqms.errors import UserError
+from hqms.filelock import exclusive
 
 log = logging.getLogger(__name__)
 
@@ -291,16 +290,9 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-@contextlib.contextmanager
-def _locked(directory: Path) -> Iterator[None]:
+def _locked(directory: Path) -> contextlib.AbstractContextManager[None]:
     """Serialise keyring writers (parallel Airflow tasks may all run the demo bootstrap)."""
-    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    with open(directory / ".keyring.lock", "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    return exclusive(directory / ".keyring.lock")
 
 
 def _write_private(path: Path, text: str, *, replace: bool) -> None:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import fcntl
 import json
 import os
 import subprocess
@@ -28,7 +27,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +35,7 @@ import psutil
 
 from hqms import airflow_env
 from hqms import config as hqms_config
+from hqms.filelock import exclusive
 
 #: Environment mark of every process of the live system (value: the home's path).
 MARK = "HQMS_LIVE_HOME"
@@ -105,16 +105,9 @@ def log_path(cfg: hqms_config.Config, name: str) -> Path:
     return cfg.log_dir / f"live-{name}.log"
 
 
-@contextlib.contextmanager
-def _locked(cfg: hqms_config.Config) -> Iterator[None]:
+def _locked(cfg: hqms_config.Config) -> contextlib.AbstractContextManager[None]:
     """One ``up``/``down`` of a home at a time."""
-    run_dir(cfg).mkdir(parents=True, exist_ok=True, mode=0o700)
-    with (run_dir(cfg) / "live.lock").open("a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    return exclusive(run_dir(cfg) / "live.lock")
 
 
 def _marked(proc: psutil.Process, home: Path) -> bool:
@@ -203,8 +196,9 @@ def _s3_status(cfg: hqms_config.Config) -> dict[str, object]:
     from hqms import embedded_s3
 
     if not cfg.embedded_s3:
+        note = "external S3 (HQMS_S3_ENDPOINT): not managed here" if cfg.s3_configured else hqms_config.S3_UNSET
         return {"name": "s3", "running": None, "healthy": None, "pid": None,
-                "url": cfg.s3_endpoint, "note": "external S3 (HQMS_S3_ENDPOINT): not managed here"}
+                "url": cfg.s3_endpoint, "note": note}
     info = embedded_s3.status(cfg)
     return {"name": "s3", "running": info["running"], "healthy": info["running"], "pid": info["pid"],
             "url": f"http://{info['endpoint']}" if info["endpoint"] else None, "log": info["log"]}
@@ -282,11 +276,15 @@ def _wait_healthy(cfg: hqms_config.Config, started: dict[str, psutil.Process]) -
 
 
 def up(cfg: hqms_config.Config | None = None) -> list[dict[str, object]]:
-    """Start whatever of the live system is not running yet; wait until all of it is healthy."""
+    """Start whatever of the live system is not running yet; wait until all of it is healthy.
+    Without an S3 setting the live system of this machine runs on the home's embedded store
+    (the local tooling's choice, recorded in the home)."""
+    from hqms import embedded_s3
     from hqms.ingest.cli import bootstrap_local
 
     cfg = cfg or hqms_config.load()
     with _locked(cfg):
+        embedded_s3.choose(cfg)
         bootstrap_local(cfg)  # folders (umask 077), demo keys, embedded S3 and its buckets
         starting_airflow = not any(_running(cfg, s.name) for s in SERVICES if s.monitor_key)
         airflow_env.prepare(cfg)
@@ -341,7 +339,7 @@ def down(cfg: hqms_config.Config | None = None) -> list[str]:
     cfg = cfg or hqms_config.load()
     with _locked(cfg):
         stopped = _stop_all(cfg)
-        if cfg.embedded_s3 and embedded_s3.stop(cfg):
+        if embedded_s3.stop(cfg):  # whatever the setting says now: no process of this home is left
             stopped.append("s3")
     return stopped
 

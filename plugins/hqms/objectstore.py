@@ -92,9 +92,11 @@ class ObjectStore:
 
     @classmethod
     def from_config(cls, cfg: config.Config | None = None, *, retries: int = 3) -> ObjectStore:
-        """The configured endpoint, or this home's embedded server (started if needed).
+        """The configured endpoint, or this home's embedded server when chosen (started if needed);
+        :class:`~hqms.errors.UserError` when none is configured (fail closed, nothing lands).
         ``retries``: quick in-SDK retries; callers with their own backoff pass 0."""
         cfg = cfg or config.load()
+        cfg.require_s3()
         if cfg.embedded_s3:
             from hqms import embedded_s3
 

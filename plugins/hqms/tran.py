@@ -262,6 +262,8 @@ class Tran:
         self.opts = opts
         self.cfg = cfg or config.load()
         self.api = _api_channel(self.cfg, opts.org_code)
+        if not self.api:
+            self.cfg.require_s3()  # delivering straight to S3: refuse before any bundle is made
         self.registry = None if self.api else Registry.from_config(self.cfg)
         self.journal = Journal(state_dir(self.cfg, opts.org_code, opts.watch_dir))
         self.log = log or logging.getLogger(f"hqms.tran.{opts.org_code}")

@@ -19,15 +19,9 @@ from dataclasses import dataclass
 
 import duckdb
 
+from hqms.rules import TYPED_SQL
 from hqms.spec import Column, Dataset, datasets
 
-SQL_TYPES = {
-    "string": "VARCHAR",
-    "integer": "BIGINT",
-    "decimal": "DECIMAL(18,4)",
-    "date": "DATE",
-    "datetime": "TIMESTAMP",
-}
 
 #: Lineage and key columns every dw table carries.
 META_COLUMNS: tuple[tuple[str, str], ...] = (
@@ -55,7 +49,7 @@ class WarehouseColumn:
 def derived_columns(col: Column) -> list[WarehouseColumn]:
     """What the warehouse keeps of one spec column (nothing for ``drop``)."""
     if col.privacy == "none":
-        return [WarehouseColumn(col.name, SQL_TYPES[col.type], col, "value")]
+        return [WarehouseColumn(col.name, TYPED_SQL[col.type], col, "value")]
     if col.privacy == "pseudonymise":
         out = [WarehouseColumn(f"{col.name}_pid", "VARCHAR", col, "pid")]
         if col.encrypt:

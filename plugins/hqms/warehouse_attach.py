@@ -89,6 +89,7 @@ def load_extensions(con: duckdb.DuckDBPyConnection, *names: str) -> None:
 def _s3_endpoint(cfg: hqms_config.Config) -> tuple[str, str, str, bool]:
     """(host:port, access key, secret key, TLS) of the object store — the embedded server is
     started if needed, as for every other object-store client."""
+    cfg.require_s3()
     if cfg.embedded_s3:
         from hqms import embedded_s3
 

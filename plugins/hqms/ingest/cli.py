@@ -23,10 +23,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def bootstrap_local(cfg: hqms_config.Config) -> None:
     """What the embedded default needs before anything runs: folders, demo keys (only where no
-    key is configured), the embedded S3 server, buckets. Idempotent."""
+    key is configured), the embedded S3 server, buckets. Idempotent. Without a configured
+    object store it refuses before making anything (fail closed)."""
     from hqms import embedded_s3, keys
     from hqms.objectstore import ObjectStore
 
+    cfg.require_s3()
     cfg.ensure_dirs()
     keys.ensure_demo_keys(cfg)
     if cfg.embedded_s3:

@@ -31,18 +31,27 @@ from hqms.validators import canonical_code, medical_org_code_valid
 
 
 @dataclass(frozen=True)
-class SubmitResult:
-    upload_id: str
-    status: str  # landed | duplicate | rejected
+class Answer:
+    """What a sender is told about one upload, in both languages: intake's result, and the web
+    service's and API's answer built from it (:class:`hqms.web.service.Outcome`)."""
+
+    status: str  # landed | duplicate | rejected (the web service adds its own refusals)
     message_zh: str
     message_en: str
+    upload_id: str | None = None  # None only for the web service's refusals before intake
+    rule: str | None = None  # the intake rule of a rejection
+
+
+@dataclass(frozen=True, kw_only=True)
+class SubmitResult(Answer):
+    """Intake's answer and what it recorded of the file."""
+
     file_name: str
     sha256: str
     size_bytes: int
     stream: str | None = None
     object_key: str | None = None
     duplicate_of: str | None = None
-    rule: str | None = None  # the intake rule of a rejection
 
 
 class LandingFailed(RuntimeError):
@@ -83,6 +92,7 @@ def submit(path: Path, org_code: str, uploader: str, *, stream: str | None = Non
     """
     uploader = checked_uploader(uploader)
     cfg = cfg or config.load()
+    cfg.require_s3()  # no store configured: refuse before anything is recorded
     org_code = canonical_code(org_code)  # one hospital, one key prefix, whatever case it typed
     path = Path(path)
     name = redact_identifiers(upload_name or path.name)
@@ -101,7 +111,8 @@ def submit(path: Path, org_code: str, uploader: str, *, stream: str | None = Non
         registry.replace_errors(upload_id, [ErrorRecord(
             file_name=redact_identifiers(rej.entry), row=None, column=None, rule=rej.rule,
             message_zh=zh, message_en=en)])
-        return SubmitResult(upload_id, "rejected", zh, en, name, sha, size, stream=stream, rule=rej.rule)
+        return SubmitResult("rejected", zh, en, upload_id, rej.rule, file_name=name, sha256=sha, size_bytes=size,
+                            stream=stream)
 
     original = registry.find_by_sha(org_code, sha)
     if original is not None:
@@ -130,7 +141,7 @@ def submit(path: Path, org_code: str, uploader: str, *, stream: str | None = Non
     except BaseException:
         _delete_quietly(store, bucket, key)  # never leave an object the registry does not know
         raise
-    return SubmitResult(upload_id, "landed", msg_zh, msg_en, name, sha, size,
+    return SubmitResult("landed", msg_zh, msg_en, upload_id, file_name=name, sha256=sha, size_bytes=size,
                         stream=summary.stream, object_key=key)
 
 
@@ -163,8 +174,8 @@ def _record_duplicate(registry: Registry, original: dict, stream: str, common: d
     msg_en = f"identical to upload {first}, already received; not processed again"
     upload_id = registry.new_upload(status="duplicate", stream=stream, duplicate_of=first,
                                     message_zh=msg_zh, message_en=msg_en, **common)
-    return SubmitResult(upload_id, "duplicate", msg_zh, msg_en, common["file_name"],
-                        common["sha256"], common["size_bytes"], stream=stream, duplicate_of=first)
+    return SubmitResult("duplicate", msg_zh, msg_en, upload_id, file_name=common["file_name"],
+                        sha256=common["sha256"], size_bytes=common["size_bytes"], stream=stream, duplicate_of=first)
 
 
 def _delete_quietly(store: ObjectStore, bucket: str, key: str) -> None:

@@ -106,6 +106,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = config.load()
     from hqms.accounts import web_secret_key
 
+    cfg.require_s3()  # a service that would take uploads it cannot land does not start
     web_secret_key(cfg)  # generate the embedded default's key before workers race for it
     uvicorn.run("hqms.web.app:create_app", factory=True, host=args.host or cfg.web_host,
                 port=cfg.web_port if args.port is None else args.port, workers=args.workers,

@@ -15,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 
 from hqms.config import CHINA_TZ
 from hqms.intake.cli import STATUS_ZH
-from hqms.intake.submit import LandingFailed, submit
+from hqms.intake.submit import Answer, LandingFailed, submit
 from hqms.objectstore import ObjectStoreUnavailable
 from hqms.web.auth import Caller, accounts_of, check_csrf
 from hqms.web.receive import BadForm, BodyTooLarge, drain, receive_upload
@@ -24,16 +24,11 @@ TOO_LARGE_ZH = "上传文件不能超过 20M：请拆分为多个 zip 压缩包�
 TOO_LARGE_EN = "the upload is larger than 20 MB: split it into several zips"
 
 
-@dataclass(frozen=True)
-class Outcome:
-    """An upload's answer. ``upload_id`` is None only for refusals before intake (size, form)."""
+@dataclass(frozen=True, kw_only=True)
+class Outcome(Answer):
+    """An upload's answer over HTTP. ``upload_id`` is None only for refusals before intake (size, form)."""
 
     http_status: int
-    status: str
-    message_zh: str
-    message_en: str
-    upload_id: str | None = None
-    rule: str | None = None
     replayed: bool = False  # the idempotency key matched an upload already accepted
 
 
@@ -51,10 +46,10 @@ async def take_upload(request: Request, who: Caller, idempotency_key: str | None
         if not exc.declared:
             await drain(request, cfg)
         accounts.audit(principal.login, "upload", None, "zip_too_large")
-        return Outcome(413, "rejected", TOO_LARGE_ZH, TOO_LARGE_EN, rule="zip_too_large")
+        return Outcome("rejected", TOO_LARGE_ZH, TOO_LARGE_EN, rule="zip_too_large", http_status=413)
     except BadForm as exc:
-        return Outcome(400, "rejected", f"请选择要上传的 zip 文件（{exc}）", f"choose a zip file ({exc})",
-                       rule="bad_form")
+        return Outcome("rejected", f"请选择要上传的 zip 文件（{exc}）", f"choose a zip file ({exc})",
+                       rule="bad_form", http_status=400)
     try:
         check_csrf(request, who, received.fields.get("csrf_token"))
         if idempotency_key:
@@ -63,8 +58,8 @@ async def take_upload(request: Request, who: Caller, idempotency_key: str | None
             known = accounts.registry.find_by_sha(principal.org_code, received.sha256)
             if known is not None:
                 accounts.audit(principal.login, "upload", known["upload_id"], "replayed")
-                return Outcome(200, known["status"], known["message_zh"] or "", known["message_en"] or "",
-                               known["upload_id"], replayed=True)
+                return Outcome(known["status"], known["message_zh"] or "", known["message_en"] or "",
+                               known["upload_id"], http_status=200, replayed=True)
         channel = received.fields.get("channel") or "web"
         if channel not in ("web", "tran"):
             raise HTTPException(status_code=422, detail="channel must be web or tran")
@@ -75,13 +70,14 @@ async def take_upload(request: Request, who: Caller, idempotency_key: str | None
                 upload_name=received.file_name, cfg=cfg, registry=accounts.registry)
         except (ObjectStoreUnavailable, LandingFailed):
             accounts.audit(principal.login, "upload", None, "store_unavailable")
-            return Outcome(503, "unavailable", "存储服务暂不可用，请稍后重试（文件未接收）",
-                           "storage is unavailable; try again later (nothing was received)")
+            return Outcome("unavailable", "存储服务暂不可用，请稍后重试（文件未接收）",
+                           "storage is unavailable; try again later (nothing was received)", http_status=503)
     finally:
         received.discard()
     accounts.audit(principal.login, "upload", result.upload_id, result.status)
     code = 422 if result.status == "rejected" else 200
-    return Outcome(code, result.status, result.message_zh, result.message_en, result.upload_id, result.rule)
+    return Outcome(result.status, result.message_zh, result.message_en, result.upload_id, result.rule,
+                   http_status=code)
 
 
 def local_time(iso_utc: str | None) -> str:
