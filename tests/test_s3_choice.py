@@ -108,3 +108,18 @@ def test_the_setting_chooses_in_any_spelling(hqms_home: Path, monkeypatch: pytes
     assert cfg.as_dict()["s3"]["embedded"] is True
     monkeypatch.delenv("HQMS_S3_ENDPOINT")
     assert config.load().as_dict()["s3"]["endpoint"] == "not configured"
+
+
+def test_a_home_on_an_external_store_gets_no_demo_keys(shared_s3_env, hqms_home: Path) -> None:
+    """Demo keys belong to the embedded store: a production home (external S3) without
+    provisioned keys stops at "keys missing" instead of minting a vault key pair beside the data."""
+    from hqms import keys
+    from hqms.ingest.cli import bootstrap_local
+    from hqms.ingest.run import claim
+
+    cfg = config.load()
+    assert not cfg.embedded_s3
+    bootstrap_local(cfg)
+    assert not keys.keyring_path(cfg).exists() and not keys.private_key_path(cfg).exists()
+    with pytest.raises(keys.KeyringError):
+        claim()

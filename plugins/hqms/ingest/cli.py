@@ -22,16 +22,19 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def bootstrap_local(cfg: hqms_config.Config) -> None:
-    """What the embedded default needs before anything runs: folders, demo keys (only where no
-    key is configured), the embedded S3 server, buckets. Idempotent. Without a configured
-    object store it refuses before making anything (fail closed)."""
+    """What the embedded default needs before anything runs: folders, demo keys (only for the
+    embedded store, and only where no key is configured), the embedded S3 server, buckets.
+    Idempotent. Without a configured object store it refuses before making anything (fail
+    closed); a home on an external store gets no demo keys — a production host that lost its
+    keys must stop at "keys missing" (the ingest's first step), not mint a vault key pair whose
+    private half would sit beside the data."""
     from hqms import embedded_s3, keys
     from hqms.objectstore import ObjectStore
 
     cfg.require_s3()
     cfg.ensure_dirs()
-    keys.ensure_demo_keys(cfg)
     if cfg.embedded_s3:
+        keys.ensure_demo_keys(cfg)
         embedded_s3.ensure_running(cfg)
     ObjectStore.from_config(cfg).ensure_buckets()
 
