@@ -227,6 +227,7 @@ def main() -> int:
     args.work.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HQMS_", "AIRFLOW"))}
     env["HQMS_HOME"] = str(args.work / "home-gen")
+    env["HQMS_S3_ENDPOINT"] = "embedded"  # the local choice of store: an unset one is refused
     summary, _, _ = generate_month(args, env)
     load = os.getloadavg()
     server, socket_dir = pg_server(args)
