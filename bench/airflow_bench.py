@@ -170,7 +170,9 @@ def _airflow_run(args: argparse.Namespace, base_env: dict[str, str], gen: Path, 
     env = dict(base_env, HQMS_HOME=str(home), HQMS_INGEST_WORKERS=str(slots),
                HQMS_REGISTRY_URL=server.get_uri(urls["registry"]).replace("postgresql://", "postgresql+psycopg2://", 1),
                HQMS_AIRFLOW_DB_URL=server.get_uri(urls["airflow"]).replace("postgresql://", "postgresql+psycopg2://", 1),
-               HQMS_INGEST_INTERVAL_MINUTES="1",
+               # the first scheduled run starts at once (catchup off); the next one only after the
+               # measurement, so nothing but the measured run and the marts run it triggers is busy
+               HQMS_INGEST_INTERVAL_MINUTES="60",
                HQMS_AIRFLOW_PORT=str(_free_port()), HQMS_AIRFLOW_LOG_PORT=str(_free_port()),
                HQMS_WEB_PORT=str(_free_port()))
     if args.warehouse == "lake":

@@ -253,23 +253,20 @@ def _file_lock(cfg: hqms_config.Config, mode: int, who: str) -> Iterator[None]:
 
 
 @contextmanager
-def write_lock(cfg: hqms_config.Config, who: str = "a warehouse writer", *,
-               marts_only: bool = False) -> Iterator[None]:
+def write_lock(cfg: hqms_config.Config, who: str = "a warehouse writer") -> Iterator[None]:
     """Hold the warehouse's write lock for the block — every writer takes it, and only while it
     has the warehouse attached, so everything else an ingest batch does (fetching, vaulting,
     staging, validation, keyed crypto) runs while another batch merges.
 
     * DuckDB file: an exclusive ``flock`` on ``<warehouse>.lock`` (0600). DuckDB's own file lock
       would refuse a second writer with an error; this one queues it.
-    * DuckLake: the catalog's advisory lock (:func:`merge_lock`). A writer of marts only
-      (``marts_only``: dbt) does not take it there: its commits touch no table a merge writes,
-      and DuckLake commits them side by side; two dbt builds still take turns in the one-slot
-      ``hqms_warehouse`` pool.
+    * DuckLake: the catalog's advisory lock (:func:`merge_lock`), dbt builds included. Their
+      commits touch no table a merge writes, but measured (2026-12-07, a dbt build beside an
+      ingest merge under Airflow): a view dbt created in schema ``intermediate`` in one snapshot
+      was catalogued in schema ``staging`` while a merge committed the next one, and the build's
+      data test failed on the missing view. So catalog commits of dbt and merges take turns.
 
     Re-entrant within a thread."""
-    if marts_only and is_lake(cfg):
-        yield
-        return
     depth = getattr(_depth, "n", 0)
     if depth:
         _depth.n = depth + 1

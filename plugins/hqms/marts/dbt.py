@@ -95,7 +95,7 @@ def run(args: list[str], cfg: hqms_config.Config | None = None, *, echo: bool = 
     results_file.unlink(missing_ok=True)
     command = [sys.executable, "-c", "from dbt.cli.main import cli; cli()", *args]
     # dbt opens the warehouse for writing: a DuckDB file takes one writer, an ingest merge may hold it
-    with warehouse_attach.write_lock(cfg, f"dbt {args[0]}", marts_only=True):
+    with warehouse_attach.write_lock(cfg, f"dbt {args[0]}"):
         proc = subprocess.run(command, cwd=PROJECT_DIR, env=dbt_env(cfg), text=True,
                               stdout=None if echo else subprocess.PIPE,
                               stderr=subprocess.STDOUT if not echo else None, check=False)
