@@ -4,7 +4,6 @@ PostgreSQL) with the ``hqms_ingest`` pool at one slot and at several, on the Duc
 
     .venv/bin/python bench/airflow_bench.py                                 # 40 k outpatient pages, pool 1 and 2, lake
     .venv/bin/python bench/airflow_bench.py --pages 120000 --hospitals 18 --keep
-    .venv/bin/python bench/airflow_bench.py --pages 120000 --hospitals 18 --reuse --warehouse file
 
 ``outpatient_bench.py`` drives the workers by hand (N child processes); this one measures what
 the data team runs: the scheduler's mapped ``process`` tasks of one ``hqms_ingest`` run, as many
@@ -33,13 +32,13 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import datetime
 from pathlib import Path
 
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from outpatient_bench import generate_month, pg_server, submit_month, warehouse_rows
+from outpatient_bench import generate_month, month_arguments, pg_server, submit_month, warehouse_rows
 
 PY = sys.executable
 HQMS = str(Path(PY).parent / "hqms")
@@ -207,14 +206,7 @@ def _airflow_run(args: argparse.Namespace, base_env: dict[str, str], gen: Path, 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--pages", type=int, default=40_000, help="outpatient pages in the month")
-    ap.add_argument("--hospitals", type=int, default=24)
-    ap.add_argument("--month", type=date.fromisoformat, default=date(2025, 1, 1), help="first day of the month")
-    ap.add_argument("--seed", type=int, default=42)
-    ap.add_argument("--work", type=Path, default=Path("/tmp/hqms-airflow-bench"))
-    ap.add_argument("--keep", action="store_true", help="keep the generated month in --work for --reuse")
-    ap.add_argument("--reuse", action="store_true", help="reuse a month generated earlier with the same sizes")
-    ap.add_argument("--batches", type=int, default=4, help="batches (mapped process tasks) the month is claimed in")
+    month_arguments(ap, pages=40_000, hospitals=24, work="/tmp/hqms-airflow-bench")
     ap.add_argument("--slots", default="1,2", help="pool hqms_ingest slot counts to measure (default 1,2)")
     ap.add_argument("--warehouse", choices=("lake", "file"), default="lake")
     ap.add_argument("--no-marts", action="store_true", help="do not wait for the monthly marts run")

@@ -257,16 +257,22 @@ def pg_server(args: argparse.Namespace) -> tuple[object, str]:
     return server, str(server.get_postmaster_info().socket_dir)
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--pages", type=int, default=2_000_000, help="outpatient pages in the month (default 2 M)")
-    ap.add_argument("--hospitals", type=int, default=300)
+def month_arguments(ap: argparse.ArgumentParser, *, pages: int, hospitals: int, work: str) -> None:
+    """The generated month's options (sizes, seed, where it is kept), shared by the benches that
+    ingest it, so ``--keep`` / ``--reuse`` mean one thing."""
+    ap.add_argument("--pages", type=int, default=pages, help=f"outpatient pages in the month (default {pages:,})")
+    ap.add_argument("--hospitals", type=int, default=hospitals)
     ap.add_argument("--month", type=date.fromisoformat, default=date(2025, 1, 1), help="first day of the month")
     ap.add_argument("--seed", type=int, default=42)
-    ap.add_argument("--work", type=Path, default=Path("/tmp/hqms-outpatient-bench"))
+    ap.add_argument("--work", type=Path, default=Path(work))
     ap.add_argument("--keep", action="store_true", help="keep the generated month in --work for --reuse")
     ap.add_argument("--reuse", action="store_true", help="reuse a month generated earlier with the same sizes")
     ap.add_argument("--batches", type=int, default=4, help="ingest batches the month is claimed in")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    month_arguments(ap, pages=2_000_000, hospitals=300, work="/tmp/hqms-outpatient-bench")
     ap.add_argument("--lake", action="store_true", help="also measure on a DuckLake warehouse (pgserver + S3)")
     ap.add_argument("--workers", default="1,2", help="concurrent ingest workers, file and lake (default 1,2)")
     ap.add_argument("--no-file", action="store_true", help="skip the DuckDB-file warehouse run")
