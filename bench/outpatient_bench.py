@@ -206,9 +206,11 @@ def _ingest(env: dict[str, str], work: Path, workers: int) -> Timing:
 def warehouse_rows(env: dict[str, str]) -> tuple[int, int]:
     """(dw.mzsy rows, processed uploads in ops.uploads): the run's result, read back."""
     code = ("from hqms import config, warehouse_attach as wa\n"
-            "con = wa.connect(config.load(), read_only=True)\n"
-            "print(*con.execute(\"SELECT (SELECT count(*) FROM dw.mzsy), (SELECT count(*) FROM ops.uploads \"\n"
-            "                   \"WHERE status = 'processed')\").fetchone())\n")
+            "cfg = config.load()\n"
+            "with wa.read_lock(cfg, 'bench'):  # a live system's marts runs may be writing\n"
+            "    con = wa.connect(cfg, read_only=True)\n"
+            "    print(*con.execute(\"SELECT (SELECT count(*) FROM dw.mzsy), (SELECT count(*) FROM ops.uploads \"\n"
+            "                       \"WHERE status = 'processed')\").fetchone())\n")
     out = subprocess.run([PY, "-c", code], env=env, check=True, capture_output=True, text=True).stdout.split()
     return int(out[0]), int(out[1])
 
