@@ -4,7 +4,8 @@ free-text redaction (:mod:`hqms.ingest.deidentify`) and the masking of reported 
 
 Why a module of its own: the two used to disagree. The warehouse matched ASCII runs of eleven
 digits while error reports masked any digit run, so an ID number typed in full-width digits
-(``５１０５…``), grouped (``510500 20031013 9686``, ``510500，20031013，9686``), a landline
+(``１１０１…``), grouped (GB 11643's own example: ``110105 19491231 002X``,
+``110105，19491231，002X``), a landline
 (``0830-23231357``, ``(0830)2323 1357``) or a dotted mobile (``138.0013.8000``) was masked in the
 report and kept in plain text in ``dw.*``.
 
