@@ -223,9 +223,14 @@ class Config:
         return self.embedded_s3_dir / "chosen"
 
     @property
+    def external_s3(self) -> bool:
+        """``HQMS_S3_ENDPOINT`` names an S3 server other than this home's own (MinIO in production)."""
+        return self.s3_endpoint not in (None, EMBEDDED_S3)
+
+    @property
     def s3_configured(self) -> bool:
         """An S3 server is set, or this home's embedded store is chosen."""
-        return self.s3_endpoint is not None or self.embedded_s3
+        return self.external_s3 or self.embedded_s3
 
     def s3_unset_fix(self) -> str:
         """How to configure the store: the production setting, and the local choice."""

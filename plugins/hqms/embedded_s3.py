@@ -233,7 +233,7 @@ def choose(cfg: config.Config) -> None:
     """The local tooling's choice: unless ``HQMS_S3_ENDPOINT`` names another server, this home
     stores its uploads in its embedded server from now on, in every later process too (which is
     what lets ``hqms serve`` or ``hqms run`` follow ``hqms demo`` without any setting)."""
-    if cfg.s3_endpoint not in (None, config.EMBEDDED_S3) or cfg.embedded_s3_choice.exists():
+    if cfg.external_s3 or cfg.embedded_s3_choice.exists():
         return
     config.write_private(cfg.embedded_s3_choice,
                          "This home stores uploads in its embedded S3 server (rclone, data/ beside this file):\n"
@@ -324,7 +324,7 @@ def run(args: argparse.Namespace) -> int:
     from hqms.errors import UserError
 
     cfg = config.load()
-    if cfg.s3_endpoint not in (None, config.EMBEDDED_S3):
+    if cfg.external_s3:
         raise UserError(f"HQMS_S3_ENDPOINT is set ({cfg.s3_endpoint}); the embedded server is "
                         "not used / 已配置外部 S3，未使用内置服务")
     try:
